@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* Ring buffer output with loss accounting and batched wakeups. */
+#ifndef __GADGET_BUFFER_H
+#define __GADGET_BUFFER_H
+
+#include <vmlinux.h>
+#include <bpf/bpf_helpers.h>
+
+/* Set by the runtime before load. 0: the kernel's default wakeup policy. */
+/* A reserved record already counts in BPF_RB_AVAIL_DATA, hence size 0 on submit. */
+const volatile __u64 gadget_wakeup_bytes = 0;
+
+static __always_inline __u64 gadget__wakeup_flags(void *map, __u64 size)
+{
+	if (!gadget_wakeup_bytes)
+		return 0;
+	if (bpf_ringbuf_query(map, BPF_RB_AVAIL_DATA) + size >= gadget_wakeup_bytes)
+		return BPF_RB_FORCE_WAKEUP;
+	return BPF_RB_NO_WAKEUP;
+}
+
+static __always_inline void *gadget__reserve_buf(void *map, __u64 size, __u64 *lost)
+{
+	void *buf = bpf_ringbuf_reserve(map, size, 0);
+
+	if (!buf)
+		__sync_fetch_and_add(lost, 1);
+	return buf;
+}
+
+static __always_inline long gadget__output_buf(void *map, void *data, __u64 size,
+					       __u64 *lost)
+{
+	long err = bpf_ringbuf_output(map, data, size, gadget__wakeup_flags(map, size));
+
+	if (err)
+		__sync_fetch_and_add(lost, 1);
+	return err;
+}
+
+/*
+ * `map` is the map's name as given to GADGET_TRACER_MAP (no `&`): the lost
+ * counter gadget_lost__<map> is found by pasting it.
+ */
+#define gadget_reserve_buf(map, size)					\
+	gadget__reserve_buf(&(map), (size), &gadget_lost__##map)
+
+#define gadget_submit_buf(ctx, map, buf, size)				\
+	bpf_ringbuf_submit((buf), gadget__wakeup_flags(&(map), 0))
+
+#define gadget_discard_buf(buf)	bpf_ringbuf_discard((buf), 0)
+
+#define gadget_output_buf(ctx, map, data, size)				\
+	gadget__output_buf(&(map), (data), (size), &gadget_lost__##map)
+
+#endif /* __GADGET_BUFFER_H */

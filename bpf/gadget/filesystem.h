@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* Paths of files without bpf_d_path() (not allowed in tracepoints), overlayfs upper layer. */
+#ifndef __GADGET_FILESYSTEM_H
+#define __GADGET_FILESYSTEM_H
+
+#include <vmlinux.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+
+#define GADGET_PATH_MAX		4096	/* scratch size, power of 2 */
+#define GADGET_PATH_DEPTH	64	/* dentries and mounts walked */
+#define GADGET_NAME_MAX		255
+
+#define GADGET_OVERLAYFS_MAGIC	0x794c7630
+
+/*
+ * The path is built backwards from the end of buf; the tail absorbs the last
+ * name. pos lives here, not in a register, so the verifier does not track its
+ * range per iteration (which made the loop unverifiable).
+ */
+struct gadget_path_scratch {
+	__u32 pos;
+	char buf[GADGET_PATH_MAX + GADGET_NAME_MAX + 1];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct gadget_path_scratch);
+} gadget_path_heap SEC(".maps");
+
+/*
+ * Writes the absolute path of `p` (a kernel pointer) into buf, NUL-terminated,
+ * cut to size - 1 bytes. Mounts are crossed up to the root of the mount tree.
+ * Returns the length written, or -1 (buf then holds "").
+ */
+static __always_inline long gadget_read_path(const struct path *p, char *buf, __u32 size)
+{
+	struct gadget_path_scratch *s;
+	struct dentry *dentry, *parent;
+	struct vfsmount *vfsmnt;
+	struct mount *mnt, *mnt_parent;
+	const unsigned char *name;
+	volatile __u32 *vpos;
+	__u32 zero = 0, pos, len;
+	__u64 n;
+	int i;
+
+	buf[0] = '\0';
+	s = bpf_map_lookup_elem(&gadget_path_heap, &zero);
+	if (!s)
+		return -1;
+
+	dentry = BPF_CORE_READ(p, dentry);
+	vfsmnt = BPF_CORE_READ(p, mnt);
+	if (!dentry || !vfsmnt)
+		return -1;
+	mnt = (void *)vfsmnt - bpf_core_field_offset(struct mount, mnt);
+	vpos = &s->pos;
+	*vpos = GADGET_PATH_MAX;
+
+	for (i = 0; i < GADGET_PATH_DEPTH; i++) {
+		if (dentry == BPF_CORE_READ(vfsmnt, mnt_root)) {
+			mnt_parent = BPF_CORE_READ(mnt, mnt_parent);
+			if (mnt_parent == mnt)
+				break;
+			dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
+			mnt = mnt_parent;
+			vfsmnt = &mnt->mnt;
+			continue;
+		}
+		parent = BPF_CORE_READ(dentry, d_parent);
+		if (dentry == parent)	/* root of a detached tree */
+			break;
+
+		len = BPF_CORE_READ(dentry, d_name.len) & GADGET_NAME_MAX;
+		name = BPF_CORE_READ(dentry, d_name.name);
+		pos = *vpos;
+		if (len + 1 > pos)
+			break;
+		pos -= len + 1;
+		s->buf[pos & (GADGET_PATH_MAX - 1)] = '/';
+		bpf_probe_read_kernel(&s->buf[(pos + 1) & (GADGET_PATH_MAX - 1)], len, name);
+		*vpos = pos;
+		dentry = parent;
+	}
+
+	pos = *vpos;
+	if (pos == GADGET_PATH_MAX)
+		s->buf[--pos] = '/';
+
+	n = GADGET_PATH_MAX - pos;
+	if (n > size - 1)
+		n = size - 1;
+	barrier_var(n);
+	if (n > size - 1)
+		return -1;
+	bpf_probe_read_kernel(buf, n, &s->buf[pos & (GADGET_PATH_MAX - 1)]);
+	buf[n] = '\0';
+	return n;
+}
+
+/* Whether a file on overlayfs lives in the upper layer (copied up or created). */
+static __always_inline bool gadget_file_upper_layer(struct file *file)
+{
+	struct inode *inode = BPF_CORE_READ(file, f_inode);
+	struct ovl_inode *oi;
+
+	if (!inode || BPF_CORE_READ(inode, i_sb, s_magic) != GADGET_OVERLAYFS_MAGIC)
+		return false;
+	if (!bpf_core_type_exists(struct ovl_inode))
+		return false;
+	/* struct ovl_inode embeds the vfs inode */
+	oi = (void *)inode - bpf_core_field_offset(struct ovl_inode, vfs_inode);
+	return BPF_CORE_READ(oi, __upperdentry) != NULL;
+}
+
+#endif /* __GADGET_FILESYSTEM_H */

@@ -1,0 +1,17 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* The gadget API: include this from a gadget's program.bpf.c. */
+#ifndef __GADGET_H
+#define __GADGET_H
+
+#include <vmlinux.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+
+#include <gadget/types.h>
+#include <gadget/macros.h>
+#include <gadget/buffer.h>
+#include <gadget/mntns_filter.h>
+#include <gadget/filesystem.h>
+
+#endif /* __GADGET_H */

@@ -1,0 +1,288 @@
+// SPDX-License-Identifier: GPL-2.0
+/* trace_exec: process executions, successful and (optionally) failed. */
+#include <gadget/gadget.h>
+
+#define ARGS_MAX	4096	/* bytes of argv kept, power of 2 */
+#define FAILED_ARGS_MAX	128	/* argv entries read for a failed exec */
+#define PATH_LEN	512
+#define INVALID_UID	((__u32)-1)
+
+struct event {
+	gadget_timestamp timestamp_raw;
+	gadget_mntns_id mntns_id;
+	gadget_comm comm[16];
+	gadget_pid pid;
+	gadget_tid tid;
+	gadget_ppid ppid;
+	gadget_pcomm pcomm[16];
+	gadget_uid uid;
+	gadget_gid gid;
+	gadget_uid loginuid;
+	__u32 sessionid;
+	gadget_errno error_raw;
+	bool upper_layer;
+	bool pupper_layer;
+	bool args_truncated;
+	__u32 args_count;
+	__u32 args_size;
+	char cwd[PATH_LEN];
+	char file[PATH_LEN];
+	char exepath[PATH_LEN];
+	gadget_strlist args[ARGS_MAX];
+};
+
+/* A record is sent up to the end of its args; slack lets bounded reads overrun. */
+struct scratch {
+	struct event e;
+	char slack[ARGS_MAX];
+};
+
+/* sys_enter_execve* arguments, for a failed exec */
+struct exec_args {
+	__u64 filename;
+	__u64 argv;
+};
+
+const volatile bool ignore_failed = true;
+const volatile bool paths = false;
+const volatile __u32 targ_uid = INVALID_UID;
+
+GADGET_PARAM(ignore_failed);
+GADGET_PARAM(paths);
+GADGET_PARAM(targ_uid);
+
+GADGET_TRACER_MAP(events, 1024 * 1024 * 4);
+GADGET_TRACER(exec, events, event);
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 10240);
+	__type(key, __u32);
+	__type(value, struct exec_args);
+} execs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scratch);
+} heap SEC(".maps");
+
+static __always_inline bool discard(void)
+{
+	if (gadget_should_discard_mntns_id(gadget_get_current_mntns_id()))
+		return true;
+	return targ_uid != INVALID_UID && (__u32)bpf_get_current_uid_gid() != targ_uid;
+}
+
+/* Fills what successful and failed execs share; zeroes everything before args. */
+static __always_inline struct event *event_init(struct task_struct *task)
+{
+	struct task_struct *parent;
+	struct event *e;
+	__u32 zero = 0, i;
+	__u64 id;
+
+	e = bpf_map_lookup_elem(&heap, &zero);
+	if (!e)
+		return NULL;
+	/* the scratch is reused: no stale bytes; volatile keeps clang-14 from calling memset */
+#pragma unroll
+	for (i = 0; i < offsetof(struct event, args) / 8; i++)
+		((volatile __u64 *)e)[i] = 0;
+
+	e->timestamp_raw = bpf_ktime_get_boot_ns();
+	e->mntns_id = gadget_get_current_mntns_id();
+	id = bpf_get_current_pid_tgid();
+	e->pid = id >> 32;
+	e->tid = (__u32)id;
+	id = bpf_get_current_uid_gid();
+	e->uid = (__u32)id;
+	e->gid = id >> 32;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+
+	parent = BPF_CORE_READ(task, real_parent);
+	e->ppid = BPF_CORE_READ(parent, tgid);
+	BPF_CORE_READ_INTO(&e->pcomm, parent, comm);
+	if (bpf_core_field_exists(task->loginuid)) {
+		e->loginuid = BPF_CORE_READ(task, loginuid.val);
+		e->sessionid = BPF_CORE_READ(task, sessionid);
+	} else {
+		e->loginuid = INVALID_UID;
+		e->sessionid = INVALID_UID;
+	}
+	return e;
+}
+
+/* args_size is read back from the map value so the verifier does not track its origin. */
+static __always_inline void output(void *ctx, struct event *e)
+{
+	__u64 size = offsetof(struct event, args) + *(volatile __u32 *)&e->args_size;
+
+	if (size > sizeof(*e))
+		size = sizeof(*e);
+	gadget_output_buf(ctx, events, e, size);
+}
+
+static __always_inline void read_cwd(struct task_struct *task, struct event *e)
+{
+	struct fs_struct *fs = BPF_CORE_READ(task, fs);
+
+	gadget_read_path(&fs->pwd, e->cwd, sizeof(e->cwd));
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(ig_sched_exec, struct task_struct *task, pid_t old_pid,
+	     struct linux_binprm *bprm)
+{
+	struct task_struct *parent;
+	unsigned long arg_start, arg_end;
+	struct event *e;
+	__u32 len, count = 0, kept = 0, i;
+	__u32 old_tid = old_pid;
+	struct file *file;
+
+	if (!ignore_failed)
+		bpf_map_delete_elem(&execs, &old_tid);
+	if (discard())
+		return 0;
+
+	e = event_init(task);
+	if (!e)
+		return 0;
+
+	arg_start = BPF_CORE_READ(task, mm, arg_start);
+	arg_end = BPF_CORE_READ(task, mm, arg_end);
+	len = arg_end - arg_start;
+	if (arg_end - arg_start > ARGS_MAX) {
+		len = ARGS_MAX;
+		e->args_truncated = true;
+	}
+	barrier_var(len);
+	if (len > ARGS_MAX)
+		return 0;
+	if (bpf_probe_read_user(e->args, len, (void *)arg_start))
+		len = 0;
+	/* kept: up to the last NUL, so only complete args are sent */
+	for (i = 0; i < ARGS_MAX; i++) {
+		if (i >= len)
+			break;
+		if (e->args[i] == '\0') {
+			count++;
+			kept = i + 1;
+		}
+	}
+	e->args_count = count;
+	e->args_size = kept;
+
+	file = BPF_CORE_READ(bprm, file);
+	e->upper_layer = gadget_file_upper_layer(file);
+	parent = BPF_CORE_READ(task, real_parent);
+	e->pupper_layer = gadget_file_upper_layer(BPF_CORE_READ(parent, mm, exe_file));
+
+	if (paths) {
+		read_cwd(task, e);
+		bpf_probe_read_kernel_str(e->file, sizeof(e->file), BPF_CORE_READ(bprm, filename));
+		gadget_read_path(&file->f_path, e->exepath, sizeof(e->exepath));
+	}
+
+	output(ctx, e);
+	return 0;
+}
+
+static __always_inline int enter_exec(__u64 filename, __u64 argv)
+{
+	struct exec_args args = { .filename = filename, .argv = argv };
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+
+	if (ignore_failed || discard())
+		return 0;
+	bpf_map_update_elem(&execs, &tid, &args, BPF_ANY);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_execve")
+int ig_execve_e(struct trace_event_raw_sys_enter *ctx)
+{
+	return enter_exec(ctx->args[0], ctx->args[1]);
+}
+
+SEC("tracepoint/syscalls/sys_enter_execveat")
+int ig_execveat_e(struct trace_event_raw_sys_enter *ctx)
+{
+	return enter_exec(ctx->args[1], ctx->args[2]);
+}
+
+static __always_inline int exit_exec(void *ctx, long ret)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct task_struct *task;
+	struct exec_args *args;
+	struct event *e;
+	volatile __u32 *size;
+	const char *argp;
+	__u32 off;
+	long n;
+	int i;
+
+	if (ignore_failed)
+		return 0;
+	args = bpf_map_lookup_elem(&execs, &tid);
+	if (!args)
+		return 0;
+	if (ret >= 0 || discard())
+		goto cleanup;
+
+	task = (struct task_struct *)bpf_get_current_task();
+	e = event_init(task);
+	if (!e)
+		goto cleanup;
+	e->error_raw = -ret;
+
+	/* the running offset is kept in e->args_size: see output() */
+	size = &e->args_size;
+	for (i = 0; i < FAILED_ARGS_MAX && args->argv; i++) {
+		if (bpf_probe_read_user(&argp, sizeof(argp), (void *)args->argv + i * sizeof(argp)))
+			break;
+		if (!argp)
+			break;
+		off = *size;
+		/* may run into the slack; only complete args within ARGS_MAX are kept */
+		n = bpf_probe_read_user_str(&e->args[off & (ARGS_MAX - 1)], ARGS_MAX, argp);
+		if (n <= 0)
+			break;
+		if (off + n > ARGS_MAX) {
+			e->args_truncated = true;
+			break;
+		}
+		*size = off + n;
+		e->args_count++;
+	}
+	if (i == FAILED_ARGS_MAX &&
+	    !bpf_probe_read_user(&argp, sizeof(argp), (void *)args->argv + i * sizeof(argp)) && argp)
+		e->args_truncated = true;
+
+	if (paths) {
+		read_cwd(task, e);
+		bpf_probe_read_user_str(e->file, sizeof(e->file), (void *)args->filename);
+	}
+
+	output(ctx, e);
+cleanup:
+	bpf_map_delete_elem(&execs, &tid);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_execve")
+int ig_execve_x(struct trace_event_raw_sys_exit *ctx)
+{
+	return exit_exec(ctx, ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_execveat")
+int ig_execveat_x(struct trace_event_raw_sys_exit *ctx)
+{
+	return exit_exec(ctx, ctx->ret);
+}
+
+char LICENSE[] SEC("license") = "GPL";

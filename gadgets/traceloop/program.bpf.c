@@ -1,0 +1,483 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * traceloop: a flight recorder of system calls, one bounded overwriting buffer per container.
+ *
+ * sys_enter/sys_exit write fixed-size records into one big array map, each container (mount
+ * namespace) owning the window [slot * records_per_container, (slot + 1) * records_per_container).
+ * The slot is allocated here, in BPF, on the container's first syscall: user space could not
+ * create a buffer in time for a container that lives 50 ms. Nothing is streamed; user space reads
+ * a container's window when asked (`traceloop show`). See README.md for the conventions.
+ */
+#include <vmlinux.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <gadget/types.h>
+#include <gadget/macros.h>
+#include <gadget/mntns_filter.h>
+
+#define TRACELOOP_DATA_LEN	128	/* captured bytes per record, power of 2 */
+#define TRACELOOP_MAX_NR	1024	/* syscall numbers covered by the tables, power of 2 */
+#define NO_DATA_ARG		0xff
+
+enum record_kind {
+	RECORD_EMPTY = 0,
+	RECORD_ENTER = 1,
+	RECORD_EXIT = 2,
+	RECORD_ENTER_DATA = 3,	/* one more captured argument of the preceding enter */
+};
+
+#define DATA_TRUNCATED	1
+#define DATA_FAULT	2
+
+/* 240 bytes; mirrored by src/traceloop/record.rs. */
+struct traceloop_record {
+	__u64 seq;			/* per-container sequence number */
+	gadget_timestamp timestamp_raw;
+	gadget_mntns_id mntns_id;
+	__u64 args[6];			/* enter: arguments; exit: args[0] = return value */
+	gadget_pid pid;
+	gadget_tid tid;
+	__u32 cpu;
+	gadget_syscall syscall_nr;
+	gadget_comm comm[16];
+	__u8 kind;			/* enum record_kind; written last */
+	__u8 data_arg;			/* argument `data` belongs to, NO_DATA_ARG if none */
+	__u16 data_len;			/* bytes in data (strings: without the NUL) */
+	__u8 data_flags;		/* DATA_TRUNCATED, DATA_FAULT */
+	__u8 __pad[3];
+	char data[TRACELOOP_DATA_LEN];
+};
+
+/*
+ * What to capture for a syscall (indexed by number in traceloop_specs).
+ * strings: bit i set: argument i is a NUL-terminated user string, read at enter.
+ * enter_buf / exit_buf: 1 + index of a user buffer read at enter (length: argument
+ * len_arg - 1) or at exit (length: the return value); 0: none.
+ */
+struct traceloop_spec {
+	__u8 strings;
+	__u8 enter_buf;
+	__u8 len_arg;
+	__u8 exit_buf;
+};
+
+#define S(nr, mask)		[nr] = { .strings = (mask) }
+#define WBUF(nr, buf, len)	[nr] = { .enter_buf = (buf) + 1, .len_arg = (len) + 1 }
+#define RBUF(nr, buf)		[nr] = { .exit_buf = (buf) + 1 }
+#define SR(nr, mask, buf)	[nr] = { .strings = (mask), .exit_buf = (buf) + 1 }
+
+/*
+ * Compiled-in default; user space may override it before load (it is .rodata).
+ * Keep in sync with EXIT_BUFFERS in src/traceloop/decode.rs.
+ */
+const volatile struct traceloop_spec traceloop_specs[TRACELOOP_MAX_NR] = {
+#if defined(__TARGET_ARCH_x86)
+	WBUF(1, 1, 2),		/* write */
+	WBUF(18, 1, 2),		/* pwrite64 */
+	WBUF(44, 1, 2),		/* sendto */
+	RBUF(0, 1),		/* read */
+	RBUF(17, 1),		/* pread64 */
+	RBUF(45, 1),		/* recvfrom */
+	RBUF(79, 0),		/* getcwd */
+	SR(89, 0x1, 1),		/* readlink */
+	SR(267, 0x2, 2),	/* readlinkat */
+	S(2, 0x1),		/* open */
+	S(85, 0x1),		/* creat */
+	S(257, 0x2),		/* openat */
+	S(437, 0x2),		/* openat2 */
+	S(4, 0x1),		/* stat */
+	S(6, 0x1),		/* lstat */
+	S(262, 0x2),		/* newfstatat */
+	S(332, 0x2),		/* statx */
+	S(21, 0x1),		/* access */
+	S(269, 0x2),		/* faccessat */
+	S(439, 0x2),		/* faccessat2 */
+	S(59, 0x1),		/* execve */
+	S(322, 0x2),		/* execveat */
+	S(80, 0x1),		/* chdir */
+	S(161, 0x1),		/* chroot */
+	S(83, 0x1),		/* mkdir */
+	S(258, 0x2),		/* mkdirat */
+	S(84, 0x1),		/* rmdir */
+	S(87, 0x1),		/* unlink */
+	S(263, 0x2),		/* unlinkat */
+	S(82, 0x3),		/* rename */
+	S(264, 0xa),		/* renameat */
+	S(316, 0xa),		/* renameat2 */
+	S(86, 0x3),		/* link */
+	S(265, 0xa),		/* linkat */
+	S(88, 0x3),		/* symlink */
+	S(266, 0x5),		/* symlinkat */
+	S(90, 0x1),		/* chmod */
+	S(268, 0x2),		/* fchmodat */
+	S(92, 0x1),		/* chown */
+	S(94, 0x1),		/* lchown */
+	S(260, 0x2),		/* fchownat */
+	S(76, 0x1),		/* truncate */
+	S(133, 0x1),		/* mknod */
+	S(259, 0x2),		/* mknodat */
+	S(280, 0x2),		/* utimensat */
+	S(165, 0x7),		/* mount */
+	S(166, 0x1),		/* umount2 */
+#elif defined(__TARGET_ARCH_arm64)
+	WBUF(64, 1, 2),		/* write */
+	WBUF(68, 1, 2),		/* pwrite64 */
+	WBUF(206, 1, 2),	/* sendto */
+	RBUF(63, 1),		/* read */
+	RBUF(67, 1),		/* pread64 */
+	RBUF(207, 1),		/* recvfrom */
+	RBUF(17, 0),		/* getcwd */
+	SR(78, 0x2, 2),		/* readlinkat */
+	S(56, 0x2),		/* openat */
+	S(437, 0x2),		/* openat2 */
+	S(79, 0x2),		/* newfstatat */
+	S(291, 0x2),		/* statx */
+	S(48, 0x2),		/* faccessat */
+	S(439, 0x2),		/* faccessat2 */
+	S(221, 0x1),		/* execve */
+	S(281, 0x2),		/* execveat */
+	S(49, 0x1),		/* chdir */
+	S(51, 0x1),		/* chroot */
+	S(34, 0x2),		/* mkdirat */
+	S(35, 0x2),		/* unlinkat */
+	S(38, 0xa),		/* renameat */
+	S(276, 0xa),		/* renameat2 */
+	S(37, 0xa),		/* linkat */
+	S(36, 0x5),		/* symlinkat */
+	S(53, 0x2),		/* fchmodat */
+	S(54, 0x2),		/* fchownat */
+	S(45, 0x1),		/* truncate */
+	S(33, 0x2),		/* mknodat */
+	S(88, 0x2),		/* utimensat */
+	S(40, 0x7),		/* mount */
+	S(39, 0x1),		/* umount2 */
+#endif
+};
+
+/* Parameters (const volatile: set by the runtime before load). */
+const volatile __u32 records_per_container = 16384;
+const volatile __u32 max_containers = 16;
+const volatile bool filter_syscalls = false;
+
+GADGET_PARAM(records_per_container);
+GADGET_PARAM(max_containers);
+GADGET_PARAM(filter_syscalls);
+
+/* Counters in .bss, read by user space. */
+__u32 traceloop_next_slot;		/* slots handed out from the counter */
+__u64 traceloop_lost_containers;	/* syscalls dropped: no slot left */
+__u64 traceloop_lost_records;		/* records dropped: index outside the array */
+
+/* mount namespace -> slot. max_entries = max_containers (set by the runtime). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16);
+	__type(key, __u64);
+	__type(value, __u32);
+} traceloop_slots SEC(".maps");
+
+/* slot -> next sequence number. max_entries = max_containers. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 16);
+	__type(key, __u32);
+	__type(value, __u64);
+} traceloop_heads SEC(".maps");
+
+/* Slots given back by user space (`traceloop close`), reused before the counter. */
+struct {
+	__uint(type, BPF_MAP_TYPE_QUEUE);
+	__uint(max_entries, 16);
+	__type(value, __u32);
+} traceloop_free_slots SEC(".maps");
+
+/* The records. max_entries = max_containers * records_per_container. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 16 * 16384);
+	__type(key, __u32);
+	__type(value, struct traceloop_record);
+} traceloop_records SEC(".maps");
+
+/* syscall nr -> non-zero: record it (when filter_syscalls). Filled by the runtime. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, TRACELOOP_MAX_NR);
+	__type(key, __u32);
+	__type(value, __u8);
+} syscall_filters SEC(".maps");
+
+/* Enter state of syscalls whose buffer is read at exit. */
+struct pending {
+	__u32 nr;
+	__u32 __pad;
+	__u64 buf;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 10240);
+	__type(key, __u32);
+	__type(value, struct pending);
+} traceloop_pending SEC(".maps");
+
+/* Keeps the record struct in BTF for the runtime. */
+const struct traceloop_record *__traceloop_record_type __attribute__((unused));
+
+/* pt_regs flavors: CO-RE matches them to the kernel's struct pt_regs by field name. */
+struct pt_regs___x86_tl {
+	unsigned long di, si, dx, r10, r8, r9, orig_ax;
+} __attribute__((preserve_access_index));
+
+struct pt_regs___arm64_tl {
+	__u64 regs[31];
+	__u64 orig_x0;
+	__s32 syscallno;
+} __attribute__((preserve_access_index));
+
+static __always_inline void read_args(void *regs, __u64 args[6])
+{
+#if defined(__TARGET_ARCH_x86)
+	struct pt_regs___x86_tl *r = regs;
+
+	args[0] = BPF_CORE_READ(r, di);
+	args[1] = BPF_CORE_READ(r, si);
+	args[2] = BPF_CORE_READ(r, dx);
+	args[3] = BPF_CORE_READ(r, r10);
+	args[4] = BPF_CORE_READ(r, r8);
+	args[5] = BPF_CORE_READ(r, r9);
+#elif defined(__TARGET_ARCH_arm64)
+	struct pt_regs___arm64_tl *r = regs;
+
+	args[0] = BPF_CORE_READ(r, orig_x0);
+	args[1] = BPF_CORE_READ(r, regs[1]);
+	args[2] = BPF_CORE_READ(r, regs[2]);
+	args[3] = BPF_CORE_READ(r, regs[3]);
+	args[4] = BPF_CORE_READ(r, regs[4]);
+	args[5] = BPF_CORE_READ(r, regs[5]);
+#else
+#error "traceloop: unsupported architecture"
+#endif
+}
+
+static __always_inline __u32 syscall_nr_of(void *regs)
+{
+#if defined(__TARGET_ARCH_x86)
+	return BPF_CORE_READ((struct pt_regs___x86_tl *)regs, orig_ax);
+#else
+	return BPF_CORE_READ((struct pt_regs___arm64_tl *)regs, syscallno);
+#endif
+}
+
+/* The container's slot, allocated on first use; -1 when none is left. */
+static __always_inline __s64 get_slot(__u64 mntns_id)
+{
+	__u32 *found, slot;
+
+	found = bpf_map_lookup_elem(&traceloop_slots, &mntns_id);
+	if (found)
+		return *found;
+
+	if (bpf_map_pop_elem(&traceloop_free_slots, &slot)) {
+		slot = __sync_fetch_and_add(&traceloop_next_slot, 1);
+		if (slot >= max_containers) {
+			__sync_fetch_and_add(&traceloop_lost_containers, 1);
+			return -1;
+		}
+	}
+	if (bpf_map_update_elem(&traceloop_slots, &mntns_id, &slot, BPF_NOEXIST)) {
+		/* Another CPU won the race (or the map is full): give the slot back. */
+		bpf_map_push_elem(&traceloop_free_slots, &slot, 0);
+		found = bpf_map_lookup_elem(&traceloop_slots, &mntns_id);
+		if (found)
+			return *found;
+		__sync_fetch_and_add(&traceloop_lost_containers, 1);
+		return -1;
+	}
+	return slot;
+}
+
+/* Claims the next record of the slot and fills the common header (kind still empty). */
+static __always_inline struct traceloop_record *
+new_record(__u32 slot, __u64 mntns_id, __u32 nr, __u64 ts)
+{
+	struct traceloop_record *rec;
+	__u64 *head, seq, pid_tgid;
+	__u32 idx;
+
+	head = bpf_map_lookup_elem(&traceloop_heads, &slot);
+	if (!head)
+		return NULL;
+	seq = __sync_fetch_and_add(head, 1);
+	idx = slot * records_per_container + (__u32)(seq % records_per_container);
+	rec = bpf_map_lookup_elem(&traceloop_records, &idx);
+	if (!rec) {
+		__sync_fetch_and_add(&traceloop_lost_records, 1);
+		return NULL;
+	}
+	pid_tgid = bpf_get_current_pid_tgid();
+	rec->kind = RECORD_EMPTY;
+	rec->seq = seq;
+	rec->timestamp_raw = ts;
+	rec->mntns_id = mntns_id;
+	rec->pid = pid_tgid >> 32;
+	rec->tid = (__u32)pid_tgid;
+	rec->cpu = bpf_get_smp_processor_id();
+	rec->syscall_nr = nr;
+	bpf_get_current_comm(rec->comm, sizeof(rec->comm));
+	rec->data_arg = NO_DATA_ARG;
+	rec->data_len = 0;
+	rec->data_flags = 0;
+	return rec;
+}
+
+static __always_inline void capture_string(struct traceloop_record *rec, __u8 arg, __u64 ptr)
+{
+	long n = bpf_probe_read_user_str(rec->data, sizeof(rec->data), (void *)ptr);
+
+	rec->data_arg = arg;
+	if (n < 0) {
+		rec->data_flags = DATA_FAULT;
+		return;
+	}
+	/* n counts the NUL; a full buffer may have been cut. */
+	rec->data_len = n > 0 ? n - 1 : 0;
+	if (n >= (long)sizeof(rec->data))
+		rec->data_flags = DATA_TRUNCATED;
+}
+
+static __always_inline void capture_buf(struct traceloop_record *rec, __u8 arg, __u64 ptr,
+					__s64 len)
+{
+	__u32 n;
+
+	rec->data_arg = arg;
+	if (len <= 0)
+		return;
+	n = len > TRACELOOP_DATA_LEN ? TRACELOOP_DATA_LEN : len;
+	if (len > TRACELOOP_DATA_LEN)
+		rec->data_flags = DATA_TRUNCATED;
+	n &= (TRACELOOP_DATA_LEN * 2 - 1);
+	if (n > TRACELOOP_DATA_LEN)
+		return;
+	if (bpf_probe_read_user(rec->data, n, (void *)ptr)) {
+		rec->data_flags |= DATA_FAULT;
+		return;
+	}
+	rec->data_len = n;
+}
+
+static __always_inline bool wanted(__u32 nr)
+{
+	__u8 *on;
+
+	if (!filter_syscalls)
+		return true;
+	on = bpf_map_lookup_elem(&syscall_filters, &nr);
+	return on && *on;
+}
+
+SEC("raw_tracepoint/sys_enter")
+int traceloop_sys_enter(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct traceloop_record *rec;
+	struct traceloop_spec spec = {};
+	__u64 mntns_id, ts, args[8] = {};	/* 8: indexes are masked with & 7 */
+	__u32 nr = ctx->args[1];
+	__u8 kind = RECORD_ENTER;
+	bool has_data = false;
+	__s64 slot;
+	int i;
+
+	mntns_id = gadget_get_current_mntns_id();
+	if (gadget_should_discard_mntns_id(mntns_id) || !wanted(nr))
+		return 0;
+	slot = get_slot(mntns_id);
+	if (slot < 0)
+		return 0;
+
+	ts = bpf_ktime_get_boot_ns();
+	read_args((void *)ctx->args[0], args);
+	if (nr < TRACELOOP_MAX_NR) {
+		spec.strings = traceloop_specs[nr].strings;
+		spec.enter_buf = traceloop_specs[nr].enter_buf;
+		spec.len_arg = traceloop_specs[nr].len_arg;
+		spec.exit_buf = traceloop_specs[nr].exit_buf;
+	}
+
+	rec = new_record(slot, mntns_id, nr, ts);
+	if (!rec)
+		return 0;
+	__builtin_memcpy(rec->args, args, sizeof(rec->args));
+	if (spec.enter_buf && spec.enter_buf <= 6 && spec.len_arg && spec.len_arg <= 6) {
+		capture_buf(rec, spec.enter_buf - 1, args[(spec.enter_buf - 1) & 7],
+			    args[(spec.len_arg - 1) & 7]);
+		has_data = true;
+	}
+	if (spec.exit_buf && spec.exit_buf <= 6) {
+		struct pending p = { .nr = nr, .buf = args[(spec.exit_buf - 1) & 7] };
+		__u32 tid = (__u32)bpf_get_current_pid_tgid();
+
+		bpf_map_update_elem(&traceloop_pending, &tid, &p, BPF_ANY);
+	}
+
+	/* The first captured argument rides in the enter record, the others in continuations. */
+#pragma unroll
+	for (i = 0; i < 6; i++) {
+		if (!(spec.strings & (1 << i)))
+			continue;
+		if (has_data) {
+			rec->kind = kind;
+			kind = RECORD_ENTER_DATA;
+			rec = new_record(slot, mntns_id, nr, ts);
+			if (!rec)
+				return 0;
+			__builtin_memset(rec->args, 0, sizeof(rec->args));
+		}
+		capture_string(rec, i, args[i]);
+		has_data = true;
+	}
+	rec->kind = kind;
+	return 0;
+}
+
+SEC("raw_tracepoint/sys_exit")
+int traceloop_sys_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct traceloop_record *rec;
+	struct pending *p;
+	__u64 mntns_id, ts;
+	__s64 ret = ctx->args[1], slot;
+	__u32 nr, tid;
+
+	mntns_id = gadget_get_current_mntns_id();
+	nr = syscall_nr_of((void *)ctx->args[0]);
+	if (gadget_should_discard_mntns_id(mntns_id) || !wanted(nr))
+		return 0;
+	slot = get_slot(mntns_id);
+	if (slot < 0)
+		return 0;
+
+	ts = bpf_ktime_get_boot_ns();
+	rec = new_record(slot, mntns_id, nr, ts);
+	if (!rec)
+		return 0;
+	__builtin_memset(rec->args, 0, sizeof(rec->args));
+	rec->args[0] = ret;
+
+	tid = (__u32)bpf_get_current_pid_tgid();
+	p = bpf_map_lookup_elem(&traceloop_pending, &tid);
+	if (p) {
+		if (p->nr == nr && nr < TRACELOOP_MAX_NR) {
+			__u8 arg = traceloop_specs[nr].exit_buf;
+
+			if (arg)
+				capture_buf(rec, arg - 1, p->buf, ret);
+		}
+		bpf_map_delete_elem(&traceloop_pending, &tid);
+	}
+	rec->kind = RECORD_EXIT;
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";

@@ -1,0 +1,73 @@
+//! The built-in gadgets and gadget API headers, embedded at build time (see `build.rs`).
+//! A reference to a built-in gadget under the default repository that is missing from the local
+//! store is seeded from here, so `ig run trace_exec` works offline with no registry.
+
+use std::path::Path;
+
+use crate::oci::image::{self, ImageParts};
+use crate::oci::{OciError, Reference, Store};
+
+pub struct BuiltinGadget {
+    pub name: &'static str,
+    pub metadata: &'static [u8],
+    /// (OCI architecture, stripped BPF object).
+    pub objects: &'static [(&'static str, &'static [u8])],
+}
+
+include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
+
+/// Writes the embedded headers (`gadget/*.h`, `<arch>/vmlinux.h`) under `dir`.
+pub fn write_headers(dir: &Path) -> std::io::Result<()> {
+    for (rel, bytes) in HEADERS {
+        let path = dir.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(path, bytes)?;
+    }
+    Ok(())
+}
+
+pub fn find(name: &str) -> Option<&'static BuiltinGadget> {
+    BUILTINS.iter().find(|g| g.name == name)
+}
+
+/// The reference a built-in gadget is stored under (`<default repository>/<name>:latest`).
+pub fn reference_of(gadget: &BuiltinGadget) -> Result<Reference, OciError> {
+    Reference::parse(gadget.name)
+}
+
+/// Stores a built-in gadget under its default reference.
+pub fn seed(store: &Store, gadget: &BuiltinGadget) -> Result<Reference, OciError> {
+    let reference = reference_of(gadget)?;
+    let meta = crate::gadget::Metadata::parse(gadget.metadata).unwrap_or_default();
+    let parts = ImageParts {
+        metadata_yaml: gadget.metadata,
+        name: gadget.name,
+        description: &meta.description,
+        url: &meta.homepage_url,
+        documentation: &meta.documentation_url,
+        source: &meta.source_url,
+        // Embedded images are reproducible: their date is the epoch unless SOURCE_DATE_EPOCH says.
+        created: match std::env::var("SOURCE_DATE_EPOCH") {
+            Ok(_) => image::created_now(),
+            Err(_) => "1970-01-01T00:00:00Z".into(),
+        },
+        objects: gadget.objects.to_vec(),
+    };
+    image::write_image(store, &reference, &parts)?;
+    Ok(reference)
+}
+
+/// Seeds `reference` if it names a built-in gadget under the default repository and the store
+/// lacks it. Returns whether it did.
+pub fn seed_if_builtin(store: &Store, reference: &Reference) -> Result<bool, OciError> {
+    let Some(gadget) = find(reference.short_name()) else {
+        return Ok(false);
+    };
+    if reference_of(gadget)? != *reference || store.resolve(&reference.to_string())?.is_some() {
+        return Ok(false);
+    }
+    seed(store, gadget)?;
+    Ok(true)
+}

@@ -1,0 +1,53 @@
+//! The `ig` command line: parse, call the library, print. `anyhow` lives here only.
+
+mod image;
+mod run;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "ig", version, about = "Container-aware eBPF gadget runtime", propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a gadget: `ig run trace_exec [flags] [gadget params]` (see `ig run IMAGE --help`)
+    #[command(disable_help_flag = true)]
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Build, list, inspect, tag and remove gadget images
+    #[command(subcommand)]
+    Image(image::ImageCommand),
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { args } => run::main(args),
+        Command::Image(cmd) => image::main(cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                if io.kind() == std::io::ErrorKind::BrokenPipe {
+                    return ExitCode::SUCCESS;
+                }
+            }
+            eprintln!("ig: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub(crate) fn open_store() -> anyhow::Result<ig::oci::Store> {
+    let root = ig::oci::Store::default_root();
+    ig::oci::Store::open(&root).map_err(|e| anyhow::anyhow!("{e}"))
+}

@@ -1,0 +1,203 @@
+//! `ig run IMAGE`: the flags depend on the image (its parameters), so parsing happens in two
+//! steps: find the image among the arguments, then build the full command from its spec.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Arg, ArgAction, ArgMatches, Command};
+
+use ig::gadget::spec::ParamType;
+use ig::gadget::GadgetSpec;
+use ig::oci::Reference;
+use ig::operators::fields::FieldSelection;
+use ig::output::OutputMode;
+use ig::run::RunConfig;
+
+/// Common flags that take a value, so the image is not mistaken for one.
+const VALUE_FLAGS: [&str; 6] = ["-o", "--output", "--fields", "--timeout", "-c", "--containername"];
+
+fn common_command() -> Command {
+    Command::new("run")
+        .bin_name("ig run")
+        .about("Run a gadget")
+        .override_usage("ig run IMAGE [flags] [gadget params]")
+        .disable_help_flag(true)
+        .arg(Arg::new("image").value_name("IMAGE").help("Gadget image: a name (trace_exec) or a full reference"))
+        .arg(
+            Arg::new("output")
+                .short('o')
+                .long("output")
+                .value_name("MODE")
+                .default_value("columns")
+                .value_parser(["columns", "json", "jsonpretty", "yaml"])
+                .help("Output mode"),
+        )
+        .arg(Arg::new("fields").long("fields").value_name("LIST").help(
+            "Fields to show: a,b,c for exactly those; +a,-b to add to or remove from the defaults",
+        ))
+        .arg(
+            Arg::new("timeout")
+                .long("timeout")
+                .value_name("SECONDS")
+                .value_parser(clap::value_parser!(u64))
+                .help("Stop after this many seconds"),
+        )
+        .arg(
+            Arg::new("max-events")
+                .long("max-events")
+                .value_name("N")
+                .value_parser(clap::value_parser!(u64))
+                .help("Stop after this many events"),
+        )
+        .arg(
+            Arg::new("host")
+                .long("host")
+                .action(ArgAction::SetTrue)
+                .help("Also show processes that run outside containers"),
+        )
+        .arg(
+            Arg::new("containername")
+                .short('c')
+                .long("containername")
+                .value_name("NAME")
+                .action(ArgAction::Append)
+                .value_delimiter(',')
+                .help("Only these containers (repeat or comma-separate)"),
+        )
+        .arg(Arg::new("help").short('h').long("help").action(ArgAction::Help).help("Print help"))
+}
+
+fn gadget_command(spec: &GadgetSpec) -> Command {
+    let mut cmd = common_command().next_help_heading("Gadget parameters");
+    for p in &spec.params {
+        let mut arg = Arg::new(p.key.clone()).long(p.key.clone()).help(p.description.clone());
+        arg = match p.ty {
+            ParamType::Bool => arg
+                .value_name("BOOL")
+                .num_args(0..=1)
+                .require_equals(true)
+                .default_missing_value("true")
+                .value_parser(["true", "false"]),
+            ParamType::Int { .. } => arg.value_name("VALUE"),
+        };
+        if !p.default.is_empty() {
+            arg = arg.default_value(p.default.clone());
+        }
+        cmd = cmd.arg(arg);
+    }
+    cmd
+}
+
+/// The first argument that is not a flag nor a common flag's value.
+fn find_image(args: &[String]) -> Option<&str> {
+    let mut skip = false;
+    for a in args {
+        if skip {
+            skip = false;
+            continue;
+        }
+        if VALUE_FLAGS.contains(&a.as_str()) {
+            skip = true;
+            continue;
+        }
+        if !a.starts_with('-') {
+            return Some(a);
+        }
+    }
+    None
+}
+
+fn to_config(m: &ArgMatches, spec: &GadgetSpec, image: Reference) -> anyhow::Result<RunConfig> {
+    let output = OutputMode::parse(m.get_one::<String>("output").map(String::as_str).unwrap_or("columns"))
+        .map_err(anyhow::Error::msg)?;
+    let fields = match m.get_one::<String>("fields") {
+        Some(f) => FieldSelection::parse(f).map_err(anyhow::Error::msg)?,
+        None => FieldSelection::Default,
+    };
+    let mut params = Vec::new();
+    // Defaults from gadget.yaml apply too: they may differ from the compiled ones.
+    for p in &spec.params {
+        if let Some(v) = m.get_one::<String>(&p.key) {
+            params.push((p.key.clone(), v.clone()));
+        }
+    }
+    Ok(RunConfig {
+        image,
+        output,
+        fields,
+        timeout: m.get_one::<u64>("timeout").map(|s| Duration::from_secs(*s)),
+        host: m.get_flag("host"),
+        containers: m.get_many::<String>("containername").map(|v| v.cloned().collect()).unwrap_or_default(),
+        params,
+        max_events: m.get_one::<u64>("max-events").copied(),
+    })
+}
+
+pub fn main(args: Vec<String>) -> anyhow::Result<ExitCode> {
+    let argv = std::iter::once("ig run".to_string()).chain(args.iter().cloned());
+    let Some(image) = find_image(&args) else {
+        common_command().try_get_matches_from(argv)?;
+        anyhow::bail!("missing IMAGE: which gadget to run, e.g. `ig run trace_exec`");
+    };
+    let reference = Reference::parse(image)?;
+    let store = super::open_store()?;
+    let prepared = ig::run::prepare(&store, &reference).with_context(|| format!("cannot run {image}"))?;
+    let matches = match gadget_command(&prepared.spec).try_get_matches_from(argv) {
+        Ok(m) => m,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return Ok(ExitCode::from(code));
+        }
+    };
+    let config = to_config(&matches, &prepared.spec, reference)?;
+    drop(prepared);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        register_stop(sig, &stop)?;
+    }
+    ig::run::run(&store, &config, &stop)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+static STOP_FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+
+extern "C" fn on_signal(_: i32) {
+    if let Some(flag) = STOP_FLAG.get() {
+        flag.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Ctrl-C and SIGTERM only raise a flag; the run loop notices it within one poll interval and
+/// stops cleanly (detach, drain, report losses).
+fn register_stop(sig: i32, stop: &Arc<AtomicBool>) -> anyhow::Result<()> {
+    let _ = STOP_FLAG.set(stop.clone());
+    // SAFETY: the handler only does an atomic store, which is async-signal-safe.
+    let prev = unsafe { libc::signal(sig, on_signal as extern "C" fn(i32) as libc::sighandler_t) };
+    if prev == libc::SIG_ERR {
+        anyhow::bail!("cannot install the handler for signal {sig}");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::find_image;
+
+    #[test]
+    fn common_command_is_valid() {
+        super::common_command().debug_assert();
+    }
+
+    #[test]
+    fn image_is_first_non_flag() {
+        let a = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(find_image(&a(&["-o", "json", "trace_exec", "--uid", "5"])), Some("trace_exec"));
+        assert_eq!(find_image(&a(&["--host", "trace_exec"])), Some("trace_exec"));
+        assert_eq!(find_image(&a(&["--host"])), None);
+    }
+}

@@ -1,0 +1,393 @@
+//! `ContainerCollection`: the live set of containers of every connected
+//! runtime, indexed by mount namespace, kept current by background watchers.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+
+use super::container::Container;
+use super::error::ContainerError;
+use super::procfs;
+use super::runtime::{connect_all, RuntimeClient, RuntimeConfig};
+use super::watch;
+
+/// How many removed containers `lookup_mntns` still knows.
+pub const GONE_CAPACITY: usize = 256;
+
+/// Capacity of the `subscribe` channel; a slower receiver gets `Lagged`.
+const EVENT_CAPACITY: usize = 1024;
+
+/// A change in the live set.
+#[derive(Debug, Clone)]
+pub enum ContainerEvent {
+    Added(Arc<Container>),
+    Removed(Arc<Container>),
+}
+
+/// Identity of a container inside the collection: which client reported it
+/// (two sockets of one runtime may both be used), its containerd namespace
+/// and its id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) struct Key {
+    source: usize,
+    namespace: Option<String>,
+    id: String,
+}
+
+impl Key {
+    pub(super) fn new(source: usize, namespace: Option<&str>, id: &str) -> Self {
+        Key {
+            source,
+            namespace: namespace.map(str::to_string),
+            id: id.to_string(),
+        }
+    }
+
+    fn of(source: usize, c: &Container) -> Self {
+        Key::new(source, c.containerd_namespace.as_deref(), &c.id)
+    }
+}
+
+#[derive(Default)]
+struct State {
+    live: HashMap<Key, Arc<Container>>,
+    by_mntns: HashMap<u64, Arc<Container>>,
+    /// Recently removed, oldest first; bounded by `GONE_CAPACITY`.
+    gone: VecDeque<Arc<Container>>,
+    gone_by_mntns: HashMap<u64, Arc<Container>>,
+}
+
+pub struct ContainerCollection {
+    state: RwLock<State>,
+    events: broadcast::Sender<ContainerEvent>,
+    clients: Vec<Arc<dyn RuntimeClient>>,
+    watchers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl ContainerCollection {
+    /// Connects the configured runtimes, lists their running containers and
+    /// starts watching them. Returns the one-line notices of runtimes that
+    /// were skipped; a runtime marked `explicit` that cannot be used is an
+    /// error instead.
+    pub async fn start(
+        configs: Vec<RuntimeConfig>,
+    ) -> Result<(Arc<Self>, Vec<String>), ContainerError> {
+        let (clients, mut warnings) = connect_all(&configs).await?;
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let collection = Arc::new(ContainerCollection {
+            state: RwLock::new(State::default()),
+            events,
+            clients: clients.clone(),
+            watchers: Mutex::new(Vec::new()),
+        });
+        for (source, client) in clients.into_iter().enumerate() {
+            // Subscribe before listing so nothing starting in between is missed.
+            let events = watch::forward(client.events());
+            match client.list().await {
+                Ok(list) => collection.reconcile(source, list),
+                Err(e) if is_explicit(&configs, client.as_ref()) => return Err(e),
+                Err(e) => warnings.push(format!(
+                    "{}: listing failed, will retry: {e}",
+                    client.kind()
+                )),
+            }
+            let task = tokio::spawn(watch::run(
+                Arc::downgrade(&collection),
+                source,
+                client,
+                events,
+            ));
+            lock(&collection.watchers).push(task);
+        }
+        Ok((collection, warnings))
+    }
+
+    /// The container owning a mount namespace: a live one, else one removed
+    /// recently (so events of a container that exited during a run still
+    /// name it).
+    pub fn lookup_mntns(&self, mntns_id: u64) -> Option<Arc<Container>> {
+        let state = self.read();
+        state
+            .by_mntns
+            .get(&mntns_id)
+            .or_else(|| state.gone_by_mntns.get(&mntns_id))
+            .cloned()
+    }
+
+    /// Live containers with this name.
+    pub fn by_name(&self, name: &str) -> Vec<Arc<Container>> {
+        let mut v: Vec<_> = self
+            .read()
+            .live
+            .values()
+            .filter(|c| c.name == name)
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    /// Every live container, by name.
+    pub fn all(&self) -> Vec<Arc<Container>> {
+        let mut v: Vec<_> = self.read().live.values().cloned().collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
+        v
+    }
+
+    /// Added/Removed from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<ContainerEvent> {
+        self.events.subscribe()
+    }
+
+    /// The runtimes in use.
+    pub fn runtimes(&self) -> Vec<super::container::RuntimeKind> {
+        self.clients.iter().map(|c| c.kind()).collect()
+    }
+
+    /// The container a process runs in, also when its runtime has not
+    /// announced it yet: finds the container id in `/proc/<pid>/cgroup`,
+    /// asks the runtimes, and adds what it finds (emitting `Added`).
+    /// `None` for host processes and containers of runtimes not in use.
+    /// Costs a file read and, for an unknown container, a few runtime
+    /// calls: callers should remember negative answers per mount namespace.
+    pub async fn resolve_pid(&self, pid: u32) -> Option<Arc<Container>> {
+        let mntns = procfs::mntns_of(pid).ok()?;
+        if let Some(c) = self.read().by_mntns.get(&mntns) {
+            return Some(c.clone());
+        }
+        let hints = procfs::cgroup_hints(pid).await.ok()?;
+        for hint in hints {
+            // The runtime the path names first, then the others (a Docker
+            // id may also be a containerd container id).
+            let mut order: Vec<usize> = (0..self.clients.len()).collect();
+            order.sort_by_key(|&i| Some(self.clients[i].kind()) != hint.runtime);
+            for source in order {
+                let client = &self.clients[source];
+                if let Ok(Some(c)) = client
+                    .inspect(&hint.id, hint.namespace.as_deref(), Some(pid))
+                    .await
+                {
+                    // While runc sets a container up, its first process is
+                    // in the cgroup but not yet in the new mount namespace:
+                    // never let such a pid name the host's namespace.
+                    if Some(c.mntns_id) == procfs::mntns_of(1).ok() {
+                        return None;
+                    }
+                    return Some(self.insert(source, c));
+                }
+            }
+        }
+        None
+    }
+
+    /// Adds or refreshes a container; returns the record now in the set.
+    pub(super) fn insert(&self, source: usize, c: Container) -> Arc<Container> {
+        let key = Key::of(source, &c);
+        let mut state = self.write();
+        if let Some(old) = state.live.get(&key).cloned() {
+            if old.mntns_id == c.mntns_id {
+                if *old == c {
+                    return old;
+                }
+                // Same container, better data (e.g. the real init pid after
+                // `resolve_pid` used a hint): refresh without an event.
+                let new = Arc::new(c);
+                state.live.insert(key, new.clone());
+                state.by_mntns.insert(new.mntns_id, new.clone());
+                return new;
+            }
+            // Restarted: a new init process in a new mount namespace.
+            self.remove_locked(&mut state, &key);
+        }
+        if let Some(other) = state.by_mntns.get(&c.mntns_id) {
+            // The same namespace reported by another runtime: first wins.
+            return other.clone();
+        }
+        let new = Arc::new(c);
+        state.live.insert(key, new.clone());
+        state.by_mntns.insert(new.mntns_id, new.clone());
+        // No receiver is not an error.
+        let _ = self.events.send(ContainerEvent::Added(new.clone()));
+        new
+    }
+
+    pub(super) fn remove(&self, key: &Key) {
+        let mut state = self.write();
+        self.remove_locked(&mut state, key);
+    }
+
+    fn remove_locked(&self, state: &mut State, key: &Key) {
+        let Some(old) = state.live.remove(key) else {
+            return;
+        };
+        if state
+            .by_mntns
+            .get(&old.mntns_id)
+            .is_some_and(|c| Arc::ptr_eq(c, &old))
+        {
+            state.by_mntns.remove(&old.mntns_id);
+        }
+        state.gone.push_back(old.clone());
+        state.gone_by_mntns.insert(old.mntns_id, old.clone());
+        while state.gone.len() > GONE_CAPACITY {
+            if let Some(evicted) = state.gone.pop_front() {
+                if state
+                    .gone_by_mntns
+                    .get(&evicted.mntns_id)
+                    .is_some_and(|c| Arc::ptr_eq(c, &evicted))
+                {
+                    state.gone_by_mntns.remove(&evicted.mntns_id);
+                }
+            }
+        }
+        let _ = self.events.send(ContainerEvent::Removed(old));
+    }
+
+    /// Makes the set of containers from `source` equal to `list`.
+    pub(super) fn reconcile(&self, source: usize, list: Vec<Container>) {
+        let keys: Vec<Key> = list.iter().map(|c| Key::of(source, c)).collect();
+        for c in list {
+            self.insert(source, c);
+        }
+        let vanished: Vec<Key> = self
+            .read()
+            .live
+            .keys()
+            .filter(|k| k.source == source && !keys.contains(k))
+            .cloned()
+            .collect();
+        for key in vanished {
+            self.remove(&key);
+        }
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        // The state stays consistent even if a holder panicked.
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for ContainerCollection {
+    fn drop(&mut self) {
+        for task in lock(&self.watchers).drain(..) {
+            task.abort();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn is_explicit(configs: &[RuntimeConfig], client: &dyn RuntimeClient) -> bool {
+    configs
+        .iter()
+        .any(|c| c.explicit && c.kind == client.kind() && c.socket_path == client.socket_path())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::containers::container::{K8sMeta, RuntimeKind};
+
+    fn empty() -> ContainerCollection {
+        ContainerCollection {
+            state: RwLock::new(State::default()),
+            events: broadcast::channel(EVENT_CAPACITY).0,
+            clients: Vec::new(),
+            watchers: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn container(id: usize, mntns: u64) -> Container {
+        Container {
+            id: format!("c{id}"),
+            name: format!("n{id}"),
+            runtime: RuntimeKind::Docker,
+            image_name: String::new(),
+            image_digest: None,
+            pid: 1000 + id as u32,
+            mntns_id: mntns,
+            labels: Default::default(),
+            started_at: None,
+            k8s: K8sMeta::default(),
+            containerd_namespace: None,
+        }
+    }
+
+    #[test]
+    fn churn_keeps_gone_list_bounded() {
+        let coll = empty();
+        let mut rx = coll.subscribe();
+        for i in 0..1000 {
+            coll.insert(0, container(i, 5000 + i as u64));
+            coll.remove(&Key::new(0, None, &format!("c{i}")));
+        }
+        let state = coll.read();
+        assert!(state.live.is_empty() && state.by_mntns.is_empty());
+        assert_eq!(state.gone.len(), GONE_CAPACITY);
+        assert_eq!(state.gone_by_mntns.len(), GONE_CAPACITY);
+        drop(state);
+        assert_eq!(
+            coll.lookup_mntns(5999).map(|c| c.id.clone()),
+            Some("c999".into())
+        );
+        assert!(coll.lookup_mntns(5000).is_none());
+        assert!(matches!(rx.try_recv(), Ok(ContainerEvent::Added(_))));
+        assert!(matches!(rx.try_recv(), Ok(ContainerEvent::Removed(_))));
+    }
+
+    #[test]
+    fn insert_is_idempotent_and_restart_replaces() {
+        let coll = empty();
+        let mut rx = coll.subscribe();
+        coll.insert(0, container(1, 7));
+        coll.insert(0, container(1, 7));
+        // Better data for the same namespace: refreshed, no event.
+        let mut refreshed = container(1, 7);
+        refreshed.pid = 4242;
+        coll.insert(0, refreshed);
+        assert_eq!(coll.lookup_mntns(7).map(|c| c.pid), Some(4242));
+        // Restarted: new namespace, Removed then Added.
+        coll.insert(0, container(1, 8));
+        let kinds: Vec<bool> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|e| matches!(e, ContainerEvent::Added(_)))
+            .collect();
+        assert_eq!(kinds, vec![true, false, true]);
+        assert_eq!(coll.all().len(), 1);
+        assert_eq!(
+            coll.lookup_mntns(8).map(|c| c.id.clone()),
+            Some("c1".into())
+        );
+        // The old namespace still names it (recently gone).
+        assert!(coll.lookup_mntns(7).is_some());
+    }
+
+    #[test]
+    fn same_namespace_from_two_runtimes_is_listed_once() {
+        let coll = empty();
+        coll.insert(0, container(1, 9));
+        let mut dup = container(1, 9);
+        dup.runtime = RuntimeKind::Containerd;
+        dup.containerd_namespace = Some("moby".into());
+        let kept = coll.insert(1, dup);
+        assert_eq!(kept.runtime, RuntimeKind::Docker);
+        assert_eq!(coll.all().len(), 1);
+    }
+
+    #[test]
+    fn reconcile_removes_vanished() {
+        let coll = empty();
+        coll.reconcile(0, vec![container(1, 11), container(2, 12)]);
+        coll.reconcile(1, vec![container(3, 13)]);
+        coll.reconcile(0, vec![container(2, 12), container(4, 14)]);
+        let ids: Vec<String> = coll.all().iter().map(|c| c.id.clone()).collect();
+        assert_eq!(ids, vec!["c2", "c3", "c4"]);
+    }
+}

@@ -1,0 +1,107 @@
+//! The `Container` record every other part of `ig` sees, and its runtime kind.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::SystemTime;
+
+use super::error::ContainerError;
+
+/// Label keys the kubelet (through CRI) puts on every container.
+pub const LABEL_K8S_NAMESPACE: &str = "io.kubernetes.pod.namespace";
+pub const LABEL_K8S_POD_NAME: &str = "io.kubernetes.pod.name";
+pub const LABEL_K8S_CONTAINER_NAME: &str = "io.kubernetes.container.name";
+
+/// A container runtime `ig` can talk to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RuntimeKind {
+    Docker,
+    Containerd,
+}
+
+impl RuntimeKind {
+    /// Every runtime this build knows, in the order they are connected.
+    pub const ALL: [RuntimeKind; 2] = [RuntimeKind::Docker, RuntimeKind::Containerd];
+
+    /// The name used on the command line and in output (`runtime.runtimeName`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuntimeKind::Docker => "docker",
+            RuntimeKind::Containerd => "containerd",
+        }
+    }
+
+    /// The socket the runtime listens on by default.
+    pub fn default_socket(self) -> &'static str {
+        match self {
+            RuntimeKind::Docker => "/var/run/docker.sock",
+            RuntimeKind::Containerd => "/run/containerd/containerd.sock",
+        }
+    }
+}
+
+impl fmt::Display for RuntimeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RuntimeKind {
+    type Err = ContainerError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        RuntimeKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s.trim())
+            .ok_or_else(|| ContainerError::UnknownRuntime(s.to_string()))
+    }
+}
+
+/// Kubernetes metadata of a container; empty strings when unknown.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct K8sMeta {
+    pub namespace: String,
+    pub pod_name: String,
+    pub container_name: String,
+}
+
+impl K8sMeta {
+    /// Reads the `io.kubernetes.*` labels.
+    pub fn from_labels(labels: &BTreeMap<String, String>) -> Self {
+        let get = |k: &str| labels.get(k).cloned().unwrap_or_default();
+        K8sMeta {
+            namespace: get(LABEL_K8S_NAMESPACE),
+            pod_name: get(LABEL_K8S_POD_NAME),
+            container_name: get(LABEL_K8S_CONTAINER_NAME),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.namespace.is_empty() && self.pod_name.is_empty() && self.container_name.is_empty()
+    }
+}
+
+/// A running container as its runtime describes it, plus its identity in
+/// the kernel (`mntns_id`, the inode of `/proc/<pid>/ns/mnt`, which BPF
+/// reads as `task->nsproxy->mnt_ns->ns.inum`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Container {
+    /// Runtime id (Docker: 64 hex digits; containerd: any string).
+    pub id: String,
+    /// Docker: name without the leading `/`. containerd: the Kubernetes
+    /// container name or `nerdctl/name` label when present, else the id.
+    pub name: String,
+    pub runtime: RuntimeKind,
+    /// The image as the user named it (`ig-test/busybox`, `docker.io/library/nginx:1`).
+    pub image_name: String,
+    /// `sha256:…` of the image manifest when the runtime knows it.
+    pub image_digest: Option<String>,
+    /// Init process of the container, in the host pid namespace.
+    pub pid: u32,
+    pub mntns_id: u64,
+    pub labels: BTreeMap<String, String>,
+    pub started_at: Option<SystemTime>,
+    pub k8s: K8sMeta,
+    /// containerd namespace (`k8s.io`, `default`, …); `None` for Docker.
+    pub containerd_namespace: Option<String>,
+}

@@ -1,0 +1,79 @@
+//! `ContainerError`: every failure of the containers module, naming the
+//! runtime and socket it came from.
+
+use std::path::PathBuf;
+
+use super::container::RuntimeKind;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error("unknown container runtime {0:?} (known: docker, containerd)")]
+    UnknownRuntime(String),
+
+    #[error("{runtime}: socket {} not found", socket.display())]
+    SocketMissing {
+        runtime: RuntimeKind,
+        socket: PathBuf,
+    },
+
+    #[error("{runtime}: no answer on {} within {secs}s", socket.display())]
+    Timeout {
+        runtime: RuntimeKind,
+        socket: PathBuf,
+        secs: u64,
+    },
+
+    #[error("docker ({}): {op}: {source}", socket.display())]
+    Docker {
+        socket: PathBuf,
+        op: &'static str,
+        #[source]
+        source: Box<bollard::errors::Error>,
+    },
+
+    #[error("containerd ({}): cannot connect: {source}", socket.display())]
+    ContainerdConnect {
+        socket: PathBuf,
+        #[source]
+        source: Box<tonic::transport::Error>,
+    },
+
+    #[error("containerd ({}): {op}: {}", socket.display(), source.message())]
+    Containerd {
+        socket: PathBuf,
+        op: &'static str,
+        #[source]
+        source: Box<tonic::Status>,
+    },
+
+    #[error("containerd ({}): invalid namespace name {namespace:?}", socket.display())]
+    BadNamespace { socket: PathBuf, namespace: String },
+
+    #[error("{runtime} ({}): event stream ended", socket.display())]
+    StreamEnded {
+        runtime: RuntimeKind,
+        socket: PathBuf,
+    },
+}
+
+impl ContainerError {
+    pub(super) fn docker(
+        socket: &std::path::Path,
+        op: &'static str,
+        e: bollard::errors::Error,
+    ) -> Self {
+        ContainerError::Docker {
+            socket: socket.to_path_buf(),
+            op,
+            source: Box::new(e),
+        }
+    }
+
+    pub(super) fn containerd(socket: &std::path::Path, op: &'static str, e: tonic::Status) -> Self {
+        ContainerError::Containerd {
+            socket: socket.to_path_buf(),
+            op,
+            source: Box::new(e),
+        }
+    }
+}

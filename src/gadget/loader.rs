@@ -1,0 +1,172 @@
+//! The one place that talks to the kernel for a gadget: open the object from memory, set
+//! parameters, load, attach, and give access to its maps.
+
+use std::sync::Mutex;
+
+use libbpf_rs::{MapCore, MapFlags, Object, ObjectBuilder, PrintLevel};
+
+use super::spec::GadgetSpec;
+use super::GadgetError;
+
+/// What the runtime decides before load.
+#[derive(Debug, Clone, Default)]
+pub struct LoadSettings {
+    /// `.rodata` variable → bytes.
+    pub params: Vec<(String, Vec<u8>)>,
+    pub filter_by_mntns: bool,
+    pub drop_unknown_mntns: bool,
+    pub wakeup_bytes: u64,
+}
+
+pub const MNTNS_FILTER_MAP: &str = "gadget_mntns_filter_map";
+
+static LIBBPF_LOG: Mutex<String> = Mutex::new(String::new());
+
+fn capture_libbpf_log(_level: PrintLevel, msg: String) {
+    if let Ok(mut log) = LIBBPF_LOG.lock() {
+        if log.len() < 64 * 1024 {
+            log.push_str(&msg);
+        }
+    }
+}
+
+fn take_libbpf_log() -> String {
+    LIBBPF_LOG.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default()
+}
+
+/// Keeps the last lines of a verifier log, where the reason is.
+fn log_tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    let start = lines.len().saturating_sub(15);
+    lines[start..].join("\n")
+}
+
+pub struct LoadedGadget {
+    object: Object,
+    links: Vec<libbpf_rs::Link>,
+    bss_lost: Vec<(String, u32)>,
+}
+
+impl LoadedGadget {
+    pub fn load(object: &[u8], spec: &GadgetSpec, settings: &LoadSettings) -> Result<Self, GadgetError> {
+        libbpf_rs::set_print(Some((PrintLevel::Warn, capture_libbpf_log)));
+        take_libbpf_log();
+        let mut open = ObjectBuilder::default()
+            .name(spec.metadata.name.replace(['-', ' '], "_"))
+            .and_then(|b| b.open_memory(object))
+            .map_err(|e| GadgetError::Load(format!("{e}\n{}", log_tail(&take_libbpf_log()))))?;
+
+        let mut writes: Vec<(u32, Vec<u8>)> = Vec::new();
+        for (var, bytes) in &settings.params {
+            let p = spec.params.iter().find(|p| &p.var == var).ok_or_else(|| {
+                GadgetError::UnknownParam(var.clone())
+            })?;
+            writes.push((p.offset, bytes.clone()));
+        }
+        for (name, offset, size) in &spec.runtime_vars {
+            let value: u64 = match name.as_str() {
+                "gadget_filter_by_mntns" => settings.filter_by_mntns as u64,
+                "gadget_drop_unknown_mntns" => settings.drop_unknown_mntns as u64,
+                "gadget_wakeup_bytes" => settings.wakeup_bytes,
+                _ => continue,
+            };
+            writes.push((*offset, value.to_le_bytes()[..(*size as usize).min(8)].to_vec()));
+        }
+        if !writes.is_empty() {
+            let mut rodata = open
+                .maps_mut()
+                .find(|m| m.name().to_string_lossy().ends_with(".rodata"))
+                .ok_or_else(|| GadgetError::Load("the object has parameters but no .rodata map".into()))?;
+            let data = rodata
+                .initial_value_mut()
+                .ok_or_else(|| GadgetError::Load(".rodata has no initial value".into()))?;
+            for (offset, bytes) in writes {
+                let end = offset as usize + bytes.len();
+                let slot = data
+                    .get_mut(offset as usize..end)
+                    .ok_or_else(|| GadgetError::Load(format!("variable at {offset} lies outside .rodata")))?;
+                slot.copy_from_slice(&bytes);
+            }
+        }
+
+        let object = open
+            .load()
+            .map_err(|e| GadgetError::Load(format!("{e}\n{}", log_tail(&take_libbpf_log()))))?;
+        Ok(LoadedGadget { object, links: Vec::new(), bss_lost: spec.lost_counters.clone() })
+    }
+
+    /// Attaches every program; a program whose kind this kernel lacks fails with its section
+    /// named.
+    pub fn attach(&mut self) -> Result<(), GadgetError> {
+        for prog in self.object.progs_mut() {
+            let name = prog.name().to_string_lossy().into_owned();
+            let section = prog.section().to_string_lossy().into_owned();
+            take_libbpf_log();
+            let link = prog.attach().map_err(|e| {
+                let hint = match section.split('/').next().unwrap_or("") {
+                    "kprobe" | "kretprobe" | "uprobe" | "uretprobe" => {
+                        " (kprobes may not be available on this kernel)"
+                    }
+                    "fentry" | "fexit" | "lsm" | "fmod_ret" => {
+                        " (fentry/fexit/LSM programs may not be supported on this kernel)"
+                    }
+                    _ => "",
+                };
+                GadgetError::Attach {
+                    program: name.clone(),
+                    section: section.clone(),
+                    reason: format!("{e}{hint}\n{}", log_tail(&take_libbpf_log())).trim_end().to_string(),
+                }
+            })?;
+            self.links.push(link);
+        }
+        Ok(())
+    }
+
+    pub fn detach(&mut self) {
+        self.links.clear();
+    }
+
+    pub fn object(&self) -> &Object {
+        &self.object
+    }
+
+    pub fn map(&self, name: &str) -> Result<libbpf_rs::Map<'_>, GadgetError> {
+        self.object
+            .maps()
+            .find(|m| m.name() == name)
+            .ok_or_else(|| GadgetError::Map { map: name.to_string(), reason: "not in the object".into() })
+    }
+
+    /// Sets a mount namespace's verdict in the filter map: kept (true) or dropped (false).
+    pub fn set_mntns_verdict(&self, mntns: u64, keep: bool) -> Result<(), GadgetError> {
+        let map = self.map(MNTNS_FILTER_MAP)?;
+        map.update(&mntns.to_le_bytes(), &[keep as u8], MapFlags::ANY)
+            .map_err(|e| GadgetError::Map { map: MNTNS_FILTER_MAP.into(), reason: e.to_string() })
+    }
+
+    pub fn forget_mntns(&self, mntns: u64) {
+        if let Ok(map) = self.map(MNTNS_FILTER_MAP) {
+            let _ = map.delete(&mntns.to_le_bytes());
+        }
+    }
+
+    /// Lost-event counters per ring buffer map, as BPF counted them.
+    pub fn lost(&self) -> Vec<(String, u64)> {
+        let Some(bss) = self.object.maps().find(|m| m.name().to_string_lossy().ends_with(".bss")) else {
+            return Vec::new();
+        };
+        let Ok(Some(value)) = bss.lookup(&0u32.to_le_bytes(), MapFlags::ANY) else {
+            return Vec::new();
+        };
+        self.bss_lost
+            .iter()
+            .filter_map(|(map, off)| {
+                let bytes = value.get(*off as usize..*off as usize + 8)?;
+                let mut raw = [0u8; 8];
+                raw.copy_from_slice(bytes);
+                Some((map.clone(), u64::from_le_bytes(raw)))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,164 @@
+//! The `gadget.yaml` schema (Inspektor Gadget's layout): name, description, URLs, data sources
+//! with per-field annotations, and eBPF parameters.
+
+use serde::{Deserialize, Serialize};
+use serde_norway::Value;
+
+use super::GadgetError;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Metadata {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default, rename = "homepageURL", skip_serializing_if = "String::is_empty")]
+    pub homepage_url: String,
+    #[serde(default, rename = "documentationURL", skip_serializing_if = "String::is_empty")]
+    pub documentation_url: String,
+    #[serde(default, rename = "sourceURL", skip_serializing_if = "String::is_empty")]
+    pub source_url: String,
+    #[serde(default, skip_serializing_if = "serde_norway::Mapping::is_empty")]
+    pub datasources: serde_norway::Mapping,
+    #[serde(default)]
+    pub params: Params,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Params {
+    #[serde(default)]
+    pub ebpf: serde_norway::Mapping,
+}
+
+/// One eBPF parameter as `gadget.yaml` describes it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ParamMeta {
+    pub var: String,
+    pub key: String,
+    pub default_value: Option<String>,
+    pub description: String,
+}
+
+/// One field's annotations, in the order the yaml lists the fields.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FieldMeta {
+    pub name: String,
+    pub annotations: Vec<(String, String)>,
+}
+
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+impl Metadata {
+    pub fn parse(text: &[u8]) -> Result<Self, GadgetError> {
+        serde_norway::from_slice(text).map_err(|e| GadgetError::Metadata(e.to_string()))
+    }
+
+    pub fn to_yaml(&self) -> Result<String, GadgetError> {
+        serde_norway::to_string(self).map_err(|e| GadgetError::Metadata(e.to_string()))
+    }
+
+    pub fn params(&self) -> Result<Vec<ParamMeta>, GadgetError> {
+        let mut out = Vec::new();
+        for (k, v) in &self.params.ebpf {
+            let var = scalar(k).ok_or_else(|| GadgetError::Metadata("a param name is not a string".into()))?;
+            let get = |field: &str| v.get(field).and_then(scalar);
+            out.push(ParamMeta {
+                key: get("key").unwrap_or_else(|| var.replace('_', "-")),
+                default_value: get("defaultValue"),
+                description: get("description").unwrap_or_default(),
+                var,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The annotations of a data source's fields, in yaml order.
+    pub fn fields(&self, datasource: &str) -> Vec<FieldMeta> {
+        let Some(fields) = self
+            .datasources
+            .get(datasource)
+            .and_then(|ds| ds.get("fields"))
+            .and_then(Value::as_mapping)
+        else {
+            return Vec::new();
+        };
+        fields
+            .iter()
+            .filter_map(|(name, meta)| {
+                let name = scalar(name)?;
+                let annotations = meta
+                    .get("annotations")
+                    .and_then(Value::as_mapping)
+                    .map(|m| {
+                        m.iter()
+                            .filter_map(|(k, v)| Some((scalar(k)?, scalar(v)?)))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Some(FieldMeta { name, annotations })
+            })
+            .collect()
+    }
+
+    pub fn datasource_names(&self) -> Vec<String> {
+        self.datasources.keys().filter_map(scalar).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const YAML: &str = r#"
+name: trace_exec
+description: Trace process executions
+homepageURL: https://example.com
+datasources:
+  exec:
+    fields:
+      comm:
+        annotations:
+          columns.width: 16
+          description: Command
+      args:
+        annotations:
+          columns.hidden: true
+params:
+  ebpf:
+    ignore_failed:
+      key: ignore-failed
+      defaultValue: "true"
+      description: Ignore failed events
+    targ_uid:
+      key: uid
+      description: Only this uid
+"#;
+
+    #[test]
+    fn reads_params_and_fields_in_order() {
+        let m = Metadata::parse(YAML.as_bytes()).expect("parse");
+        assert_eq!(m.name, "trace_exec");
+        let p = m.params().expect("params");
+        assert_eq!(p[0].key, "ignore-failed");
+        assert_eq!(p[0].default_value.as_deref(), Some("true"));
+        assert_eq!(p[1].var, "targ_uid");
+        assert_eq!(p[1].default_value, None);
+        let f = m.fields("exec");
+        assert_eq!(f[0].name, "comm");
+        assert_eq!(f[0].annotations[0], ("columns.width".into(), "16".into()));
+        assert_eq!(f[1].annotations[0], ("columns.hidden".into(), "true".into()));
+        assert!(m.fields("nope").is_empty());
+    }
+
+    #[test]
+    fn bad_yaml_is_an_error() {
+        assert!(Metadata::parse(b"name: [unclosed").is_err());
+    }
+}

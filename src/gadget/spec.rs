@@ -1,0 +1,411 @@
+//! What a gadget is, as the runtime sees it: tracers with their event layouts, parameters and
+//! lost-event counters, all discovered from the object's BTF and `gadget.yaml`.
+
+use super::btf::{Btf, Kind, TypeId};
+use super::elf::{BpfElf, ProgramInfo};
+use super::metadata::Metadata;
+use super::GadgetError;
+
+const TRACER_PREFIX: &str = "gadget_tracer_";
+const PARAM_PREFIX: &str = "gadget_param_";
+const LOST_PREFIX: &str = "gadget_lost__";
+
+/// What a typedef on a field tells the enrichers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Semantic {
+    Plain,
+    MntnsId,
+    Timestamp,
+    Uid,
+    Gid,
+    Errno,
+    Syscall,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldKind {
+    Int { size: u32, signed: bool },
+    Bool,
+    Str { len: u32 },
+    /// NUL-separated strings; `count` is the index of a sibling field that says how many.
+    StrList { len: u32, count: Option<usize> },
+    Enum { size: u32, signed: bool, values: Vec<(String, i64)> },
+    Bytes { len: u32 },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawField {
+    pub name: String,
+    pub offset: u32,
+    pub kind: FieldKind,
+    pub semantic: Semantic,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventLayout {
+    pub struct_name: String,
+    pub size: u32,
+    pub fields: Vec<RawField>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tracer {
+    pub name: String,
+    pub map: String,
+    pub layout: EventLayout,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamType {
+    Bool,
+    Int { size: u32, signed: bool },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamSpec {
+    pub var: String,
+    pub key: String,
+    pub description: String,
+    /// The default shown to users (gadget.yaml's, else the compiled one).
+    pub default: String,
+    pub ty: ParamType,
+    pub offset: u32,
+    pub size: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct GadgetSpec {
+    pub metadata: Metadata,
+    pub tracers: Vec<Tracer>,
+    pub params: Vec<ParamSpec>,
+    pub programs: Vec<ProgramInfo>,
+    pub maps: Vec<String>,
+    /// Ring buffer map → offset of its lost counter in `.bss`.
+    pub lost_counters: Vec<(String, u32)>,
+    /// The runtime's own knobs in `.rodata` (`gadget_filter_by_mntns`, ...): name, offset, size.
+    pub runtime_vars: Vec<(String, u32, u32)>,
+}
+
+impl GadgetSpec {
+    /// Analyses an object against its metadata; errors when they disagree.
+    pub fn analyze(object: &[u8], metadata: Metadata) -> Result<Self, GadgetError> {
+        let elf = BpfElf::parse(object)?;
+        let tracers = find_tracers(&elf)?;
+        let params = find_params(&elf, &metadata)?;
+        let lost_counters = elf
+            .var_names()
+            .filter_map(|v| v.strip_prefix(LOST_PREFIX))
+            .filter_map(|map| {
+                let (off, _) = elf.var_offset(".bss", &format!("{LOST_PREFIX}{map}"))?;
+                Some((map.to_string(), off))
+            })
+            .collect();
+        let runtime_vars = elf
+            .var_names()
+            .filter(|v| v.starts_with("gadget_") && !v.starts_with(PARAM_PREFIX))
+            .filter_map(|v| {
+                let (off, size) = elf.var_offset(".rodata", v)?;
+                Some((v.to_string(), off, size))
+            })
+            .collect();
+        Ok(GadgetSpec {
+            metadata,
+            tracers,
+            params,
+            programs: elf.programs,
+            maps: elf.maps,
+            lost_counters,
+            runtime_vars,
+        })
+    }
+
+    pub fn param(&self, key: &str) -> Option<&ParamSpec> {
+        self.params.iter().find(|p| p.key == key)
+    }
+}
+
+fn find_tracers(elf: &BpfElf) -> Result<Vec<Tracer>, GadgetError> {
+    let mut tracers = Vec::new();
+    for var in elf.var_names() {
+        let Some(rest) = var.strip_prefix(TRACER_PREFIX) else {
+            continue;
+        };
+        let parts: Vec<&str> = rest.split("___").collect();
+        let [name, map, struct_name] = parts[..] else {
+            return Err(GadgetError::Tracer {
+                tracer: rest.to_string(),
+                reason: format!("marker `{var}` is not gadget_tracer_<name>___<map>___<struct>"),
+            });
+        };
+        let id = elf.btf.struct_by_name(struct_name).ok_or_else(|| GadgetError::Tracer {
+            tracer: name.to_string(),
+            reason: format!("struct `{struct_name}` is not in the object's BTF"),
+        })?;
+        if !elf.maps.iter().any(|m| m == map) {
+            return Err(GadgetError::Tracer {
+                tracer: name.to_string(),
+                reason: format!("map `{map}` is not defined"),
+            });
+        }
+        let layout = event_layout(&elf.btf, id, struct_name)?;
+        tracers.push(Tracer { name: name.to_string(), map: map.to_string(), layout });
+    }
+    tracers.sort_by(|a, b| a.name.cmp(&b.name));
+    tracers.dedup_by(|a, b| a.name == b.name);
+    Ok(tracers)
+}
+
+/// The flat list of fields of an event struct; nested structs become `outer.inner`.
+pub fn event_layout(btf: &Btf, id: TypeId, struct_name: &str) -> Result<EventLayout, GadgetError> {
+    let size = btf.size_of(id).unwrap_or(0);
+    let mut fields = Vec::new();
+    collect_fields(btf, id, "", 0, &mut fields, 0)?;
+    // Link each string list to its `<name>_count` sibling.
+    for i in 0..fields.len() {
+        if let FieldKind::StrList { len, .. } = fields[i].kind {
+            let want = format!("{}_count", fields[i].name);
+            let count = fields.iter().position(|f| f.name == want);
+            fields[i].kind = FieldKind::StrList { len, count };
+        }
+    }
+    Ok(EventLayout { struct_name: struct_name.to_string(), size, fields })
+}
+
+fn collect_fields(
+    btf: &Btf,
+    id: TypeId,
+    prefix: &str,
+    base: u32,
+    out: &mut Vec<RawField>,
+    depth: u32,
+) -> Result<(), GadgetError> {
+    if depth > 8 {
+        return Err(GadgetError::Btf("event struct nests too deeply".into()));
+    }
+    let resolved = btf.resolve(id);
+    let members = match btf.get(resolved).map(|t| &t.kind) {
+        Some(Kind::Struct { members, .. }) | Some(Kind::Union { members, .. }) => members,
+        _ => return Err(GadgetError::Btf(format!("type {id} is not a struct"))),
+    };
+    for m in members {
+        if m.name.starts_with("__") || m.bitfield_size != 0 {
+            continue;
+        }
+        let name = if prefix.is_empty() { m.name.clone() } else { format!("{prefix}.{}", m.name) };
+        let offset = base + m.bit_offset / 8;
+        let typedefs = btf.typedef_chain(m.ty);
+        let semantic = semantic_of(&typedefs);
+        let concrete = btf.resolve(m.ty);
+        let kind = match btf.get(concrete).map(|t| &t.kind) {
+            Some(Kind::Int { size, signed, is_bool, .. }) => {
+                if *is_bool {
+                    FieldKind::Bool
+                } else {
+                    FieldKind::Int { size: *size, signed: *signed }
+                }
+            }
+            Some(Kind::Enum { size, signed, values }) => {
+                FieldKind::Enum { size: *size, signed: *signed, values: values.clone() }
+            }
+            Some(Kind::Ptr) => FieldKind::Int { size: 8, signed: false },
+            Some(Kind::Array { elem, len }) => {
+                let elem_typedefs = btf.typedef_chain(*elem);
+                let elem_concrete = btf.resolve(*elem);
+                let is_char = matches!(
+                    btf.get(elem_concrete).map(|t| &t.kind),
+                    Some(Kind::Int { size: 1, .. })
+                );
+                let elem_size = btf.size_of(*elem).unwrap_or(1);
+                if elem_typedefs.contains(&"gadget_strlist") {
+                    FieldKind::StrList { len: *len, count: None }
+                } else if is_char && (btf.get(elem_concrete).is_some_and(|t| t.name == "char")
+                    || !elem_typedefs.is_empty())
+                {
+                    FieldKind::Str { len: *len }
+                } else {
+                    FieldKind::Bytes { len: len * elem_size }
+                }
+            }
+            Some(Kind::Struct { .. }) | Some(Kind::Union { .. }) => {
+                collect_fields(btf, concrete, &name, offset, out, depth + 1)?;
+                continue;
+            }
+            _ => continue,
+        };
+        out.push(RawField { name, offset, kind, semantic });
+    }
+    Ok(())
+}
+
+fn semantic_of(typedefs: &[&str]) -> Semantic {
+    for t in typedefs {
+        let s = match *t {
+            "gadget_mntns_id" => Semantic::MntnsId,
+            "gadget_timestamp" => Semantic::Timestamp,
+            "gadget_uid" => Semantic::Uid,
+            "gadget_gid" => Semantic::Gid,
+            "gadget_errno" => Semantic::Errno,
+            "gadget_syscall" => Semantic::Syscall,
+            _ => continue,
+        };
+        return s;
+    }
+    Semantic::Plain
+}
+
+fn find_params(elf: &BpfElf, metadata: &Metadata) -> Result<Vec<ParamSpec>, GadgetError> {
+    let declared = metadata.params()?;
+    let marked: Vec<String> = elf
+        .var_names()
+        .filter_map(|v| v.strip_prefix(PARAM_PREFIX))
+        .map(str::to_string)
+        .collect();
+    for d in &declared {
+        if !marked.contains(&d.var) {
+            return Err(GadgetError::UnknownParam(d.var.clone()));
+        }
+    }
+    let mut params = Vec::new();
+    for var in &marked {
+        let (offset, size) = elf.var_offset(".rodata", var).ok_or_else(|| {
+            GadgetError::Metadata(format!(
+                "parameter `{var}` must be a `const volatile` global (in .rodata)"
+            ))
+        })?;
+        let ty = param_type(elf, var)?;
+        let bytes = elf
+            .rodata
+            .get(offset as usize..(offset + size) as usize)
+            .ok_or_else(|| GadgetError::Elf(format!("parameter `{var}` lies outside .rodata")))?;
+        let compiled = render_param(ty, bytes);
+        let meta = declared.iter().find(|d| &d.var == var);
+        params.push(ParamSpec {
+            var: var.clone(),
+            key: meta.map(|m| m.key.clone()).unwrap_or_else(|| var.replace('_', "-")),
+            description: meta.map(|m| m.description.clone()).unwrap_or_default(),
+            default: meta.and_then(|m| m.default_value.clone()).unwrap_or(compiled),
+            ty,
+            offset,
+            size,
+        });
+    }
+    Ok(params)
+}
+
+fn param_type(elf: &BpfElf, var: &str) -> Result<ParamType, GadgetError> {
+    let btf = &elf.btf;
+    let ty = btf
+        .types()
+        .find_map(|(_, t)| match t.kind {
+            Kind::Var { ty } if t.name == var => Some(ty),
+            _ => None,
+        })
+        .ok_or_else(|| GadgetError::UnknownParam(var.to_string()))?;
+    match btf.get(btf.resolve(ty)).map(|t| &t.kind) {
+        Some(Kind::Int { is_bool: true, .. }) => Ok(ParamType::Bool),
+        Some(Kind::Int { size, signed, .. }) => Ok(ParamType::Int { size: *size, signed: *signed }),
+        Some(Kind::Enum { size, signed, .. }) => Ok(ParamType::Int { size: *size, signed: *signed }),
+        _ => Err(GadgetError::Metadata(format!(
+            "parameter `{var}` has a type ig cannot set (use a bool or an integer)"
+        ))),
+    }
+}
+
+fn render_param(ty: ParamType, bytes: &[u8]) -> String {
+    let mut raw = [0u8; 8];
+    let n = bytes.len().min(8);
+    raw[..n].copy_from_slice(&bytes[..n]);
+    let v = u64::from_le_bytes(raw);
+    match ty {
+        ParamType::Bool => (v != 0).to_string(),
+        ParamType::Int { size, signed: true } => {
+            let shift = 64 - 8 * size.min(8);
+            (((v << shift) as i64) >> shift).to_string()
+        }
+        ParamType::Int { .. } => v.to_string(),
+    }
+}
+
+/// Encodes a user-given value for a parameter; empty means "keep the compiled default".
+pub fn encode_param(p: &ParamSpec, value: &str) -> Result<Option<Vec<u8>>, GadgetError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let bad = |reason: &str| GadgetError::ParamValue {
+        flag: p.key.clone(),
+        value: value.to_string(),
+        reason: reason.to_string(),
+    };
+    let bytes = match p.ty {
+        ParamType::Bool => match value {
+            "true" | "1" | "yes" => vec![1],
+            "false" | "0" | "no" => vec![0],
+            _ => return Err(bad("expected true or false")),
+        },
+        ParamType::Int { size, signed } => {
+            let bits = 8 * size.min(8);
+            let v: i128 = parse_int(value).ok_or_else(|| bad("expected an integer"))?;
+            let (min, max) = if signed {
+                (-(1i128 << (bits - 1)), (1i128 << (bits - 1)) - 1)
+            } else {
+                (0, (1i128 << bits) - 1)
+            };
+            if v < min || v > max {
+                return Err(bad(&format!("out of range {min}..={max}")));
+            }
+            (v as u64).to_le_bytes()[..size as usize].to_vec()
+        }
+    };
+    Ok(Some(bytes))
+}
+
+fn parse_int(s: &str) -> Option<i128> {
+    if let Some(hex) = s.strip_prefix("0x") {
+        i128::from_str_radix(hex, 16).ok()
+    } else {
+        s.parse().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn param(ty: ParamType) -> ParamSpec {
+        ParamSpec {
+            var: "v".into(),
+            key: "v".into(),
+            description: String::new(),
+            default: String::new(),
+            ty,
+            offset: 0,
+            size: match ty {
+                ParamType::Bool => 1,
+                ParamType::Int { size, .. } => size,
+            },
+        }
+    }
+
+    #[test]
+    fn encodes_params() {
+        let u32p = param(ParamType::Int { size: 4, signed: false });
+        assert_eq!(encode_param(&u32p, "12345").unwrap(), Some(12345u32.to_le_bytes().to_vec()));
+        assert_eq!(encode_param(&u32p, "").unwrap(), None);
+        assert!(encode_param(&u32p, "-1").is_err());
+        assert!(encode_param(&u32p, "4294967296").is_err());
+        assert!(encode_param(&u32p, "abc").is_err());
+        let b = param(ParamType::Bool);
+        assert_eq!(encode_param(&b, "false").unwrap(), Some(vec![0]));
+        assert!(encode_param(&b, "maybe").is_err());
+        let i16p = param(ParamType::Int { size: 2, signed: true });
+        assert_eq!(encode_param(&i16p, "-2").unwrap(), Some((-2i16).to_le_bytes().to_vec()));
+    }
+
+    #[test]
+    fn renders_compiled_defaults() {
+        assert_eq!(render_param(ParamType::Bool, &[1]), "true");
+        assert_eq!(render_param(ParamType::Int { size: 4, signed: false }, &[255, 255, 255, 255]), "4294967295");
+        assert_eq!(render_param(ParamType::Int { size: 4, signed: true }, &[255, 255, 255, 255]), "-1");
+    }
+}

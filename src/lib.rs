@@ -1,0 +1,26 @@
+//! `ig`: a container-aware eBPF gadget runtime.
+//!
+//! # Layout
+//!
+//! Data flows one way:
+//!
+//! ```text
+//! oci (store) → gadget (spec, loader) → ring buffer → gadget::decode → operators → output
+//! ```
+//!
+//! * [`oci`]: image references, the local OCI-layout store, the gadget image format.
+//! * [`gadget`]: `gadget.yaml`, BTF analysis, the compiler driver, the loader, the decoder.
+//! * [`operators`]: enrichment (timestamps, users, errno, containers) and field selection.
+//! * [`output`]: columns, JSON and YAML sinks.
+//! * [`run`]: a validated run configuration and the loop that wires the stages.
+//! * [`builtin`]: the gadgets embedded at build time.
+//!
+//! The `ig` binary (`src/main.rs`, `src/cli/`) is one thin client of this library.
+
+pub mod builtin;
+pub mod event;
+pub mod gadget;
+pub mod oci;
+pub mod operators;
+pub mod output;
+pub mod run;

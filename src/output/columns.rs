@@ -1,0 +1,127 @@
+//! Columns: a header, then one line per event, widths from field annotations.
+
+use std::io::{self, Write};
+
+use super::{escape_control, report_lost, Sink};
+use crate::event::{Align, Event, Schema};
+
+pub struct ColumnsSink<W: Write> {
+    out: W,
+    columns: Vec<(usize, usize, Align)>,
+    header_done: bool,
+    header: String,
+    line: String,
+}
+
+impl<W: Write> ColumnsSink<W> {
+    pub fn new(schema: &Schema, columns: Vec<usize>, out: W) -> Self {
+        let columns: Vec<(usize, usize, Align)> = columns
+            .into_iter()
+            .map(|i| {
+                let f = &schema.fields[i];
+                (i, f.width.max(1), f.align)
+            })
+            .collect();
+        let mut sink = ColumnsSink { out, columns, header_done: false, header: String::new(), line: String::new() };
+        let names: Vec<String> = sink.columns.iter().map(|&(i, ..)| schema.fields[i].name.to_uppercase()).collect();
+        sink.header = sink.render(names.iter().map(String::as_str));
+        sink
+    }
+
+    fn render<'a>(&self, cells: impl Iterator<Item = &'a str>) -> String {
+        let mut line = String::new();
+        let n = self.columns.len();
+        for (k, (cell, &(_, width, align))) in cells.zip(&self.columns).enumerate() {
+            let text = fit(cell, width);
+            let pad = width.saturating_sub(text.chars().count());
+            if k > 0 {
+                line.push(' ');
+            }
+            match align {
+                Align::Right => {
+                    line.extend(std::iter::repeat_n(' ', pad));
+                    line.push_str(&text);
+                }
+                Align::Left => {
+                    line.push_str(&text);
+                    if k + 1 < n {
+                        line.extend(std::iter::repeat_n(' ', pad));
+                    }
+                }
+            }
+        }
+        line.truncate(line.trim_end().len());
+        line.push('\n');
+        line
+    }
+
+    fn ensure_header(&mut self) -> io::Result<()> {
+        if !self.header_done {
+            self.header_done = true;
+            self.out.write_all(self.header.as_bytes())?;
+        }
+        Ok(())
+    }
+}
+
+/// Cuts a cell to its width, marking the cut with `…`.
+fn fit(s: &str, width: usize) -> String {
+    let s = escape_control(s);
+    if s.chars().count() <= width {
+        return s.into_owned();
+    }
+    let mut out: String = s.chars().take(width.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+impl<W: Write> Sink for ColumnsSink<W> {
+    fn event(&mut self, event: &Event) -> io::Result<bool> {
+        self.ensure_header()?;
+        let cells: Vec<String> = self.columns.iter().map(|&(i, ..)| event.get(i).display()).collect();
+        self.line = self.render(cells.iter().map(String::as_str));
+        self.out.write_all(self.line.as_bytes())?;
+        Ok(true)
+    }
+
+    fn lost(&mut self, map: &str, count: u64) -> io::Result<()> {
+        self.out.flush()?;
+        report_lost(map, count);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.ensure_header()?;
+        self.out.flush()
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        self.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{FieldDef, Value};
+
+    #[test]
+    fn header_rows_alignment_and_cut() {
+        let mut schema = Schema::default();
+        let mut pid = FieldDef::new("pid");
+        pid.width = 5;
+        pid.align = Align::Right;
+        schema.push(pid);
+        let mut comm = FieldDef::new("comm");
+        comm.width = 4;
+        schema.push(comm);
+        let mut buf = Vec::new();
+        {
+            let mut sink = ColumnsSink::new(&schema, vec![0, 1], &mut buf);
+            let ev = Event { values: vec![Value::U64(42), Value::Str("long\nname".into())] };
+            sink.event(&ev).unwrap();
+            sink.finish().unwrap();
+        }
+        assert_eq!(String::from_utf8(buf).unwrap(), "  PID COMM\n   42 lon…\n");
+    }
+}

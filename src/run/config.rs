@@ -1,0 +1,22 @@
+use std::time::Duration;
+
+use crate::oci::Reference;
+use crate::operators::fields::FieldSelection;
+use crate::output::OutputMode;
+
+/// Everything `ig run` needs, validated before anything touches the kernel.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub image: Reference,
+    pub output: OutputMode,
+    pub fields: FieldSelection,
+    pub timeout: Option<Duration>,
+    /// Show processes that run outside containers.
+    pub host: bool,
+    /// Only these containers (by name); empty: every container.
+    pub containers: Vec<String>,
+    /// Gadget parameters: flag key → value as typed.
+    pub params: Vec<(String, String)>,
+    /// Stop after this many events.
+    pub max_events: Option<u64>,
+}

@@ -1,0 +1,12 @@
+//! Running a gadget: a validated configuration, then the pipeline
+//! decode → enrich → filter → output over the gadget's ring buffers.
+
+mod config;
+mod error;
+mod pipeline;
+mod runner;
+
+pub use config::RunConfig;
+pub use error::RunError;
+pub use pipeline::build_schema as schema_for;
+pub use runner::{prepare, run, Prepared};

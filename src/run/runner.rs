@@ -1,0 +1,166 @@
+//! Wires a run together: image → spec → load → attach → ring buffers → pipelines → sinks.
+
+use std::cell::RefCell;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use libbpf_rs::{MapCore, RingBufferBuilder};
+
+use super::pipeline::{build_schema, MntnsPolicy, Pipeline};
+use super::{RunConfig, RunError};
+use crate::event::Event;
+use crate::gadget::loader::{LoadSettings, LoadedGadget};
+use crate::gadget::spec::encode_param;
+use crate::gadget::{GadgetSpec, Metadata};
+use crate::oci::image::{read_gadget, GadgetImage};
+use crate::oci::{Reference, Store};
+use crate::operators::fields::{display_order, FieldSelection};
+use crate::output::{make_sink, OutputMode};
+
+/// How long the reader sleeps when no wakeup comes; bounds the latency on an idle machine.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// An image read from the store and analysed, ready to be configured.
+pub struct Prepared {
+    pub image: GadgetImage,
+    pub spec: GadgetSpec,
+}
+
+/// Reads the image for this machine's architecture (seeding a built-in gadget if needed).
+pub fn prepare(store: &Store, reference: &Reference) -> Result<Prepared, RunError> {
+    crate::builtin::seed_if_builtin(store, reference)?;
+    let arch = crate::gadget::build::Arch::host().map(|a| a.oci_name()).unwrap_or("amd64");
+    let image = read_gadget(store, reference, arch)?;
+    let metadata = Metadata::parse(&image.metadata_yaml)?;
+    let spec = GadgetSpec::analyze(&image.object, metadata)?;
+    Ok(Prepared { image, spec })
+}
+
+fn mntns_of(pid: &str) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}/ns/mnt")).ok().map(|m| m.ino())
+}
+
+/// Keeps host processes only with `--host`; everything else is a container matter.
+struct HostPolicy {
+    host_mntns: Option<u64>,
+    host: bool,
+}
+
+impl MntnsPolicy for HostPolicy {
+    fn keep(&mut self, mntns: u64, _event: &mut Event) -> bool {
+        self.host || Some(mntns) != self.host_mntns
+    }
+}
+
+/// Runs until `stop` is set, the timeout passes, the output closes or `max_events` is reached.
+/// Returns the number of events written.
+pub fn run(store: &Store, config: &RunConfig, stop: &AtomicBool) -> Result<u64, RunError> {
+    let Prepared { image, spec } = prepare(store, &config.image)?;
+    if spec.tracers.is_empty() {
+        return Err(RunError::Unsupported {
+            gadget: image.reference.clone(),
+            reason: "it declares no tracer (GADGET_TRACER), so there is nothing to read".into(),
+        });
+    }
+
+    let mut params = Vec::new();
+    for (key, value) in &config.params {
+        let p = spec
+            .param(key)
+            .ok_or_else(|| RunError::Config(format!("unknown gadget parameter --{key}")))?;
+        if let Some(bytes) = encode_param(p, value)? {
+            params.push((p.var.clone(), bytes));
+        }
+    }
+    let host_mntns = mntns_of("1");
+    let settings = LoadSettings { params, filter_by_mntns: true, drop_unknown_mntns: false, wakeup_bytes: 0 };
+    let mut loaded = LoadedGadget::load(&image.object, &spec, &settings)?;
+    if let Some(h) = host_mntns {
+        loaded.set_mntns_verdict(h, config.host)?;
+    }
+
+    let stdout = std::io::stdout();
+    let mut pipelines = Vec::new();
+    for tracer in &spec.tracers {
+        let (schema, enricher, yaml_order) = build_schema(tracer, &spec.metadata);
+        let order = display_order(&schema, &yaml_order);
+        // Machine-readable output carries every field unless --fields says otherwise.
+        let columns = match (&config.fields, config.output) {
+            (FieldSelection::Default, mode) if mode != OutputMode::Columns => order,
+            (sel, _) => sel.apply(&schema, &order).map_err(RunError::Config)?,
+        };
+        let out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+        let sink = make_sink(config.output, &schema, columns, out);
+        pipelines.push(RefCell::new(Pipeline::new(tracer, enricher, sink, config.max_events)));
+    }
+    let policy = RefCell::new(HostPolicy { host_mntns, host: config.host });
+
+    loaded.attach()?;
+    let maps: Vec<_> = spec.tracers.iter().map(|t| loaded.map(&t.map)).collect::<Result<_, _>>()?;
+    let mut builder = RingBufferBuilder::new();
+    for (map, pipeline) in maps.iter().zip(&pipelines) {
+        let policy = &policy;
+        builder
+            .add(map as &dyn MapCore, move |data: &[u8]| {
+                pipeline.borrow_mut().on_record(data, &mut *policy.borrow_mut())
+            })
+            .map_err(|e| RunError::Gadget(crate::gadget::GadgetError::Map { map: map.name().to_string_lossy().into(), reason: e.to_string() }))?;
+    }
+    let ring = builder.build().map_err(|e| RunError::Config(format!("ring buffer: {e}")))?;
+
+    let started = Instant::now();
+    let mut reported: Vec<(String, u64)> = Vec::new();
+    let mut last_lost_check = Instant::now();
+    let report_losses = |loaded: &LoadedGadget, reported: &mut Vec<(String, u64)>| {
+        for (map, total) in loaded.lost() {
+            let before = reported.iter().find(|(m, _)| *m == map).map(|(_, c)| *c).unwrap_or(0);
+            if total > before {
+                if let Some(p) = spec.tracers.iter().position(|t| t.map == map) {
+                    pipelines[p].borrow_mut().lost(&map, total - before);
+                }
+                reported.retain(|(m, _)| *m != map);
+                reported.push((map, total));
+            }
+        }
+    };
+    loop {
+        let _ = ring.poll(POLL_INTERVAL);
+        let _ = ring.consume();
+        for p in &pipelines {
+            p.borrow_mut().flush();
+        }
+        if last_lost_check.elapsed() >= Duration::from_secs(1) {
+            report_losses(&loaded, &mut reported);
+            last_lost_check = Instant::now();
+        }
+        let done = pipelines.iter().any(|p| p.borrow().stopped);
+        let timed_out = config.timeout.is_some_and(|t| started.elapsed() >= t);
+        if done || timed_out || stop.load(Ordering::Relaxed) {
+            break;
+        }
+    }
+    // Detach first, then drain what is already in the rings.
+    drop(maps);
+    loaded.detach();
+    let _ = ring.consume();
+    report_losses(&loaded, &mut reported);
+    drop(ring);
+    let mut total = 0;
+    let mut error = None;
+    for p in &pipelines {
+        let mut p = p.borrow_mut();
+        total += p.emitted;
+        if let Some(e) = p.finish() {
+            error.get_or_insert(e);
+        }
+    }
+    drop(loaded);
+    let _ = std::io::stdout().flush();
+    match error {
+        Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(total),
+        Some(e) => Err(RunError::Output(e)),
+        None => Ok(total),
+    }
+}
