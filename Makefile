@@ -1,0 +1,39 @@
+# The two commands of the README:
+#   make run    installs what is missing, builds, seeds the local store and runs trace_exec
+#   make test   installs what is missing and runs the whole test suite (unit + integration)
+
+CARGO ?= cargo
+IG := target/release/ig
+ARGS ?= --host
+
+.PHONY: run build test deps test-deps lint bench clean
+
+deps:
+	bash tests/setup/deps.sh build
+
+test-deps:
+	bash tests/setup/deps.sh test
+	bash tests/setup/docker.sh
+	bash tests/setup/busybox-image.sh
+
+build: deps
+	$(CARGO) build --release
+
+run: build
+	$(IG) image list
+	$(IG) run trace_exec $(ARGS)
+
+test: test-deps
+	$(CARGO) build --tests
+	$(CARGO) test -- --test-threads 4
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+bench:
+	bash tests/setup/deps.sh bench
+	bash bench/run.sh
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,153 @@
+//! A gadget the runtime has never seen (tests/gadgets/trace_open) builds and runs: proof the
+//! runtime is generic. And broken input fails with a clear message, never a panic.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+
+const GADGET: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/gadgets/trace_open");
+
+fn build(ig: &Ig, dir: &Path, tag: &str) -> std::process::Output {
+    ig.output(&["image", "build", dir.to_str().expect("utf8"), "-t", tag])
+}
+
+fn assert_clean_failure(out: &std::process::Output, want: &str) {
+    let err = stderr_of(out);
+    assert!(!out.status.success(), "expected failure, got success; stdout: {}", stdout_of(out));
+    assert!(err.contains(want), "stderr lacks {want:?}:\n{err}");
+    assert!(!err.contains("panicked"), "panic:\n{err}");
+}
+
+#[test]
+fn builds_and_runs_with_params_and_fields() {
+    let ig = Ig::new();
+    let out = build(&ig, Path::new(GADGET), "127.0.0.1:5000/test/trace_open:v1");
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(stdout_of(&out).contains("amd64"));
+
+    let help = ig.output(&["run", "127.0.0.1:5000/test/trace_open:v1", "--help"]);
+    let text = stdout_of(&help);
+    assert!(text.contains("--only-creat") && text.contains("Only opens that create the file"), "{text}");
+    assert!(text.contains("--min-flags"), "{text}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = ig.spawn(&[
+        "run", "127.0.0.1:5000/test/trace_open:v1", "--host", "-o", "json", "--only-creat", "--timeout", "60",
+    ]);
+    let created = dir.path().join(marker("created"));
+    let plain = dir.path().join(marker("plain"));
+    fs::write(&plain, b"x").expect("write");
+    let e = run
+        .wait_event(
+            Duration::from_secs(20),
+            || {
+                let _ = fs::read(&plain);
+                let _ = fs::File::create(&created);
+                let _ = fs::remove_file(&created);
+            },
+            |e| e["fname"].as_str() == created.to_str(),
+        )
+        .unwrap_or_else(|| panic!("no event for the created file; stderr: {}", run.stderr_text()));
+    assert_eq!(e["user"], "root");
+    assert!(e["pid"].as_u64().is_some_and(|p| p > 0));
+    assert!(e["flags"].as_i64().is_some_and(|f| f & 0o100 != 0), "O_CREAT in {e}");
+    assert!(
+        !run.events().iter().any(|e| e["fname"].as_str() == plain.to_str()),
+        "--only-creat let a plain read through"
+    );
+}
+
+#[test]
+fn inspect_and_list_show_the_image() {
+    let ig = Ig::new();
+    assert!(build(&ig, Path::new(GADGET), "trace_open:inspect").status.success());
+    let out = ig.output(&["image", "inspect", "trace_open:inspect", "-o", "json"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(doc["name"], "trace_open");
+    assert_eq!(doc["params"][0]["key"], "min-flags");
+    assert_eq!(doc["tracers"][0]["map"], "opens");
+    assert!(doc["programs"][0]["section"].as_str().is_some_and(|s| s.contains("sys_enter_openat")));
+    let list = stdout_of(&ig.output(&["image", "list"]));
+    assert!(list.contains("trace_open") && list.contains("inspect"), "{list}");
+
+    assert!(ig.output(&["image", "tag", "trace_open:inspect", "mine:v2"]).status.success());
+    assert!(ig.output(&["image", "remove", "trace_open:inspect"]).status.success());
+    // The blobs are still referenced by the other tag, so it still runs its inspect.
+    assert!(ig.output(&["image", "inspect", "mine:v2"]).status.success());
+    assert!(ig.output(&["image", "remove", "mine:v2"]).status.success());
+    let blobs = fs::read_dir(ig.store.path().join("blobs/sha256")).expect("blobs").count();
+    assert_eq!(blobs, 0, "remove left unreferenced blobs");
+}
+
+#[test]
+fn missing_image_is_a_clear_error() {
+    let ig = Ig::new();
+    let out = ig.output(&["run", "no_such_gadget"]);
+    assert_clean_failure(&out, "not found in the local store");
+}
+
+#[test]
+fn unknown_flag_is_a_clear_error() {
+    let ig = Ig::new();
+    let out = ig.output(&["run", "trace_exec", "--no-such-flag"]);
+    assert_clean_failure(&out, "--no-such-flag");
+    let out = ig.output(&["run", "trace_exec", "--uid", "not-a-number", "--timeout", "1"]);
+    assert_clean_failure(&out, "not-a-number");
+}
+
+fn broken_copy(edit: impl Fn(&Path)) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for f in ["program.bpf.c", "gadget.yaml", "build.yaml"] {
+        fs::copy(Path::new(GADGET).join(f), dir.path().join(f)).expect("copy");
+    }
+    edit(dir.path());
+    dir
+}
+
+#[test]
+fn c_that_does_not_compile_is_a_clear_error() {
+    let ig = Ig::new();
+    let dir = broken_copy(|d| {
+        let src = fs::read_to_string(d.join("program.bpf.c")).expect("read");
+        fs::write(d.join("program.bpf.c"), src.replace("e->pid =", "e->no_such_field =")).expect("write");
+    });
+    let out = build(&ig, dir.path(), "broken:c");
+    assert_clean_failure(&out, "no_such_field");
+    assert_clean_failure(&out, "compiling");
+}
+
+#[test]
+fn yaml_naming_a_missing_param_is_a_clear_error() {
+    let ig = Ig::new();
+    let dir = broken_copy(|d| {
+        let yaml = fs::read_to_string(d.join("gadget.yaml")).expect("read");
+        let yaml = yaml.replace("params:\n  ebpf:\n", "params:\n  ebpf:\n    ghost:\n      key: ghost\n");
+        fs::write(d.join("gadget.yaml"), yaml).expect("write");
+    });
+    let out = build(&ig, dir.path(), "broken:yaml");
+    assert_clean_failure(&out, "`ghost`");
+}
+
+#[test]
+fn corrupted_blob_is_refused() {
+    let ig = Ig::new();
+    assert!(build(&ig, Path::new(GADGET), "corrupt:v1").status.success());
+    // Flip a byte in the biggest blob: the BPF object.
+    let blobs = ig.store.path().join("blobs/sha256");
+    let biggest = fs::read_dir(&blobs)
+        .expect("blobs")
+        .filter_map(Result::ok)
+        .max_by_key(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+        .expect("a blob");
+    let mut bytes = fs::read(biggest.path()).expect("read blob");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    fs::write(biggest.path(), bytes).expect("write blob");
+    let out = ig.output(&["run", "corrupt:v1", "--host", "--timeout", "1"]);
+    assert_clean_failure(&out, "corrupted");
+}
