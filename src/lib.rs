@@ -13,14 +13,18 @@
 //! * [`operators`]: enrichment (timestamps, users, errno, containers) and field selection.
 //! * [`output`]: columns, JSON and YAML sinks.
 //! * [`run`]: a validated run configuration and the loop that wires the stages.
+//! * [`containers`]: Docker and containerd clients and the live container collection.
+//! * [`traceloop`]: syscall tables and decoding for the traceloop flight recorder.
 //! * [`builtin`]: the gadgets embedded at build time.
 //!
 //! The `ig` binary (`src/main.rs`, `src/cli/`) is one thin client of this library.
 
 pub mod builtin;
+pub mod containers;
 pub mod event;
 pub mod gadget;
 pub mod oci;
 pub mod operators;
 pub mod output;
 pub mod run;
+pub mod traceloop;

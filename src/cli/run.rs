@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
+use ig::containers::{ContainerCollection, RuntimeConfig, RuntimeKind};
 use ig::gadget::spec::ParamType;
 use ig::gadget::GadgetSpec;
 use ig::oci::Reference;
@@ -17,7 +18,18 @@ use ig::output::OutputMode;
 use ig::run::RunConfig;
 
 /// Common flags that take a value, so the image is not mistaken for one.
-const VALUE_FLAGS: [&str; 6] = ["-o", "--output", "--fields", "--timeout", "-c", "--containername"];
+const VALUE_FLAGS: [&str; 10] = [
+    "-o",
+    "--output",
+    "--fields",
+    "--timeout",
+    "-c",
+    "--containername",
+    "--runtimes",
+    "--docker-socketpath",
+    "--containerd-socketpath",
+    "--max-events",
+];
 
 fn common_command() -> Command {
     Command::new("run")
@@ -67,6 +79,27 @@ fn common_command() -> Command {
                 .value_delimiter(',')
                 .help("Only these containers (repeat or comma-separate)"),
         )
+        .arg(
+            Arg::new("runtimes")
+                .long("runtimes")
+                .value_name("LIST")
+                .default_value("docker,containerd")
+                .help("Container runtimes to use (docker, containerd); a missing one is skipped unless named here"),
+        )
+        .arg(
+            Arg::new("docker-socketpath")
+                .long("docker-socketpath")
+                .value_name("PATH")
+                .default_value("/var/run/docker.sock")
+                .help("Docker engine socket"),
+        )
+        .arg(
+            Arg::new("containerd-socketpath")
+                .long("containerd-socketpath")
+                .value_name("PATH")
+                .default_value("/run/containerd/containerd.sock")
+                .help("containerd socket"),
+        )
         .arg(Arg::new("help").short('h').long("help").action(ArgAction::Help).help("Print help"))
 }
 
@@ -89,6 +122,25 @@ fn gadget_command(spec: &GadgetSpec) -> Command {
         cmd = cmd.arg(arg);
     }
     cmd
+}
+
+/// `--runtimes` with their sockets; a runtime named on the command line (not by default) must
+/// answer.
+fn runtime_configs(m: &ArgMatches) -> anyhow::Result<Vec<RuntimeConfig>> {
+    let explicit = m.value_source("runtimes") == Some(clap::parser::ValueSource::CommandLine);
+    let list = m.get_one::<String>("runtimes").map(String::as_str).unwrap_or("");
+    let mut configs = Vec::new();
+    for name in list.split(',').map(str::trim).filter(|s| !s.is_empty() && *s != "none") {
+        let kind: RuntimeKind = name.parse()?;
+        let socket_flag = format!("{}-socketpath", kind.as_str());
+        let socket_explicit = m.value_source(&socket_flag) == Some(clap::parser::ValueSource::CommandLine);
+        let mut config = RuntimeConfig::new(kind).explicit(explicit || socket_explicit);
+        if let Some(path) = m.get_one::<String>(&socket_flag) {
+            config = config.socket(path);
+        }
+        configs.push(config);
+    }
+    Ok(configs)
 }
 
 /// The first argument that is not a flag nor a common flag's value.
@@ -156,11 +208,30 @@ pub fn main(args: Vec<String>) -> anyhow::Result<ExitCode> {
     let config = to_config(&matches, &prepared.spec, reference)?;
     drop(prepared);
 
+    let runtimes = runtime_configs(&matches)?;
+
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [libc::SIGINT, libc::SIGTERM] {
         register_stop(sig, &stop)?;
     }
-    ig::run::run(&store, &config, &stop)?;
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let containers = if runtimes.is_empty() {
+        None
+    } else {
+        let (collection, notices) = tokio
+            .block_on(ContainerCollection::start(runtimes))
+            .context("connecting to the container runtimes")?;
+        for n in notices {
+            eprintln!("ig: {n}");
+        }
+        Some((collection, tokio.handle().clone()))
+    };
+    ig::run::run(&store, &config, containers, &stop)?;
+    tokio.shutdown_background();
     Ok(ExitCode::SUCCESS)
 }
 

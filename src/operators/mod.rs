@@ -1,6 +1,7 @@
 //! Operators between decoding and output: enrichers (timestamps, users, errno, containers) and
 //! field selection.
 
+pub mod containers;
 pub mod enrich;
 pub mod errno;
 pub mod fields;

@@ -5,8 +5,9 @@ mod config;
 mod error;
 mod pipeline;
 mod runner;
+pub mod selection;
 
 pub use config::RunConfig;
 pub use error::RunError;
 pub use pipeline::build_schema as schema_for;
-pub use runner::{prepare, run, Prepared};
+pub use runner::{prepare, run, Containers, Prepared};

@@ -1,23 +1,26 @@
 //! One tracer's pipeline: decode → enrich → filter → output, driven by ring-buffer records.
 
+use std::collections::HashMap;
 use std::io;
 
 use crate::event::{Align, Event, FieldDef, Schema};
 use crate::gadget::decode::Decoder;
 use crate::gadget::spec::{FieldKind, Semantic, Tracer};
 use crate::gadget::Metadata;
+use crate::operators::containers::ContainerFields;
 use crate::operators::enrich::BasicEnricher;
 use crate::output::Sink;
 
-/// Decides from an event's mount namespace whether user space keeps it.
-pub trait MntnsPolicy {
-    fn keep(&mut self, mntns: u64, event: &mut Event) -> bool;
-}
+use super::selection::{Decision, Selection};
 
 pub struct Pipeline<'a> {
     decoder: Decoder,
     enricher: BasicEnricher,
+    containers: ContainerFields,
     mntns_field: Option<usize>,
+    pid_field: Option<usize>,
+    /// Events of mount namespaces not resolved yet, in arrival order.
+    held: HashMap<u64, Vec<Event>>,
     sink: Box<dyn Sink + 'a>,
     event: Event,
     pub emitted: u64,
@@ -27,8 +30,8 @@ pub struct Pipeline<'a> {
 }
 
 /// Builds the schema of a tracer: decoded fields, then the enrichers' fields, with gadget.yaml's
-/// annotations applied to both. Returns the schema, the enricher, and yaml's field order.
-pub fn build_schema(tracer: &Tracer, metadata: &Metadata) -> (Schema, BasicEnricher, Vec<String>) {
+/// annotations applied to both. Returns the schema, the enrichers, and yaml's field order.
+pub fn build_schema(tracer: &Tracer, metadata: &Metadata) -> (Schema, Enrichers, Vec<String>) {
     let mut schema = Schema { name: tracer.name.clone(), fields: Vec::new() };
     let mut typed = Vec::new();
     for (i, f) in tracer.layout.fields.iter().enumerate() {
@@ -50,7 +53,11 @@ pub fn build_schema(tracer: &Tracer, metadata: &Metadata) -> (Schema, BasicEnric
             typed.push((i, f.semantic));
         }
     }
-    let enricher = BasicEnricher::new(&mut schema, &typed);
+    let basic = BasicEnricher::new(&mut schema, &typed);
+    let containers = typed
+        .iter()
+        .any(|(_, s)| *s == Semantic::MntnsId)
+        .then(|| ContainerFields::add(&mut schema));
     let metas = metadata.fields(&tracer.name);
     for m in &metas {
         if let Some(i) = schema.index(&m.name) {
@@ -59,21 +66,33 @@ pub fn build_schema(tracer: &Tracer, metadata: &Metadata) -> (Schema, BasicEnric
             }
         }
     }
-    (schema, enricher, metas.into_iter().map(|m| m.name).collect())
+    (schema, Enrichers { basic, containers }, metas.into_iter().map(|m| m.name).collect())
+}
+
+/// The enrichers a schema was built with.
+pub struct Enrichers {
+    pub basic: BasicEnricher,
+    /// Present when events carry a mount namespace id.
+    pub containers: Option<ContainerFields>,
 }
 
 impl<'a> Pipeline<'a> {
     pub fn new(
         tracer: &Tracer,
-        enricher: BasicEnricher,
+        enrichers: Enrichers,
         sink: Box<dyn Sink + 'a>,
         max_events: Option<u64>,
     ) -> Self {
-        let mntns_field = tracer.layout.fields.iter().position(|f| f.semantic == Semantic::MntnsId);
+        let fields = &tracer.layout.fields;
+        let mntns_field = fields.iter().position(|f| f.semantic == Semantic::MntnsId);
+        let pid_field = fields.iter().position(|f| f.name == "pid");
         Pipeline {
             decoder: Decoder::new(tracer.layout.clone()),
-            enricher,
+            enricher: enrichers.basic,
+            containers: enrichers.containers.unwrap_or(ContainerFields::NONE),
             mntns_field,
+            pid_field,
+            held: HashMap::new(),
             sink,
             event: Event { values: Vec::with_capacity(tracer.layout.fields.len() + 16) },
             emitted: 0,
@@ -84,26 +103,59 @@ impl<'a> Pipeline<'a> {
     }
 
     /// Handles one ring-buffer record; returns what libbpf's callback wants (0 = go on).
-    pub fn on_record(&mut self, data: &[u8], policy: &mut dyn MntnsPolicy) -> i32 {
+    pub fn on_record(&mut self, data: &[u8], selection: &mut Selection) -> i32 {
         if self.stopped {
             return 0;
         }
         self.event.values.clear();
         self.decoder.decode(data, &mut self.event.values);
-        if let Some(i) = self.mntns_field {
-            let mntns = self.event.get(i).as_u64().unwrap_or(0);
-            if !policy.keep(mntns, &mut self.event) {
-                return 0;
+        let Some(i) = self.mntns_field else {
+            self.enricher.process(&mut self.event);
+            return self.emit_current();
+        };
+        let mntns = self.event.get(i).as_u64().unwrap_or(0);
+        if let Some(held) = self.held.get_mut(&mntns) {
+            held.push(self.event.clone());
+            return 0;
+        }
+        let pid = self.pid_field.and_then(|p| self.event.get(p).as_u64()).unwrap_or(0) as u32;
+        match selection.decide(mntns, pid) {
+            Decision::Drop => 0,
+            Decision::Hold => {
+                self.held.entry(mntns).or_default().push(self.event.clone());
+                0
+            }
+            Decision::Keep(container) => {
+                self.enrich(container.as_deref());
+                self.emit_current()
             }
         }
-        self.enricher.process(&mut self.event);
-        self.emit_current()
     }
 
-    /// Sends an already decoded and enriched event (e.g. one held back and released later).
-    pub fn emit(&mut self, event: Event) -> i32 {
-        self.event = event;
-        self.emit_current()
+    fn enrich(&mut self, container: Option<&crate::containers::Container>) {
+        match container {
+            Some(c) => self.containers.fill(&mut self.event, c),
+            None => self.containers.clear(&mut self.event),
+        }
+        self.enricher.process(&mut self.event);
+    }
+
+    /// Lets the held events of a mount namespace go, now that it is resolved.
+    pub fn release(&mut self, mntns: u64, decision: &Decision) {
+        let Some(events) = self.held.remove(&mntns) else {
+            return;
+        };
+        let Decision::Keep(container) = decision else {
+            return;
+        };
+        for event in events {
+            if self.stopped {
+                break;
+            }
+            self.event = event;
+            self.enrich(container.as_deref());
+            self.emit_current();
+        }
     }
 
     fn emit_current(&mut self) -> i32 {

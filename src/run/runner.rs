@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use libbpf_rs::{MapCore, RingBufferBuilder};
 
-use super::pipeline::{build_schema, MntnsPolicy, Pipeline};
+use super::pipeline::{build_schema, Pipeline};
+use super::selection::Selection;
 use super::{RunConfig, RunError};
-use crate::event::Event;
 use crate::gadget::loader::{LoadSettings, LoadedGadget};
 use crate::gadget::spec::encode_param;
 use crate::gadget::{GadgetSpec, Metadata};
@@ -42,21 +42,27 @@ fn mntns_of(pid: &str) -> Option<u64> {
     std::fs::metadata(format!("/proc/{pid}/ns/mnt")).ok().map(|m| m.ino())
 }
 
-/// Keeps host processes only with `--host`; everything else is a container matter.
-struct HostPolicy {
-    host_mntns: Option<u64>,
-    host: bool,
-}
+/// The container collection a run enriches from, and the tokio runtime that keeps it current.
+pub type Containers = (std::sync::Arc<crate::containers::ContainerCollection>, tokio::runtime::Handle);
 
-impl MntnsPolicy for HostPolicy {
-    fn keep(&mut self, mntns: u64, _event: &mut Event) -> bool {
-        self.host || Some(mntns) != self.host_mntns
+fn apply_verdicts(loaded: &LoadedGadget, selection: &mut Selection) -> Result<(), RunError> {
+    for (mntns, verdict) in selection.map_updates.drain(..) {
+        match verdict {
+            Some(keep) => loaded.set_mntns_verdict(mntns, keep)?,
+            None => loaded.forget_mntns(mntns),
+        }
     }
+    Ok(())
 }
 
 /// Runs until `stop` is set, the timeout passes, the output closes or `max_events` is reached.
 /// Returns the number of events written.
-pub fn run(store: &Store, config: &RunConfig, stop: &AtomicBool) -> Result<u64, RunError> {
+pub fn run(
+    store: &Store,
+    config: &RunConfig,
+    containers: Option<Containers>,
+    stop: &AtomicBool,
+) -> Result<u64, RunError> {
     let Prepared { image, spec } = prepare(store, &config.image)?;
     if spec.tracers.is_empty() {
         return Err(RunError::Unsupported {
@@ -77,9 +83,8 @@ pub fn run(store: &Store, config: &RunConfig, stop: &AtomicBool) -> Result<u64, 
     let host_mntns = mntns_of("1");
     let settings = LoadSettings { params, filter_by_mntns: true, drop_unknown_mntns: false, wakeup_bytes: 0 };
     let mut loaded = LoadedGadget::load(&image.object, &spec, &settings)?;
-    if let Some(h) = host_mntns {
-        loaded.set_mntns_verdict(h, config.host)?;
-    }
+    let mut selection = Selection::new(config.containers.clone(), config.host, host_mntns, containers);
+    apply_verdicts(&loaded, &mut selection)?;
 
     let stdout = std::io::stdout();
     let mut pipelines = Vec::new();
@@ -95,16 +100,16 @@ pub fn run(store: &Store, config: &RunConfig, stop: &AtomicBool) -> Result<u64, 
         let sink = make_sink(config.output, &schema, columns, out);
         pipelines.push(RefCell::new(Pipeline::new(tracer, enricher, sink, config.max_events)));
     }
-    let policy = RefCell::new(HostPolicy { host_mntns, host: config.host });
+    let selection = RefCell::new(selection);
 
     loaded.attach()?;
     let maps: Vec<_> = spec.tracers.iter().map(|t| loaded.map(&t.map)).collect::<Result<_, _>>()?;
     let mut builder = RingBufferBuilder::new();
     for (map, pipeline) in maps.iter().zip(&pipelines) {
-        let policy = &policy;
+        let selection = &selection;
         builder
             .add(map as &dyn MapCore, move |data: &[u8]| {
-                pipeline.borrow_mut().on_record(data, &mut *policy.borrow_mut())
+                pipeline.borrow_mut().on_record(data, &mut selection.borrow_mut())
             })
             .map_err(|e| RunError::Gadget(crate::gadget::GadgetError::Map { map: map.name().to_string_lossy().into(), reason: e.to_string() }))?;
     }
@@ -128,6 +133,13 @@ pub fn run(store: &Store, config: &RunConfig, stop: &AtomicBool) -> Result<u64, 
     loop {
         let _ = ring.poll(POLL_INTERVAL);
         let _ = ring.consume();
+        let released = selection.borrow_mut().poll();
+        for (mntns, decision) in &released {
+            for p in &pipelines {
+                p.borrow_mut().release(*mntns, decision);
+            }
+        }
+        apply_verdicts(&loaded, &mut selection.borrow_mut())?;
         for p in &pipelines {
             p.borrow_mut().flush();
         }
@@ -145,6 +157,16 @@ pub fn run(store: &Store, config: &RunConfig, stop: &AtomicBool) -> Result<u64, 
     drop(maps);
     loaded.detach();
     let _ = ring.consume();
+    // Held events wait for their container's announcement at most HOLD_MAX.
+    let deadline = Instant::now() + super::selection::HOLD_MAX;
+    while selection.borrow().holding() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        for (mntns, decision) in selection.borrow_mut().poll() {
+            for p in &pipelines {
+                p.borrow_mut().release(mntns, &decision);
+            }
+        }
+    }
     report_losses(&loaded, &mut reported);
     drop(ring);
     let mut total = 0;

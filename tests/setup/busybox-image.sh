@@ -16,13 +16,12 @@ namespaces="${IG_TEST_CONTAINERD_NAMESPACES:-k8s.io default}"
 
 log() { echo "setup/busybox-image: $*" >&2; }
 
-if [[ ! -x /bin/busybox ]] || ! /bin/busybox --help 2>&1 | grep -q static; then
-    if ! dpkg -s busybox-static >/dev/null 2>&1; then
-        log "installing busybox-static"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq
-        apt-get install -y -qq busybox-static >/dev/null
-    fi
+# The rootfs needs a static busybox (Debian's busybox-static: /bin/busybox).
+if ! dpkg -s busybox-static >/dev/null 2>&1; then
+    log "installing busybox-static"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq busybox-static >/dev/null
 fi
 
 if ! docker image inspect "$image" >/dev/null 2>&1; then

@@ -22,8 +22,6 @@ if docker info >/dev/null 2>&1; then
     exit 0
 fi
 
-# A dockerd that was killed may leave a stale pid file behind; dockerd refuses
-# to start while it names a live process, and ignores it otherwise.
 log "starting dockerd (log: /tmp/dockerd.log)"
 setsid dockerd >/tmp/dockerd.log 2>&1 < /dev/null &
 

@@ -1,0 +1,209 @@
+//! Which mount namespaces' events are shown, and with which container.
+//!
+//! The BPF filter map drops what is known to be unwanted. A mount namespace BPF has no verdict
+//! for (a container that just started, before its runtime announced it) reaches user space, where
+//! its events are held back until it is resolved: by the runtime's event, by the process's
+//! cgroup, or, after [`HOLD_MAX`], as "not a container". Then its events are released in order
+//! and the verdict goes to the map, so later ones are filtered in the kernel.
+
+use std::collections::HashMap;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use tokio::sync::broadcast::{self, error::TryRecvError};
+
+use crate::containers::{Container, ContainerCollection, ContainerEvent};
+
+/// How long events of an unknown mount namespace wait for it to be resolved.
+pub const HOLD_MAX: Duration = Duration::from_millis(1500);
+/// How long a removed container's verdict stays in the map (its last events may still come).
+const FORGET_AFTER: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone)]
+pub enum Decision {
+    Keep(Option<Arc<Container>>),
+    Drop,
+    Hold,
+}
+
+#[derive(Clone)]
+enum Known {
+    Container(Arc<Container>),
+    NotContainer,
+}
+
+struct Pending {
+    since: Instant,
+    resolving: bool,
+}
+
+pub struct Selection {
+    names: Vec<String>,
+    host: bool,
+    collection: Option<Arc<ContainerCollection>>,
+    events: Option<broadcast::Receiver<ContainerEvent>>,
+    runtime: Option<tokio::runtime::Handle>,
+    resolved_tx: mpsc::Sender<(u64, Option<Arc<Container>>)>,
+    resolved_rx: mpsc::Receiver<(u64, Option<Arc<Container>>)>,
+    known: HashMap<u64, Known>,
+    pending: HashMap<u64, Pending>,
+    forget: Vec<(Instant, u64)>,
+    /// Verdicts for the BPF map: `Some(keep)` to set, `None` to delete.
+    pub map_updates: Vec<(u64, Option<bool>)>,
+}
+
+impl Selection {
+    pub fn new(
+        names: Vec<String>,
+        host: bool,
+        host_mntns: Option<u64>,
+        containers: Option<(Arc<ContainerCollection>, tokio::runtime::Handle)>,
+    ) -> Self {
+        let (resolved_tx, resolved_rx) = mpsc::channel();
+        let (collection, runtime) = match containers {
+            Some((c, h)) => (Some(c), Some(h)),
+            None => (None, None),
+        };
+        let mut s = Selection {
+            names,
+            host,
+            events: collection.as_ref().map(|c| c.subscribe()),
+            collection,
+            runtime,
+            resolved_tx,
+            resolved_rx,
+            known: HashMap::new(),
+            pending: HashMap::new(),
+            forget: Vec::new(),
+            map_updates: Vec::new(),
+        };
+        if let Some(h) = host_mntns {
+            s.known.insert(h, Known::NotContainer);
+            s.map_updates.push((h, Some(host)));
+        }
+        for c in s.collection.as_ref().map(|c| c.all()).unwrap_or_default() {
+            s.learn(c);
+        }
+        s
+    }
+
+    fn selected(&self, c: &Container) -> bool {
+        self.names.is_empty() || self.names.iter().any(|n| *n == c.name)
+    }
+
+    fn is_live(&self, mntns: u64) -> bool {
+        self.collection.as_ref().is_some_and(|col| col.all().iter().any(|c| c.mntns_id == mntns))
+    }
+
+    fn learn(&mut self, c: Arc<Container>) {
+        if !self.is_live(c.mntns_id) {
+            // A container that is already gone (its last events are late): forget it soon, so
+            // churn never grows the map.
+            self.forget.push((Instant::now() + FORGET_AFTER, c.mntns_id));
+        }
+        self.map_updates.push((c.mntns_id, Some(self.selected(&c))));
+        self.known.insert(c.mntns_id, Known::Container(c));
+    }
+
+    fn verdict(&self, known: &Known) -> Decision {
+        match known {
+            Known::Container(c) if self.selected(c) => Decision::Keep(Some(c.clone())),
+            Known::Container(_) => Decision::Drop,
+            Known::NotContainer if self.host => Decision::Keep(None),
+            Known::NotContainer => Decision::Drop,
+        }
+    }
+
+    /// The decision for one event.
+    pub fn decide(&mut self, mntns: u64, pid: u32) -> Decision {
+        if let Some(k) = self.known.get(&mntns) {
+            return self.verdict(k);
+        }
+        if let Some(c) = self.collection.as_ref().and_then(|c| c.lookup_mntns(mntns)) {
+            self.learn(c);
+            return self.verdict(&self.known[&mntns]);
+        }
+        let (Some(collection), Some(runtime)) = (&self.collection, &self.runtime) else {
+            self.known.insert(mntns, Known::NotContainer);
+            self.map_updates.push((mntns, Some(self.host)));
+            return self.verdict(&Known::NotContainer);
+        };
+        let pending = self.pending.entry(mntns).or_insert(Pending { since: Instant::now(), resolving: false });
+        if !pending.resolving && pid != 0 {
+            pending.resolving = true;
+            let (collection, tx) = (collection.clone(), self.resolved_tx.clone());
+            runtime.spawn(async move {
+                let c = collection.resolve_pid(pid).await;
+                let _ = tx.send((mntns, c));
+            });
+        }
+        Decision::Hold
+    }
+
+    /// Applies runtime events and resolutions; returns the mount namespaces whose held events
+    /// can now be released, with their decision.
+    pub fn poll(&mut self) -> Vec<(u64, Decision)> {
+        let mut learned = Vec::new();
+        if let Some(rx) = &mut self.events {
+            loop {
+                match rx.try_recv() {
+                    Ok(ContainerEvent::Added(c)) => learned.push(c),
+                    Ok(ContainerEvent::Removed(c)) => self.forget.push((Instant::now() + FORGET_AFTER, c.mntns_id)),
+                    Err(TryRecvError::Lagged(_)) => continue,
+                    Err(_) => break,
+                }
+            }
+        }
+        while let Ok((mntns, c)) = self.resolved_rx.try_recv() {
+            match c {
+                Some(c) => learned.push(c),
+                None => {
+                    if let Some(p) = self.pending.get_mut(&mntns) {
+                        p.resolving = false;
+                    }
+                }
+            }
+        }
+        for c in learned {
+            self.learn(c);
+        }
+        let now = Instant::now();
+        let mut released = Vec::new();
+        let mut done = Vec::new();
+        for (&mntns, p) in &self.pending {
+            if self.known.contains_key(&mntns) {
+                done.push(mntns);
+            } else if now.duration_since(p.since) >= HOLD_MAX && !p.resolving {
+                done.push(mntns);
+            }
+        }
+        for mntns in done {
+            self.pending.remove(&mntns);
+            if !self.known.contains_key(&mntns) {
+                // A late lookup, then give up: not a container.
+                match self.collection.as_ref().and_then(|c| c.lookup_mntns(mntns)) {
+                    Some(c) => self.learn(c),
+                    None => {
+                        self.known.insert(mntns, Known::NotContainer);
+                        self.map_updates.push((mntns, Some(self.host)));
+                    }
+                }
+            }
+            released.push((mntns, self.verdict(&self.known[&mntns])));
+        }
+        let (due, later): (Vec<_>, Vec<_>) = self.forget.drain(..).partition(|(t, _)| *t <= now);
+        self.forget = later;
+        for (_, mntns) in due {
+            if !self.is_live(mntns) {
+                self.known.remove(&mntns);
+                self.map_updates.push((mntns, None));
+            }
+        }
+        released
+    }
+
+    /// Mount namespaces whose events are held right now.
+    pub fn holding(&self) -> usize {
+        self.pending.len()
+    }
+}
