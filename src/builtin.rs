@@ -54,9 +54,31 @@ pub fn seed(store: &Store, gadget: &BuiltinGadget) -> Result<Reference, OciError
             Err(_) => "1970-01-01T00:00:00Z".into(),
         },
         objects: gadget.objects.to_vec(),
+        extra_annotations: vec![(ANNOTATION_BUILTIN, "true")],
     };
     image::write_image(store, &reference, &parts)?;
     Ok(reference)
+}
+
+/// Marks images seeded from the binary, so a newer `ig` may replace them (and never replaces
+/// an image the user put under the same reference).
+pub const ANNOTATION_BUILTIN: &str = "dev.ig.builtin";
+
+fn stored_builtin_is_current(store: &Store, reference: &Reference, gadget: &BuiltinGadget) -> Result<bool, OciError> {
+    let Some(desc) = store.resolve(&reference.to_string())? else {
+        return Ok(false);
+    };
+    let bytes = store.blob(&desc.digest)?;
+    let index: crate::oci::types::Index = serde_json::from_slice(&bytes).map_err(|e| OciError::Invalid {
+        reference: reference.to_string(),
+        reason: e.to_string(),
+    })?;
+    if index.annotations.get(ANNOTATION_BUILTIN).map(String::as_str) != Some("true") {
+        return Ok(true); // the user's image: keep it
+    }
+    // Current when every embedded object is already a blob of the store.
+    Ok(gadget.objects.iter().all(|(_, obj)| store.has_blob(&crate::oci::digest_of(obj)))
+        && store.has_blob(&crate::oci::digest_of(gadget.metadata)))
 }
 
 /// Seeds `reference` if it names a built-in gadget under the default repository and the store
@@ -65,7 +87,7 @@ pub fn seed_if_builtin(store: &Store, reference: &Reference) -> Result<bool, Oci
     let Some(gadget) = find(reference.short_name()) else {
         return Ok(false);
     };
-    if reference_of(gadget)? != *reference || store.resolve(&reference.to_string())?.is_some() {
+    if reference_of(gadget)? != *reference || stored_builtin_is_current(store, reference, gadget)? {
         return Ok(false);
     }
     seed(store, gadget)?;

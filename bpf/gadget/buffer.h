@@ -7,7 +7,6 @@
 #include <bpf/bpf_helpers.h>
 
 /* Set by the runtime before load. 0: the kernel's default wakeup policy. */
-/* A reserved record already counts in BPF_RB_AVAIL_DATA, hence size 0 on submit. */
 const volatile __u64 gadget_wakeup_bytes = 0;
 
 static __always_inline __u64 gadget__wakeup_flags(void *map, __u64 size)
@@ -45,6 +44,7 @@ static __always_inline long gadget__output_buf(void *map, void *data, __u64 size
 #define gadget_reserve_buf(map, size)					\
 	gadget__reserve_buf(&(map), (size), &gadget_lost__##map)
 
+/* A reserved record already counts in BPF_RB_AVAIL_DATA, hence 0. */
 #define gadget_submit_buf(ctx, map, buf, size)				\
 	bpf_ringbuf_submit((buf), gadget__wakeup_flags(&(map), 0))
 

@@ -54,8 +54,9 @@ GADGET_PARAM(targ_uid);
 GADGET_TRACER_MAP(events, 1024 * 1024 * 4);
 GADGET_TRACER(exec, events, event);
 
+/* LRU: an exec killed after the point of no return never reaches sys_exit */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 10240);
 	__type(key, __u32);
 	__type(value, struct exec_args);
@@ -124,6 +125,28 @@ static __always_inline void output(void *ctx, struct event *e)
 	gadget_output_buf(ctx, events, e, size);
 }
 
+/*
+ * Counts the args in e->args[0, len) and keeps them up to their last NUL, so
+ * only complete args are sent. Global: the verifier checks this loop once
+ * instead of once per path through the caller.
+ */
+__noinline int count_args(struct event *e, __u32 len)
+{
+	__u32 i, count = 0, kept = 0;
+
+	if (!e)
+		return 0;
+	for (i = 0; i < ARGS_MAX && i < len; i++) {
+		if (e->args[i] == '\0') {
+			count++;
+			kept = i + 1;
+		}
+	}
+	e->args_count = count;
+	e->args_size = kept;
+	return 0;
+}
+
 static __always_inline void read_cwd(struct task_struct *task, struct event *e)
 {
 	struct fs_struct *fs = BPF_CORE_READ(task, fs);
@@ -138,7 +161,7 @@ int BPF_PROG(ig_sched_exec, struct task_struct *task, pid_t old_pid,
 	struct task_struct *parent;
 	unsigned long arg_start, arg_end;
 	struct event *e;
-	__u32 len, count = 0, kept = 0, i;
+	__u32 len;
 	__u32 old_tid = old_pid;
 	struct file *file;
 
@@ -163,17 +186,7 @@ int BPF_PROG(ig_sched_exec, struct task_struct *task, pid_t old_pid,
 		return 0;
 	if (bpf_probe_read_user(e->args, len, (void *)arg_start))
 		len = 0;
-	/* kept: up to the last NUL, so only complete args are sent */
-	for (i = 0; i < ARGS_MAX; i++) {
-		if (i >= len)
-			break;
-		if (e->args[i] == '\0') {
-			count++;
-			kept = i + 1;
-		}
-	}
-	e->args_count = count;
-	e->args_size = kept;
+	count_args(e, len);
 
 	file = BPF_CORE_READ(bprm, file);
 	e->upper_layer = gadget_file_upper_layer(file);

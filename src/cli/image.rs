@@ -1,7 +1,9 @@
-//! `ig image build|list|inspect|tag|remove`.
+//! `ig image build|list|inspect|tag|remove|push|pull|export|import|keygen|sign|verify`.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::future::Future;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
@@ -11,8 +13,38 @@ use comfy_table::{presets::NOTHING, Table};
 use ig::gadget::build::Toolchain;
 use ig::gadget::{GadgetSpec, Metadata};
 use ig::oci::image::{created_now, reachable, read_gadget, write_image, ImageParts};
+use ig::oci::registry::RegistryOptions;
+use ig::oci::sign::{is_signature_tag, signature_reference, PrivateKey};
+use ig::oci::transfer::PullPolicy;
 use ig::oci::types::ANNOTATION_CREATED;
 use ig::oci::{Reference, Store};
+
+/// Flags of commands that talk to registries.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct RegistryArgs {
+    /// Registries (HOST:PORT) spoken to over plain HTTP instead of HTTPS
+    #[arg(long = "insecure-registries", value_name = "HOST:PORT", value_delimiter = ',', env = "IG_INSECURE_REGISTRIES")]
+    pub insecure_registries: Vec<String>,
+}
+
+impl RegistryArgs {
+    pub fn options(&self) -> RegistryOptions {
+        RegistryOptions {
+            insecure_registries: self.insecure_registries.clone(),
+            progress: std::io::stderr().is_terminal(),
+            ..RegistryOptions::default()
+        }
+    }
+}
+
+/// Runs registry I/O on a runtime owned by this command (the CLI is the top of the stack).
+pub(crate) fn block_on<F: Future>(future: F) -> anyhow::Result<F::Output> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    Ok(rt.block_on(future))
+}
 
 #[derive(Subcommand)]
 pub enum ImageCommand {
@@ -46,6 +78,52 @@ pub enum ImageCommand {
         #[arg(required = true)]
         images: Vec<String>,
     },
+    /// Push an image (every architecture, and its signature) to its registry
+    Push {
+        image: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Pull an image (every architecture, and its signature) from its registry
+    Pull {
+        image: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Write images (and their signatures) to FILE, a tar of an OCI image layout (`-`: stdout)
+    #[command(override_usage = "ig image export IMAGE... FILE")]
+    Export {
+        /// The images, then the file
+        #[arg(required = true, num_args = 2.., value_name = "IMAGE... FILE")]
+        args: Vec<String>,
+    },
+    /// Read the images of an OCI-layout tar (from `ig image export` or skopeo) into the store
+    Import {
+        /// The tar file (`-`: stdin)
+        file: PathBuf,
+    },
+    /// Generate an ECDSA P-256 key pair for signing: PREFIX.key (PKCS#8) and PREFIX.pub
+    Keygen {
+        /// Path prefix of the two files
+        #[arg(default_value = "ig")]
+        prefix: String,
+    },
+    /// Sign an image of the local store (cosign-compatible); `ig image push` uploads the signature
+    Sign {
+        image: String,
+        /// Private key (PEM, from `ig image keygen`)
+        #[arg(long, value_name = "KEY")]
+        key: PathBuf,
+    },
+    /// Verify an image's signature against public keys (pulled first when not local)
+    Verify {
+        image: String,
+        /// Public key (PEM, as cosign writes it); repeat for several
+        #[arg(long = "public-key", value_name = "PUB")]
+        public_keys: Vec<PathBuf>,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
 }
 
 pub fn main(cmd: ImageCommand) -> anyhow::Result<ExitCode> {
@@ -56,6 +134,16 @@ pub fn main(cmd: ImageCommand) -> anyhow::Result<ExitCode> {
         ImageCommand::Inspect { image, output } => inspect(&store, &image, &output),
         ImageCommand::Tag { source, target } => tag(&store, &source, &target),
         ImageCommand::Remove { images } => remove(&store, &images),
+        ImageCommand::Push { image, registry } => push(&store, &image, &registry),
+        ImageCommand::Pull { image, registry } => pull(&store, &image, &registry),
+        ImageCommand::Export { mut args } => {
+            let file = args.pop().context("missing FILE")?;
+            export(&store, &args, Path::new(&file))
+        }
+        ImageCommand::Import { file } => import(&store, &file),
+        ImageCommand::Keygen { prefix } => keygen(&prefix),
+        ImageCommand::Sign { image, key } => sign(&store, &image, &key),
+        ImageCommand::Verify { image, public_keys, registry } => verify(&store, &image, &public_keys, &registry),
     }
 }
 
@@ -89,6 +177,7 @@ fn build(store: &Store, dir: PathBuf, tag: Option<String>) -> anyhow::Result<Exi
         source: &meta.source_url,
         created: created_now(),
         objects: built.objects.iter().map(|(a, o)| (a.oci_name(), o.as_slice())).collect(),
+        extra_annotations: Vec::new(),
     };
     let desc = write_image(store, &reference, &parts)?;
     let archs: Vec<&str> = built.objects.iter().map(|(a, _)| a.oci_name()).collect();
@@ -106,6 +195,9 @@ fn list(store: &Store, no_trunc: bool) -> anyhow::Result<ExitCode> {
             Some((r, t)) if !t.contains('/') => (r.to_string(), t.to_string()),
             _ => (reference.clone(), String::new()),
         };
+        if is_signature_tag(&tag) {
+            continue;
+        }
         let digest = desc.digest.trim_start_matches("sha256:");
         let digest = if no_trunc { digest.to_string() } else { digest.chars().take(12).collect() };
         let created = created_of(store, &desc).unwrap_or_default();
@@ -210,6 +302,12 @@ fn tag(store: &Store, source: &str, target: &str) -> anyhow::Result<ExitCode> {
     ig::builtin::seed_if_builtin(store, &src)?;
     let _lock = store.lock()?;
     let desc = store.resolve(&src.to_string())?.ok_or_else(|| ig::oci::OciError::NotFound(src.to_string()))?;
+    // The signature lives in the image's repository: give the new one a copy.
+    let src_sig = signature_reference(&src, &desc.digest);
+    let dst_sig = signature_reference(&dst, &desc.digest);
+    if let Some(sig) = store.resolve(&src_sig.to_string())? {
+        store.set_tag(&dst_sig.to_string(), sig)?;
+    }
     store.set_tag(&dst.to_string(), desc)?;
     println!("Tagged {src} as {dst}");
     Ok(ExitCode::SUCCESS)
@@ -226,9 +324,136 @@ fn remove(store: &Store, images: &[String]) -> anyhow::Result<ExitCode> {
             missing.push(r.to_string());
         }
     }
+    remove_orphan_signatures(store)?;
     store.gc(|s, d, keep: &mut BTreeSet<String>| reachable(s, d, keep))?;
     if !missing.is_empty() {
         bail!("not in the local store: {}", missing.join(", "));
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Drops signature tags whose image no tag of their repository points at any more. Call with
+/// the lock held.
+fn remove_orphan_signatures(store: &Store) -> anyhow::Result<()> {
+    let tags = store.tags()?;
+    let mut live = BTreeSet::new();
+    let mut sigs = Vec::new();
+    for (name, desc) in &tags {
+        let Ok(r) = Reference::parse(name) else { continue };
+        if is_signature_tag(&r.tag) {
+            sigs.push((name.clone(), r));
+        } else {
+            live.insert(signature_reference(&r, &desc.digest).to_string());
+        }
+    }
+    for (name, _) in sigs {
+        if !live.contains(&name) {
+            store.remove_tag(&name)?;
+        }
+    }
+    Ok(())
+}
+
+fn human(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
+    }
+}
+
+fn push(store: &Store, image: &str, registry: &RegistryArgs) -> anyhow::Result<ExitCode> {
+    let reference = Reference::parse(image)?;
+    let opts = registry.options();
+    let pushed = block_on(ig::oci::transfer::push(store, &reference, &opts))??;
+    let signed = if pushed.signed { ", with its signature" } else { "" };
+    println!("Pushed {} ({}){signed}: {} uploaded", pushed.reference, pushed.digest, human(pushed.uploaded));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn pull(store: &Store, image: &str, registry: &RegistryArgs) -> anyhow::Result<ExitCode> {
+    let reference = Reference::parse(image)?;
+    let opts = registry.options();
+    let pulled = block_on(ig::oci::transfer::pull(store, &reference, &opts))??;
+    let signed = if pulled.signed { ", signed" } else { ", unsigned" };
+    println!(
+        "Pulled {} ({}) for {}{signed}: {} downloaded",
+        pulled.reference,
+        pulled.descriptor.digest,
+        if pulled.platforms.is_empty() { "-".to_string() } else { pulled.platforms.join(", ") },
+        human(pulled.downloaded)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export(store: &Store, images: &[String], file: &Path) -> anyhow::Result<ExitCode> {
+    let mut references = Vec::new();
+    for image in images {
+        let r = Reference::parse(image)?;
+        ig::builtin::seed_if_builtin(store, &r)?;
+        references.push(r);
+    }
+    let written = ig::oci::archive::export_to(store, &references, file)?;
+    if file != Path::new("-") {
+        let images = written.iter().filter(|n| !n.ends_with(".sig")).count();
+        eprintln!("Exported {images} image(s) ({} tags with signatures) to {}", written.len(), file.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn import(store: &Store, file: &Path) -> anyhow::Result<ExitCode> {
+    let tags = ig::oci::archive::import_from(store, file)?;
+    for t in &tags {
+        let is_sig = Reference::parse(t).map(|r| is_signature_tag(&r.tag)).unwrap_or(false);
+        if !is_sig {
+            println!("Imported {t}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn keygen(prefix: &str) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let key_path = PathBuf::from(format!("{prefix}.key"));
+    let pub_path = PathBuf::from(format!("{prefix}.pub"));
+    for p in [&key_path, &pub_path] {
+        if p.exists() {
+            bail!("{} exists; not overwriting it", p.display());
+        }
+    }
+    let key = PrivateKey::generate();
+    let public = key.public_key(&pub_path.display().to_string()).to_pem()?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&key_path)
+        .with_context(|| format!("creating {}", key_path.display()))?;
+    f.write_all(key.to_pem()?.as_bytes()).with_context(|| format!("writing {}", key_path.display()))?;
+    std::fs::write(&pub_path, public).with_context(|| format!("writing {}", pub_path.display()))?;
+    println!("Private key written to {}", key_path.display());
+    println!("Public key written to {}", pub_path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sign(store: &Store, image: &str, key: &Path) -> anyhow::Result<ExitCode> {
+    let reference = Reference::parse(image)?;
+    ig::builtin::seed_if_builtin(store, &reference)?;
+    let key = PrivateKey::load(key)?;
+    let signed = ig::oci::sign::sign(store, &reference, &key)?;
+    let note = if signed.added { "" } else { " (already signed with this key)" };
+    println!("Signed {reference} ({}){note}: signature stored as {}", signed.digest, signed.signature_reference);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(store: &Store, image: &str, keys: &[PathBuf], registry: &RegistryArgs) -> anyhow::Result<ExitCode> {
+    let reference = Reference::parse(image)?;
+    let public_keys = ig::oci::verify::load_public_keys(keys)?;
+    ig::builtin::seed_if_builtin(store, &reference)?;
+    let opts = registry.options();
+    block_on(ig::oci::transfer::ensure_local(store, &reference, PullPolicy::Missing, &opts))??;
+    let verified = ig::oci::verify::verify(store, &reference, &public_keys)?;
+    println!("Verified {} ({}) with {}", verified.reference, verified.digest, verified.key);
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,7 @@
 //! The `ig` command line: parse, call the library, print. `anyhow` lives here only.
 
 mod image;
+mod login;
 mod run;
 
 use std::process::ExitCode;
@@ -25,6 +26,10 @@ enum Command {
     /// Build, list, inspect, tag and remove gadget images
     #[command(subcommand)]
     Image(image::ImageCommand),
+    /// Log in to a registry (credentials go to ig's own config.json)
+    Login(login::LoginArgs),
+    /// Log out of a registry
+    Logout(login::LogoutArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -32,6 +37,8 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { args } => run::main(args),
         Command::Image(cmd) => image::main(cmd),
+        Command::Login(args) => login::login(args),
+        Command::Logout(args) => login::logout(args),
     };
     match result {
         Ok(code) => code,

@@ -18,7 +18,8 @@ use ig::output::OutputMode;
 use ig::run::RunConfig;
 
 /// Common flags that take a value, so the image is not mistaken for one.
-const VALUE_FLAGS: [&str; 10] = [
+const VALUE_FLAGS: [&str; 11] = [
+    "--syscall-filters",
     "-o",
     "--output",
     "--fields",
@@ -121,6 +122,16 @@ fn gadget_command(spec: &GadgetSpec) -> Command {
         }
         cmd = cmd.arg(arg);
     }
+    if spec.metadata.section("traceloop").is_some() {
+        cmd = cmd.arg(
+            Arg::new("syscall-filters")
+                .long("syscall-filters")
+                .value_name("LIST")
+                .value_delimiter(',')
+                .action(ArgAction::Append)
+                .help("Record only these syscalls (names, comma-separated)"),
+        );
+    }
     cmd
 }
 
@@ -185,6 +196,12 @@ fn to_config(m: &ArgMatches, spec: &GadgetSpec, image: Reference) -> anyhow::Res
         containers: m.get_many::<String>("containername").map(|v| v.cloned().collect()).unwrap_or_default(),
         params,
         max_events: m.get_one::<u64>("max-events").copied(),
+        syscall_filters: m
+            .try_get_many::<String>("syscall-filters")
+            .ok()
+            .flatten()
+            .map(|v| v.cloned().collect())
+            .unwrap_or_default(),
     })
 }
 

@@ -15,7 +15,10 @@ pub struct LoadSettings {
     pub params: Vec<(String, Vec<u8>)>,
     pub filter_by_mntns: bool,
     pub drop_unknown_mntns: bool,
+    /// Unread bytes in a ring that wake the reader; 0: a quarter of the smallest ring.
     pub wakeup_bytes: u64,
+    /// Map name → max_entries, set before load.
+    pub map_sizes: Vec<(String, u32)>,
 }
 
 pub const MNTNS_FILTER_MAP: &str = "gadget_mntns_filter_map";
@@ -45,6 +48,7 @@ pub struct LoadedGadget {
     object: Object,
     links: Vec<libbpf_rs::Link>,
     bss_lost: Vec<(String, u32)>,
+    bss_vars: Vec<(String, u32)>,
 }
 
 impl LoadedGadget {
@@ -56,6 +60,24 @@ impl LoadedGadget {
             .and_then(|b| b.open_memory(object))
             .map_err(|e| GadgetError::Load(format!("{e}\n{}", log_tail(&take_libbpf_log()))))?;
 
+        for (name, size) in &settings.map_sizes {
+            let mut map = open
+                .maps_mut()
+                .find(|m| m.name() == name.as_str())
+                .ok_or_else(|| GadgetError::Map { map: name.clone(), reason: "not in the object".into() })?;
+            map.set_max_entries(*size)
+                .map_err(|e| GadgetError::Map { map: name.clone(), reason: e.to_string() })?;
+        }
+        let smallest_ring = open
+            .maps()
+            .filter(|m| m.map_type() == libbpf_rs::MapType::RingBuf)
+            .map(|m| m.max_entries() as u64)
+            .min()
+            .unwrap_or(0);
+        let wakeup_bytes = match settings.wakeup_bytes {
+            0 => smallest_ring / 4,
+            n => n,
+        };
         let mut writes: Vec<(u32, Vec<u8>)> = Vec::new();
         for (var, bytes) in &settings.params {
             let p = spec.params.iter().find(|p| &p.var == var).ok_or_else(|| {
@@ -67,7 +89,7 @@ impl LoadedGadget {
             let value: u64 = match name.as_str() {
                 "gadget_filter_by_mntns" => settings.filter_by_mntns as u64,
                 "gadget_drop_unknown_mntns" => settings.drop_unknown_mntns as u64,
-                "gadget_wakeup_bytes" => settings.wakeup_bytes,
+                "gadget_wakeup_bytes" => wakeup_bytes,
                 _ => continue,
             };
             writes.push((*offset, value.to_le_bytes()[..(*size as usize).min(8)].to_vec()));
@@ -92,7 +114,12 @@ impl LoadedGadget {
         let object = open
             .load()
             .map_err(|e| GadgetError::Load(format!("{e}\n{}", log_tail(&take_libbpf_log()))))?;
-        Ok(LoadedGadget { object, links: Vec::new(), bss_lost: spec.lost_counters.clone() })
+        Ok(LoadedGadget {
+            object,
+            links: Vec::new(),
+            bss_lost: spec.lost_counters.clone(),
+            bss_vars: spec.bss_vars.clone(),
+        })
     }
 
     /// Attaches every program; a program whose kind this kernel lacks fails with its section
@@ -151,12 +178,24 @@ impl LoadedGadget {
         }
     }
 
+    fn bss(&self) -> Option<Vec<u8>> {
+        let bss = self.object.maps().find(|m| m.name().to_string_lossy().ends_with(".bss"))?;
+        bss.lookup(&0u32.to_le_bytes(), MapFlags::ANY).ok().flatten()
+    }
+
+    /// A `__u64` global of `.bss`, as BPF left it.
+    pub fn bss_u64(&self, name: &str) -> Option<u64> {
+        let (_, off) = self.bss_vars.iter().find(|(n, _)| n == name)?;
+        let value = self.bss()?;
+        let bytes = value.get(*off as usize..*off as usize + 8)?;
+        let mut raw = [0u8; 8];
+        raw.copy_from_slice(bytes);
+        Some(u64::from_le_bytes(raw))
+    }
+
     /// Lost-event counters per ring buffer map, as BPF counted them.
     pub fn lost(&self) -> Vec<(String, u64)> {
-        let Some(bss) = self.object.maps().find(|m| m.name().to_string_lossy().ends_with(".bss")) else {
-            return Vec::new();
-        };
-        let Ok(Some(value)) = bss.lookup(&0u32.to_le_bytes(), MapFlags::ANY) else {
+        let Some(value) = self.bss() else {
             return Vec::new();
         };
         self.bss_lost

@@ -22,6 +22,9 @@ pub struct Metadata {
     pub datasources: serde_norway::Mapping,
     #[serde(default)]
     pub params: Params,
+    /// Sections other tools do not know (e.g. `traceloop:`), kept as they are.
+    #[serde(flatten)]
+    pub extra: serde_norway::Mapping,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -105,6 +108,11 @@ impl Metadata {
                 Some(FieldMeta { name, annotations })
             })
             .collect()
+    }
+
+    /// A top-level section this schema does not name (`traceloop:`).
+    pub fn section(&self, name: &str) -> Option<&Value> {
+        self.extra.get(name)
     }
 
     pub fn datasource_names(&self) -> Vec<String> {

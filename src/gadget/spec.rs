@@ -82,6 +82,8 @@ pub struct GadgetSpec {
     pub maps: Vec<String>,
     /// Ring buffer map → offset of its lost counter in `.bss`.
     pub lost_counters: Vec<(String, u32)>,
+    /// Every `.bss` global: name, offset.
+    pub bss_vars: Vec<(String, u32)>,
     /// The runtime's own knobs in `.rodata` (`gadget_filter_by_mntns`, ...): name, offset, size.
     pub runtime_vars: Vec<(String, u32, u32)>,
 }
@@ -108,6 +110,10 @@ impl GadgetSpec {
                 Some((v.to_string(), off, size))
             })
             .collect();
+        let bss_vars = elf
+            .var_names()
+            .filter_map(|v| Some((v.to_string(), elf.var_offset(".bss", v)?.0)))
+            .collect();
         Ok(GadgetSpec {
             metadata,
             tracers,
@@ -116,6 +122,7 @@ impl GadgetSpec {
             maps: elf.maps,
             lost_counters,
             runtime_vars,
+            bss_vars,
         })
     }
 

@@ -19,6 +19,8 @@ pub struct ImageParts<'a> {
     pub created: String,
     /// (OCI architecture, object).
     pub objects: Vec<(&'a str, &'a [u8])>,
+    /// More annotations for the index and manifests.
+    pub extra_annotations: Vec<(&'a str, &'a str)>,
 }
 
 /// What `ig run` takes out of an image.
@@ -63,6 +65,9 @@ pub fn write_image(store: &Store, reference: &Reference, parts: &ImageParts<'_>)
         if !value.is_empty() {
             annotations.insert(key.to_string(), value.to_string());
         }
+    }
+    for (key, value) in &parts.extra_annotations {
+        annotations.insert(key.to_string(), value.to_string());
     }
     let _lock = store.lock()?;
     store.put_blob(parts.metadata_yaml)?;

@@ -1,11 +1,19 @@
 //! Gadget images: references and their defaults, the local OCI-layout store, and the image
 //! format shared with Inspektor Gadget.
 
+pub mod allow;
+pub mod archive;
+pub mod auth;
+pub mod dist_error;
 mod error;
 pub mod image;
 mod reference;
+pub mod registry;
+pub mod sign;
 pub mod store;
+pub mod transfer;
 pub mod types;
+pub mod verify;
 
 pub use error::OciError;
 pub use reference::{default_repository, Reference};

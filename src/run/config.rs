@@ -19,4 +19,6 @@ pub struct RunConfig {
     pub params: Vec<(String, String)>,
     /// Stop after this many events.
     pub max_events: Option<u64>,
+    /// Flight-recorder gadgets: only these syscalls (names).
+    pub syscall_filters: Vec<String>,
 }

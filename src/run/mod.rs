@@ -6,6 +6,7 @@ mod error;
 mod pipeline;
 mod runner;
 pub mod selection;
+mod traceloop;
 
 pub use config::RunConfig;
 pub use error::RunError;

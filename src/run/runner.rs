@@ -45,7 +45,7 @@ fn mntns_of(pid: &str) -> Option<u64> {
 /// The container collection a run enriches from, and the tokio runtime that keeps it current.
 pub type Containers = (std::sync::Arc<crate::containers::ContainerCollection>, tokio::runtime::Handle);
 
-fn apply_verdicts(loaded: &LoadedGadget, selection: &mut Selection) -> Result<(), RunError> {
+pub(super) fn apply_verdicts(loaded: &LoadedGadget, selection: &mut Selection) -> Result<(), RunError> {
     for (mntns, verdict) in selection.map_updates.drain(..) {
         match verdict {
             Some(keep) => loaded.set_mntns_verdict(mntns, keep)?,
@@ -64,6 +64,9 @@ pub fn run(
     stop: &AtomicBool,
 ) -> Result<u64, RunError> {
     let Prepared { image, spec } = prepare(store, &config.image)?;
+    if spec.metadata.section("traceloop").is_some() {
+        return super::traceloop::run(&image, &spec, config, containers, stop);
+    }
     if spec.tracers.is_empty() {
         return Err(RunError::Unsupported {
             gadget: image.reference.clone(),
@@ -81,7 +84,7 @@ pub fn run(
         }
     }
     let host_mntns = mntns_of("1");
-    let settings = LoadSettings { params, filter_by_mntns: true, drop_unknown_mntns: false, wakeup_bytes: 0 };
+    let settings = LoadSettings { params, filter_by_mntns: true, ..Default::default() };
     let mut loaded = LoadedGadget::load(&image.object, &spec, &settings)?;
     let mut selection = Selection::new(config.containers.clone(), config.host, host_mntns, containers);
     apply_verdicts(&loaded, &mut selection)?;

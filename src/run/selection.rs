@@ -202,6 +202,16 @@ impl Selection {
         released
     }
 
+    /// Whether a mount namespace's records are shown (flight-recorder gadgets): a selected
+    /// container, or, with `--host`, anything that is not a container.
+    pub fn shows(&self, mntns: u64, container: Option<&Container>) -> bool {
+        match (container, self.known.get(&mntns)) {
+            (Some(c), _) => self.selected(c),
+            (None, Some(Known::Container(c))) => self.selected(c),
+            (None, _) => self.host,
+        }
+    }
+
     /// Mount namespaces whose events are held right now.
     pub fn holding(&self) -> usize {
         self.pending.len()

@@ -116,6 +116,10 @@ impl Running {
         self.events().into_iter().find(|e| pred(e))
     }
 
+    pub fn child_alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Sends SIGINT and waits for the exit status.
     pub fn stop(mut self) -> (std::process::ExitStatus, Vec<String>, String) {
         // SAFETY: signalling our own child.
