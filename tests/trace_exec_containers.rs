@@ -52,7 +52,7 @@ fn selects_one_container_and_enriches_it() {
             .unwrap_or_else(|| panic!("no {comm} event; stderr: {}", run.stderr_text()));
         assert_eq!(container_of(&e), name);
         assert_eq!(e["runtime"]["runtimeName"], "docker");
-        assert_eq!(e["runtime"]["containerImageName"], "ig-test/busybox");
+        assert_eq!(e["runtime"]["containerImageName"], IMAGE);
         assert!(e["runtime"]["containerId"].as_str().is_some_and(|id| id.len() == 64));
         assert_eq!(e["pcomm"], "sh");
         assert_eq!(e["user"], "root");

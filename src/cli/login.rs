@@ -65,16 +65,28 @@ pub fn login(args: LoginArgs) -> anyhow::Result<ExitCode> {
     block_on(registry.ping())??;
     let path = auth::ig_config_path();
     auth::save(&path, &args.registry, &creds)?;
-    println!("Login to {} succeeded; credentials saved in {}", args.registry, path.display());
+    println!(
+        "Login to {} succeeded; credentials saved in {}",
+        args.registry,
+        path.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn logout(args: LogoutArgs) -> anyhow::Result<ExitCode> {
     let path = auth::ig_config_path();
     if auth::remove(&path, &args.registry)? {
-        println!("Removed the credentials for {} from {}", args.registry, path.display());
+        println!(
+            "Removed the credentials for {} from {}",
+            args.registry,
+            path.display()
+        );
     } else {
-        println!("Not logged in to {} (nothing in {})", args.registry, path.display());
+        println!(
+            "Not logged in to {} (nothing in {})",
+            args.registry,
+            path.display()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

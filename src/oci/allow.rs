@@ -15,18 +15,36 @@ pub fn check(reference: &Reference, patterns: &[String]) -> Result<(), DistError
     check_with(reference, patterns, &default_repository())
 }
 
-pub fn check_with(reference: &Reference, patterns: &[String], default_repo: &str) -> Result<(), DistError> {
-    let patterns: Vec<&str> = patterns.iter().map(|p| p.trim()).filter(|p| !p.is_empty()).collect();
+pub fn check_with(
+    reference: &Reference,
+    patterns: &[String],
+    default_repo: &str,
+) -> Result<(), DistError> {
+    let patterns: Vec<&str> = patterns
+        .iter()
+        .map(|p| p.trim())
+        .filter(|p| !p.is_empty())
+        .collect();
     if patterns.is_empty() || patterns.iter().any(|p| allows(p, reference, default_repo)) {
         return Ok(());
     }
-    Err(DistError::NotAllowed { reference: reference.to_string(), patterns: patterns.join(", ") })
+    Err(DistError::NotAllowed {
+        reference: reference.to_string(),
+        patterns: patterns.join(", "),
+    })
 }
 
 fn allows(pattern: &str, reference: &Reference, default_repo: &str) -> bool {
     if let Some(prefix) = pattern.strip_suffix('*') {
-        let prefix = if prefix.contains('/') { prefix.to_string() } else { format!("{default_repo}/{prefix}") };
-        let full = format!("{}/{}:{}", reference.registry, reference.repository, reference.tag);
+        let prefix = if prefix.contains('/') {
+            prefix.to_string()
+        } else {
+            format!("{default_repo}/{prefix}")
+        };
+        let full = format!(
+            "{}/{}:{}",
+            reference.registry, reference.repository, reference.tag
+        );
         return full.starts_with(&prefix);
     }
     let Ok(p) = Reference::parse_with(pattern, default_repo) else {
@@ -64,18 +82,32 @@ mod tests {
         assert!(!ok(&["trace_exec"], "evil.io/ig/gadget/trace_exec"));
         assert!(ok(&["trace_*"], "trace_open:v3"));
         assert!(!ok(&["trace_*"], "snapshot_process"));
-        assert!(ok(&["127.0.0.1:5000/demo/*"], "127.0.0.1:5000/demo/trace_open:v1"));
-        assert!(!ok(&["127.0.0.1:5000/demo/*"], "127.0.0.1:5000/demox/trace_open:v1"));
-        assert!(!ok(&["127.0.0.1:5000/demo/*"], "127.0.0.1:5001/demo/trace_open"));
+        assert!(ok(
+            &["127.0.0.1:5000/demo/*"],
+            "127.0.0.1:5000/demo/trace_open:v1"
+        ));
+        assert!(!ok(
+            &["127.0.0.1:5000/demo/*"],
+            "127.0.0.1:5000/demox/trace_open:v1"
+        ));
+        assert!(!ok(
+            &["127.0.0.1:5000/demo/*"],
+            "127.0.0.1:5001/demo/trace_open"
+        ));
         let d = format!("sha256:{}", "a".repeat(64));
-        assert!(ok(&[&format!("trace_exec@{d}")], &format!("trace_exec@{d}")));
+        assert!(ok(
+            &[&format!("trace_exec@{d}")],
+            &format!("trace_exec@{d}")
+        ));
         assert!(!ok(&[&format!("trace_exec@{d}")], "trace_exec"));
     }
 
     #[test]
     fn message_names_reference_and_patterns() {
         let r = Reference::parse_with("x:1/a/b:t", "d/g").unwrap();
-        let e = check_with(&r, &["trace_*".into()], "d/g").unwrap_err().to_string();
+        let e = check_with(&r, &["trace_*".into()], "d/g")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("x:1/a/b:t") && e.contains("trace_*"), "{e}");
     }
 }

@@ -23,7 +23,10 @@ pub struct Credentials {
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials").field("username", &self.username).field("password", &"***").finish()
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"***")
+            .finish()
     }
 }
 
@@ -42,7 +45,9 @@ impl Default for CredentialFiles {
 }
 
 fn home() -> Option<PathBuf> {
-    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from)
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
 }
 
 /// ig's own credentials file: `$IG_AUTH_FILE`, else `$XDG_CONFIG_HOME/ig/config.json`, else
@@ -70,10 +75,15 @@ pub fn docker_config_path() -> Option<PathBuf> {
 /// The registry a key of `auths` names: scheme and path stripped, Docker Hub's aliases unified.
 fn normalize(key: &str) -> String {
     let k = key.trim();
-    let k = k.strip_prefix("https://").or_else(|| k.strip_prefix("http://")).unwrap_or(k);
+    let k = k
+        .strip_prefix("https://")
+        .or_else(|| k.strip_prefix("http://"))
+        .unwrap_or(k);
     let host = k.split('/').next().unwrap_or(k);
     match host {
-        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => "docker.io".to_string(),
+        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
+            "docker.io".to_string()
+        }
         h => h.to_string(),
     }
 }
@@ -82,28 +92,57 @@ fn read_json(path: &Path) -> Result<Option<Value>, DistError> {
     let bytes = match fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(DistError::Io { path: path.to_path_buf(), source: e }),
+        Err(e) => {
+            return Err(DistError::Io {
+                path: path.to_path_buf(),
+                source: e,
+            })
+        }
     };
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
     serde_json::from_slice(&bytes)
         .map(Some)
-        .map_err(|e| DistError::Credentials { path: path.to_path_buf(), reason: format!("invalid JSON: {e}") })
+        .map_err(|e| DistError::Credentials {
+            path: path.to_path_buf(),
+            reason: format!("invalid JSON: {e}"),
+        })
 }
 
-fn decode_entry(path: &Path, registry: &str, entry: &Value) -> Result<Option<Credentials>, DistError> {
-    let bad = |reason: &str| DistError::Credentials { path: path.to_path_buf(), reason: format!("{registry}: {reason}") };
-    if let Some(auth) = entry.get("auth").and_then(Value::as_str).filter(|a| !a.is_empty()) {
-        let raw = B64.decode(auth.trim()).map_err(|_| bad("`auth` is not base64"))?;
+fn decode_entry(
+    path: &Path,
+    registry: &str,
+    entry: &Value,
+) -> Result<Option<Credentials>, DistError> {
+    let bad = |reason: &str| DistError::Credentials {
+        path: path.to_path_buf(),
+        reason: format!("{registry}: {reason}"),
+    };
+    if let Some(auth) = entry
+        .get("auth")
+        .and_then(Value::as_str)
+        .filter(|a| !a.is_empty())
+    {
+        let raw = B64
+            .decode(auth.trim())
+            .map_err(|_| bad("`auth` is not base64"))?;
         let text = String::from_utf8(raw).map_err(|_| bad("`auth` is not UTF-8"))?;
-        let (user, pass) = text.split_once(':').ok_or_else(|| bad("`auth` is not user:password"))?;
-        return Ok(Some(Credentials { username: user.to_string(), password: pass.to_string() }));
+        let (user, pass) = text
+            .split_once(':')
+            .ok_or_else(|| bad("`auth` is not user:password"))?;
+        return Ok(Some(Credentials {
+            username: user.to_string(),
+            password: pass.to_string(),
+        }));
     }
     let user = entry.get("username").and_then(Value::as_str);
     let pass = entry.get("password").and_then(Value::as_str);
     match (user, pass) {
-        (Some(u), Some(p)) => Ok(Some(Credentials { username: u.to_string(), password: p.to_string() })),
+        (Some(u), Some(p)) => Ok(Some(Credentials {
+            username: u.to_string(),
+            password: p.to_string(),
+        })),
         _ => Ok(None),
     }
 }
@@ -113,8 +152,12 @@ impl CredentialFiles {
     pub fn lookup(&self, registry: &str) -> Result<Option<Credentials>, DistError> {
         let wanted = normalize(registry);
         for path in &self.files {
-            let Some(doc) = read_json(path)? else { continue };
-            let Some(auths) = doc.get("auths").and_then(Value::as_object) else { continue };
+            let Some(doc) = read_json(path)? else {
+                continue;
+            };
+            let Some(auths) = doc.get("auths").and_then(Value::as_object) else {
+                continue;
+            };
             for (key, entry) in auths {
                 if normalize(key) == wanted {
                     if let Some(c) = decode_entry(path, registry, entry)? {
@@ -130,8 +173,10 @@ impl CredentialFiles {
 fn write_private(path: &Path, doc: &Value) -> Result<(), DistError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(DistError::io(dir))?;
-    let mut bytes = serde_json::to_vec_pretty(doc)
-        .map_err(|e| DistError::Credentials { path: path.to_path_buf(), reason: e.to_string() })?;
+    let mut bytes = serde_json::to_vec_pretty(doc).map_err(|e| DistError::Credentials {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
     bytes.push(b'\n');
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let mut file = fs::OpenOptions::new()
@@ -149,9 +194,14 @@ fn write_private(path: &Path, doc: &Value) -> Result<(), DistError> {
 /// Records credentials for `registry` in `path` (created with mode 0600), keeping other entries.
 pub fn save(path: &Path, registry: &str, creds: &Credentials) -> Result<(), DistError> {
     let mut doc = read_json(path)?.unwrap_or_else(|| Value::Object(Map::new()));
-    let not_object = || DistError::Credentials { path: path.to_path_buf(), reason: "not a JSON object".into() };
+    let not_object = || DistError::Credentials {
+        path: path.to_path_buf(),
+        reason: "not a JSON object".into(),
+    };
     let root = doc.as_object_mut().ok_or_else(not_object)?;
-    let auths = root.entry("auths").or_insert_with(|| Value::Object(Map::new()));
+    let auths = root
+        .entry("auths")
+        .or_insert_with(|| Value::Object(Map::new()));
     let auths = auths.as_object_mut().ok_or_else(not_object)?;
     let encoded = B64.encode(format!("{}:{}", creds.username, creds.password));
     auths.retain(|k, _| normalize(k) != normalize(registry));
@@ -161,8 +211,12 @@ pub fn save(path: &Path, registry: &str, creds: &Credentials) -> Result<(), Dist
 
 /// Forgets the credentials for `registry` in `path`; returns whether there were any.
 pub fn remove(path: &Path, registry: &str) -> Result<bool, DistError> {
-    let Some(mut doc) = read_json(path)? else { return Ok(false) };
-    let Some(auths) = doc.get_mut("auths").and_then(Value::as_object_mut) else { return Ok(false) };
+    let Some(mut doc) = read_json(path)? else {
+        return Ok(false);
+    };
+    let Some(auths) = doc.get_mut("auths").and_then(Value::as_object_mut) else {
+        return Ok(false);
+    };
     let before = auths.len();
     auths.retain(|k, _| normalize(k) != normalize(registry));
     if auths.len() == before {
@@ -181,14 +235,19 @@ pub struct Challenge {
 
 impl Challenge {
     pub fn param(&self, key: &str) -> Option<&str> {
-        self.params.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.as_str())
+        self.params
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.as_str())
     }
 
     /// Parses `Bearer realm="https://x/token",service="x",scope="repository:a:pull"` or
     /// `Basic realm="x"` (the first challenge of the header).
     pub fn parse(header: &str) -> Option<Challenge> {
         let header = header.trim();
-        let (scheme, rest) = header.split_once(char::is_whitespace).unwrap_or((header, ""));
+        let (scheme, rest) = header
+            .split_once(char::is_whitespace)
+            .unwrap_or((header, ""));
         if scheme.is_empty() {
             return None;
         }
@@ -198,7 +257,12 @@ impl Challenge {
             while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
                 chars.next();
             }
-            let key: String = chars.by_ref().take_while(|c| *c != '=').collect::<String>().trim().to_string();
+            let key: String = chars
+                .by_ref()
+                .take_while(|c| *c != '=')
+                .collect::<String>()
+                .trim()
+                .to_string();
             if key.is_empty() {
                 break;
             }
@@ -224,12 +288,18 @@ impl Challenge {
             }
             params.push((key, value));
         }
-        Some(Challenge { scheme: scheme.to_string(), params })
+        Some(Challenge {
+            scheme: scheme.to_string(),
+            params,
+        })
     }
 }
 
 pub fn basic_header(creds: &Credentials) -> String {
-    format!("Basic {}", B64.encode(format!("{}:{}", creds.username, creds.password)))
+    format!(
+        "Basic {}",
+        B64.encode(format!("{}:{}", creds.username, creds.password))
+    )
 }
 
 #[cfg(test)]
@@ -257,15 +327,23 @@ mod tests {
         let ig = dir.path().join("ig/config.json");
         let docker = dir.path().join("docker.json");
         fs::write(&docker, r#"{"auths":{"https://index.docker.io/v1/":{"auth":"ZDpw"},"other:5000":{"username":"u","password":"p"}}}"#).unwrap();
-        let files = CredentialFiles { files: vec![ig.clone(), docker] };
+        let files = CredentialFiles {
+            files: vec![ig.clone(), docker],
+        };
         assert_eq!(files.lookup("docker.io").unwrap().unwrap().username, "d");
         assert_eq!(files.lookup("other:5000").unwrap().unwrap().password, "p");
         assert!(files.lookup("127.0.0.1:5000").unwrap().is_none());
-        let creds = Credentials { username: "me".into(), password: "pa:ss".into() };
+        let creds = Credentials {
+            username: "me".into(),
+            password: "pa:ss".into(),
+        };
         save(&ig, "other:5000", &creds).unwrap();
         assert_eq!(files.lookup("other:5000").unwrap().unwrap(), creds);
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(fs::metadata(&ig).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&ig).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert!(remove(&ig, "other:5000").unwrap());
         assert!(!remove(&ig, "other:5000").unwrap());
         assert_eq!(files.lookup("other:5000").unwrap().unwrap().username, "u");

@@ -10,36 +10,83 @@ pub enum DistError {
     #[error(transparent)]
     Store(#[from] OciError),
     #[error("registry {registry}: cannot connect ({detail}){hint}")]
-    Network { registry: String, detail: String, hint: String },
-    #[error("registry {registry}: {what} requires authentication: log in with `ig login {registry}`")]
+    Network {
+        registry: String,
+        detail: String,
+        hint: String,
+    },
+    #[error(
+        "registry {registry}: {what} requires authentication: log in with `ig login {registry}`"
+    )]
     AuthRequired { registry: String, what: String },
     #[error("registry {registry}: authentication failed for {what} as user {user:?} (401): wrong user name or password? log in again with `ig login {registry}`")]
-    AuthFailed { registry: String, what: String, user: String },
+    AuthFailed {
+        registry: String,
+        what: String,
+        user: String,
+    },
     #[error("registry {registry}: access to {what} denied (403){detail}")]
-    Forbidden { registry: String, what: String, detail: String },
+    Forbidden {
+        registry: String,
+        what: String,
+        detail: String,
+    },
     #[error("registry {registry}: {what} not found (404){detail}")]
-    NotFound { registry: String, what: String, detail: String },
+    NotFound {
+        registry: String,
+        what: String,
+        detail: String,
+    },
     #[error("registry {registry}: {what}: unexpected HTTP status {status}{detail}")]
-    Status { registry: String, what: String, status: u16, detail: String },
+    Status {
+        registry: String,
+        what: String,
+        status: u16,
+        detail: String,
+    },
     #[error("registry {registry}: {what}: content does not match its digest: expected {expected}, got {actual}; refusing it")]
-    DigestMismatch { registry: String, what: String, expected: String, actual: String },
+    DigestMismatch {
+        registry: String,
+        what: String,
+        expected: String,
+        actual: String,
+    },
     #[error("registry {registry}: {what}: {reason}")]
-    Protocol { registry: String, what: String, reason: String },
+    Protocol {
+        registry: String,
+        what: String,
+        reason: String,
+    },
     #[error("credentials file {path}: {reason}")]
     Credentials { path: PathBuf, reason: String },
     #[error("archive {path}: {reason}")]
     Archive { path: String, reason: String },
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("key {path}: {reason}")]
     Key { path: String, reason: String },
     #[error("image {reference} ({digest}) is not signed: no signature {signature} in the local store (keys tried: {keys})")]
-    Unsigned { reference: String, digest: String, signature: String, keys: String },
+    Unsigned {
+        reference: String,
+        digest: String,
+        signature: String,
+        keys: String,
+    },
     #[error("image {reference} ({digest}): no valid signature for any of the keys tried ({keys}): {reason}")]
-    BadSignature { reference: String, digest: String, keys: String, reason: String },
+    BadSignature {
+        reference: String,
+        digest: String,
+        keys: String,
+        reason: String,
+    },
     #[error("image {reference}: signature verification needs a public key (--public-key FILE, or a key file in {config}); pass --verify-image=false to run unverified images")]
     NoKeys { reference: String, config: String },
-    #[error("gadget {reference} is not allowed: it matches none of the allowed gadgets ({patterns})")]
+    #[error(
+        "gadget {reference} is not allowed: it matches none of the allowed gadgets ({patterns})"
+    )]
     NotAllowed { reference: String, patterns: String },
     #[error("image {reference} is not in the local store and the pull policy is `never`")]
     NotLocal { reference: String },

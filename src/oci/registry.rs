@@ -38,7 +38,9 @@ pub struct RegistryOptions {
 
 impl RegistryOptions {
     pub fn is_insecure(&self, registry: &str) -> bool {
-        self.insecure_registries.iter().any(|r| r.trim() == registry)
+        self.insecure_registries
+            .iter()
+            .any(|r| r.trim() == registry)
     }
 }
 
@@ -77,7 +79,9 @@ fn api_host(registry: &str) -> &str {
 
 /// The registry's error text (`{"errors":[{"code":..,"message":..}]}`), prefixed with ": ".
 async fn error_detail(resp: Response) -> String {
-    let Ok(body) = resp.bytes().await else { return String::new() };
+    let Ok(body) = resp.bytes().await else {
+        return String::new();
+    };
     let parsed: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
     let msgs: Vec<String> = parsed
         .as_ref()
@@ -106,7 +110,11 @@ async fn error_detail(resp: Response) -> String {
 }
 
 impl Registry {
-    pub fn connect(reference: &Reference, access: Access, opts: &RegistryOptions) -> Result<Self, DistError> {
+    pub fn connect(
+        reference: &Reference,
+        access: Access,
+        opts: &RegistryOptions,
+    ) -> Result<Self, DistError> {
         let registry = reference.registry.clone();
         let insecure = opts.is_insecure(&registry);
         let scheme = if insecure { "http" } else { "https" };
@@ -114,7 +122,11 @@ impl Registry {
             .connect_timeout(Duration::from_secs(15))
             .user_agent(concat!("ig/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| DistError::Network { registry: registry.clone(), detail: e.to_string(), hint: String::new() })?;
+            .map_err(|e| DistError::Network {
+                registry: registry.clone(),
+                detail: e.to_string(),
+                hint: String::new(),
+            })?;
         let actions = match access {
             Access::Pull => "pull",
             Access::Push => "pull,push",
@@ -132,7 +144,11 @@ impl Registry {
     }
 
     /// Only checks that the registry answers `/v2/` with these credentials (`ig login`).
-    pub fn for_login(registry: &str, creds: Credentials, opts: &RegistryOptions) -> Result<Self, DistError> {
+    pub fn for_login(
+        registry: &str,
+        creds: Credentials,
+        opts: &RegistryOptions,
+    ) -> Result<Self, DistError> {
         let reference = Reference {
             registry: registry.to_string(),
             repository: "ig-login".into(),
@@ -159,9 +175,16 @@ impl Registry {
         let hint = if self.insecure {
             String::new()
         } else {
-            format!("; if {} serves plain HTTP, pass --insecure-registries {}", self.registry, self.registry)
+            format!(
+                "; if {} serves plain HTTP, pass --insecure-registries {}",
+                self.registry, self.registry
+            )
         };
-        DistError::Network { registry: self.registry.clone(), detail, hint }
+        DistError::Network {
+            registry: self.registry.clone(),
+            detail,
+            hint,
+        }
     }
 
     fn current_auth(&self) -> Option<String> {
@@ -175,7 +198,11 @@ impl Registry {
     }
 
     /// Sends a request; on a 401, answers the challenge once and retries.
-    async fn send(&self, what: &str, make: impl Fn(&reqwest::Client) -> RequestBuilder) -> Result<Response, DistError> {
+    async fn send(
+        &self,
+        what: &str,
+        make: impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<Response, DistError> {
         let mut answered = false;
         loop {
             let mut req = make(&self.http);
@@ -207,7 +234,10 @@ impl Registry {
                 what: what.to_string(),
                 user: c.username.clone(),
             },
-            None => DistError::AuthRequired { registry: self.registry.clone(), what: what.to_string() },
+            None => DistError::AuthRequired {
+                registry: self.registry.clone(),
+                what: what.to_string(),
+            },
         }
     }
 
@@ -224,11 +254,13 @@ impl Registry {
                 reason: format!("unsupported authentication scheme {:?}", challenge.scheme),
             });
         }
-        let realm = challenge.param("realm").ok_or_else(|| DistError::Protocol {
-            registry: self.registry.clone(),
-            what: what.to_string(),
-            reason: "Bearer challenge without realm".into(),
-        })?;
+        let realm = challenge
+            .param("realm")
+            .ok_or_else(|| DistError::Protocol {
+                registry: self.registry.clone(),
+                what: what.to_string(),
+                reason: "Bearer challenge without realm".into(),
+            })?;
         let mut query: Vec<(&str, &str)> = Vec::new();
         if let Some(service) = challenge.param("service") {
             query.push(("service", service));
@@ -262,11 +294,12 @@ impl Registry {
             }
         }
         let bytes = resp.bytes().await.map_err(|e| self.network(e))?;
-        let body: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| DistError::Protocol {
-            registry: self.registry.clone(),
-            what: what.to_string(),
-            reason: format!("invalid token response from {realm}: {e}"),
-        })?;
+        let body: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| DistError::Protocol {
+                registry: self.registry.clone(),
+                what: what.to_string(),
+                reason: format!("invalid token response from {realm}: {e}"),
+            })?;
         let token = body
             .get("token")
             .or_else(|| body.get("access_token"))
@@ -286,9 +319,22 @@ impl Registry {
         let (registry, what) = (self.registry.clone(), what.to_string());
         match status {
             StatusCode::UNAUTHORIZED => self.unauthorized(&what),
-            StatusCode::FORBIDDEN => DistError::Forbidden { registry, what, detail },
-            StatusCode::NOT_FOUND => DistError::NotFound { registry, what, detail },
-            s => DistError::Status { registry, what, status: s.as_u16(), detail },
+            StatusCode::FORBIDDEN => DistError::Forbidden {
+                registry,
+                what,
+                detail,
+            },
+            StatusCode::NOT_FOUND => DistError::NotFound {
+                registry,
+                what,
+                detail,
+            },
+            s => DistError::Status {
+                registry,
+                what,
+                status: s.as_u16(),
+                detail,
+            },
         }
     }
 
@@ -309,7 +355,13 @@ impl Registry {
     }
 
     /// Reads a body, refusing more than `limit` bytes; `tick` sees each chunk's length.
-    async fn read_body(&self, mut resp: Response, what: &str, limit: u64, tick: &dyn Fn(u64)) -> Result<Vec<u8>, DistError> {
+    async fn read_body(
+        &self,
+        mut resp: Response,
+        what: &str,
+        limit: u64,
+        tick: &dyn Fn(u64),
+    ) -> Result<Vec<u8>, DistError> {
         let mut out = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(|e| self.network(e))? {
             if out.len() as u64 + chunk.len() as u64 > limit {
@@ -329,14 +381,22 @@ impl Registry {
     /// reference (or the registry's `Docker-Content-Digest`) must match the content.
     pub async fn manifest(&self, tag_or_digest: &str) -> Result<RawManifest, DistError> {
         let url = self.url(&format!("manifests/{tag_or_digest}"));
-        let what = format!("manifest {}/{}:{tag_or_digest}", self.registry, self.repository);
+        let what = format!(
+            "manifest {}/{}:{tag_or_digest}",
+            self.registry, self.repository
+        );
         let accept = [MEDIA_INDEX, MEDIA_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST].join(", ");
-        let resp = self.send(&what, |h| h.get(&url).header(ACCEPT, &accept)).await?;
+        let resp = self
+            .send(&what, |h| h.get(&url).header(ACCEPT, &accept))
+            .await?;
         if !resp.status().is_success() {
             return Err(self.status_error(resp, &what).await);
         }
-        let header_digest =
-            resp.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let header_digest = resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let header_type = resp
             .headers()
             .get(CONTENT_TYPE)
@@ -344,28 +404,52 @@ impl Registry {
             .map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
         let bytes = self.read_body(resp, &what, MAX_MANIFEST, &|_| {}).await?;
         let digest = digest_of(&bytes);
-        let expected = if tag_or_digest.starts_with("sha256:") { Some(tag_or_digest.to_string()) } else { header_digest };
+        let expected = if tag_or_digest.starts_with("sha256:") {
+            Some(tag_or_digest.to_string())
+        } else {
+            header_digest
+        };
         if let Some(expected) = expected.filter(|d| d.starts_with("sha256:")) {
             if expected != digest {
-                return Err(DistError::DigestMismatch { registry: self.registry.clone(), what, expected, actual: digest });
+                return Err(DistError::DigestMismatch {
+                    registry: self.registry.clone(),
+                    what,
+                    expected,
+                    actual: digest,
+                });
             }
         }
         let body_type = serde_json::from_slice::<serde_json::Value>(&bytes)
             .ok()
-            .and_then(|v| v.get("mediaType").and_then(|m| m.as_str()).map(str::to_string));
+            .and_then(|v| {
+                v.get("mediaType")
+                    .and_then(|m| m.as_str())
+                    .map(str::to_string)
+            });
         let media_type = body_type.or(header_type).unwrap_or_default();
-        Ok(RawManifest { media_type, digest, bytes })
+        Ok(RawManifest {
+            media_type,
+            digest,
+            bytes,
+        })
     }
 
     /// Fetches a blob and checks its size and digest.
-    pub async fn blob(&self, digest: &str, size: u64, tick: &dyn Fn(u64)) -> Result<Vec<u8>, DistError> {
+    pub async fn blob(
+        &self,
+        digest: &str,
+        size: u64,
+        tick: &dyn Fn(u64),
+    ) -> Result<Vec<u8>, DistError> {
         let url = self.url(&format!("blobs/{digest}"));
         let what = format!("blob {digest} of {}", self.repository);
         let resp = self.send(&what, |h| h.get(&url)).await?;
         if !resp.status().is_success() {
             return Err(self.status_error(resp, &what).await);
         }
-        let bytes = self.read_body(resp, &what, size.min(MAX_BLOB), tick).await?;
+        let bytes = self
+            .read_body(resp, &what, size.min(MAX_BLOB), tick)
+            .await?;
         let actual = digest_of(&bytes);
         if actual != digest {
             return Err(DistError::DigestMismatch {
@@ -393,15 +477,24 @@ impl Registry {
     pub async fn put_blob(&self, digest: &str, bytes: &[u8]) -> Result<(), DistError> {
         let what = format!("upload of blob {digest} to {}", self.repository);
         let start = self.url("blobs/uploads/");
-        let resp = self.send(&what, |h| h.request(Method::POST, &start).header("content-length", "0")).await?;
+        let resp = self
+            .send(&what, |h| {
+                h.request(Method::POST, &start)
+                    .header("content-length", "0")
+            })
+            .await?;
         if resp.status() != StatusCode::ACCEPTED {
             return Err(self.status_error(resp, &what).await);
         }
-        let location = resp.headers().get(LOCATION).and_then(|v| v.to_str().ok()).ok_or_else(|| DistError::Protocol {
-            registry: self.registry.clone(),
-            what: what.clone(),
-            reason: "upload started without a Location".into(),
-        })?;
+        let location = resp
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| DistError::Protocol {
+                registry: self.registry.clone(),
+                what: what.clone(),
+                reason: "upload started without a Location".into(),
+            })?;
         let mut url = if location.starts_with("http://") || location.starts_with("https://") {
             location.to_string()
         } else {
@@ -413,7 +506,9 @@ impl Registry {
         let body = bytes.to_vec();
         let resp = self
             .send(&what, |h| {
-                h.put(&url).header(CONTENT_TYPE, "application/octet-stream").body(body.clone())
+                h.put(&url)
+                    .header(CONTENT_TYPE, "application/octet-stream")
+                    .body(body.clone())
             })
             .await?;
         if resp.status().is_success() {
@@ -424,11 +519,25 @@ impl Registry {
     }
 
     /// Uploads a manifest or index under a tag or its digest.
-    pub async fn put_manifest(&self, tag_or_digest: &str, media_type: &str, bytes: &[u8]) -> Result<(), DistError> {
+    pub async fn put_manifest(
+        &self,
+        tag_or_digest: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<(), DistError> {
         let url = self.url(&format!("manifests/{tag_or_digest}"));
-        let what = format!("upload of manifest {}/{}:{tag_or_digest}", self.registry, self.repository);
+        let what = format!(
+            "upload of manifest {}/{}:{tag_or_digest}",
+            self.registry, self.repository
+        );
         let body = bytes.to_vec();
-        let resp = self.send(&what, |h| h.put(&url).header(CONTENT_TYPE, media_type).body(body.clone())).await?;
+        let resp = self
+            .send(&what, |h| {
+                h.put(&url)
+                    .header(CONTENT_TYPE, media_type)
+                    .body(body.clone())
+            })
+            .await?;
         if resp.status().is_success() {
             Ok(())
         } else {

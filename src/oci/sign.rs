@@ -18,7 +18,9 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use p256::ecdsa::signature::{Signer, Verifier};
 use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
-use p256::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding};
+use p256::pkcs8::{
+    DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding,
+};
 
 use super::dist_error::DistError;
 use super::store::Store;
@@ -46,10 +48,14 @@ fn pem_blocks(text: &str) -> Vec<(String, String)> {
     let mut rest = text;
     while let Some(start) = rest.find("-----BEGIN ") {
         let after = &rest[start + 11..];
-        let Some(end_label) = after.find("-----") else { break };
+        let Some(end_label) = after.find("-----") else {
+            break;
+        };
         let label = after[..end_label].to_string();
         let end_marker = format!("-----END {label}-----");
-        let Some(end) = after.find(&end_marker) else { break };
+        let Some(end) = after.find(&end_marker) else {
+            break;
+        };
         let block_end = start + 11 + end + end_marker.len();
         out.push((label, rest[start..block_end].to_string()));
         rest = &rest[block_end..];
@@ -60,10 +66,19 @@ fn pem_blocks(text: &str) -> Vec<(String, String)> {
 impl PublicKey {
     /// Every `PUBLIC KEY` block of a PEM text (one key file may hold several).
     pub fn parse_pem(label: &str, text: &str) -> Result<Vec<PublicKey>, DistError> {
-        let bad = |reason: String| DistError::Key { path: label.to_string(), reason };
-        let blocks: Vec<_> = pem_blocks(text).into_iter().filter(|(l, _)| l == "PUBLIC KEY").collect();
+        let bad = |reason: String| DistError::Key {
+            path: label.to_string(),
+            reason,
+        };
+        let blocks: Vec<_> = pem_blocks(text)
+            .into_iter()
+            .filter(|(l, _)| l == "PUBLIC KEY")
+            .collect();
         if blocks.is_empty() {
-            return Err(bad("no PEM `PUBLIC KEY` block (expected an ECDSA P-256 key as cosign writes it)".into()));
+            return Err(bad(
+                "no PEM `PUBLIC KEY` block (expected an ECDSA P-256 key as cosign writes it)"
+                    .into(),
+            ));
         }
         let many = blocks.len() > 1;
         blocks
@@ -72,7 +87,11 @@ impl PublicKey {
             .map(|(i, (_, pem))| {
                 let key = VerifyingKey::from_public_key_pem(pem)
                     .map_err(|e| bad(format!("not an ECDSA P-256 public key: {e}")))?;
-                let label = if many { format!("{label}#{}", i + 1) } else { label.to_string() };
+                let label = if many {
+                    format!("{label}#{}", i + 1)
+                } else {
+                    label.to_string()
+                };
                 Ok(PublicKey { label, key })
             })
             .collect()
@@ -86,12 +105,17 @@ impl PublicKey {
     pub fn to_pem(&self) -> Result<String, DistError> {
         self.key
             .to_public_key_pem(LineEnding::LF)
-            .map_err(|e| DistError::Key { path: self.label.clone(), reason: e.to_string() })
+            .map_err(|e| DistError::Key {
+                path: self.label.clone(),
+                reason: e.to_string(),
+            })
     }
 
     /// Whether `signature` (base64 of DER, or of raw r‖s) signs `payload`.
     pub fn verifies(&self, payload: &[u8], signature_b64: &str) -> bool {
-        let Ok(raw) = B64.decode(signature_b64.trim()) else { return false };
+        let Ok(raw) = B64.decode(signature_b64.trim()) else {
+            return false;
+        };
         let sig = Signature::from_der(&raw).or_else(|_| Signature::from_slice(&raw));
         sig.is_ok_and(|s| self.key.verify(payload, &s).is_ok())
     }
@@ -99,11 +123,16 @@ impl PublicKey {
 
 impl PrivateKey {
     pub fn generate() -> PrivateKey {
-        PrivateKey { key: SigningKey::random(&mut rand_core::OsRng) }
+        PrivateKey {
+            key: SigningKey::random(&mut rand_core::OsRng),
+        }
     }
 
     pub fn parse_pem(label: &str, text: &str) -> Result<PrivateKey, DistError> {
-        let bad = |reason: String| DistError::Key { path: label.to_string(), reason };
+        let bad = |reason: String| DistError::Key {
+            path: label.to_string(),
+            reason,
+        };
         for (kind, pem) in pem_blocks(text) {
             match kind.as_str() {
                 "PRIVATE KEY" => {
@@ -113,14 +142,16 @@ impl PrivateKey {
                 }
                 "EC PRIVATE KEY" => {
                     return p256::SecretKey::from_sec1_pem(&pem)
-                        .map(|k| PrivateKey { key: SigningKey::from(k) })
+                        .map(|k| PrivateKey {
+                            key: SigningKey::from(k),
+                        })
                         .map_err(|e| bad(format!("not an ECDSA P-256 SEC1 key: {e}")))
                 }
-                "ENCRYPTED SIGSTORE PRIVATE KEY" | "ENCRYPTED COSIGN PRIVATE KEY" | "ENCRYPTED PRIVATE KEY" => {
-                    return Err(bad(format!(
-                        "encrypted keys ({kind}) are not supported; use a key from `ig image keygen`"
-                    )))
-                }
+                "ENCRYPTED SIGSTORE PRIVATE KEY"
+                | "ENCRYPTED COSIGN PRIVATE KEY"
+                | "ENCRYPTED PRIVATE KEY" => return Err(bad(format!(
+                    "encrypted keys ({kind}) are not supported; use a key from `ig image keygen`"
+                ))),
                 _ => {}
             }
         }
@@ -137,11 +168,17 @@ impl PrivateKey {
         self.key
             .to_pkcs8_pem(LineEnding::LF)
             .map(|s| s.to_string())
-            .map_err(|e| DistError::Key { path: "new key".into(), reason: e.to_string() })
+            .map_err(|e| DistError::Key {
+                path: "new key".into(),
+                reason: e.to_string(),
+            })
     }
 
     pub fn public_key(&self, label: &str) -> PublicKey {
-        PublicKey { label: label.to_string(), key: *self.key.verifying_key() }
+        PublicKey {
+            label: label.to_string(),
+            key: *self.key.verifying_key(),
+        }
     }
 
     /// base64 of the DER ECDSA signature over `payload`.
@@ -200,7 +237,10 @@ fn signature_config(layers: &[Descriptor]) -> Vec<u8> {
 fn parse_manifest(store: &Store, what: &str, digest: &str) -> Result<Manifest, DistError> {
     let bytes = store.blob(digest)?;
     serde_json::from_slice(&bytes).map_err(|e| {
-        DistError::Store(OciError::Invalid { reference: what.to_string(), reason: format!("{digest}: {e}") })
+        DistError::Store(OciError::Invalid {
+            reference: what.to_string(),
+            reason: format!("{digest}: {e}"),
+        })
     })
 }
 
@@ -217,7 +257,9 @@ pub struct Signed {
 pub fn sign(store: &Store, reference: &Reference, key: &PrivateKey) -> Result<Signed, DistError> {
     let name = reference.to_string();
     let _lock = store.lock()?;
-    let desc = store.resolve(&name)?.ok_or_else(|| OciError::NotFound(name.clone()))?;
+    let desc = store
+        .resolve(&name)?
+        .ok_or_else(|| OciError::NotFound(name.clone()))?;
     // Check the image is intact before vouching for it.
     let mut all = std::collections::BTreeSet::new();
     super::image::reachable(store, &desc, &mut all);
@@ -233,12 +275,15 @@ pub fn sign(store: &Store, reference: &Reference, key: &PrivateKey) -> Result<Si
         None => Vec::new(),
     };
     let already = layers.iter().any(|l| {
-        l.annotations.get(ANNOTATION_SIGNATURE) == Some(&signature) && l.digest == super::digest_of(&payload)
+        l.annotations.get(ANNOTATION_SIGNATURE) == Some(&signature)
+            && l.digest == super::digest_of(&payload)
     });
     if !already {
         store.put_blob(&payload)?;
         let mut layer = Descriptor::new(MEDIA_SIMPLESIGNING, &payload);
-        layer.annotations.insert(ANNOTATION_SIGNATURE.into(), signature);
+        layer
+            .annotations
+            .insert(ANNOTATION_SIGNATURE.into(), signature);
         layers.push(layer);
         let config_bytes = signature_config(&layers);
         store.put_blob(&config_bytes)?;
@@ -255,7 +300,11 @@ pub fn sign(store: &Store, reference: &Reference, key: &PrivateKey) -> Result<Si
         store.put_blob(&bytes)?;
         store.set_tag(&sig_name, Descriptor::new(MEDIA_MANIFEST, &bytes))?;
     }
-    Ok(Signed { digest: desc.digest, signature_reference: sig_ref, added: !already })
+    Ok(Signed {
+        digest: desc.digest,
+        signature_reference: sig_ref,
+        added: !already,
+    })
 }
 
 #[cfg(test)]

@@ -37,7 +37,9 @@ impl FromStr for PullPolicy {
             "always" => Ok(PullPolicy::Always),
             "missing" => Ok(PullPolicy::Missing),
             "never" => Ok(PullPolicy::Never),
-            other => Err(format!("invalid pull policy {other:?}: expected always, missing or never")),
+            other => Err(format!(
+                "invalid pull policy {other:?}: expected always, missing or never"
+            )),
         }
     }
 }
@@ -73,8 +75,12 @@ pub async fn ensure_local(
     let local = store.resolve(&reference.to_string())?;
     match (policy, local) {
         (PullPolicy::Never, Some(d)) | (PullPolicy::Missing, Some(d)) => Ok(d),
-        (PullPolicy::Never, None) => Err(DistError::NotLocal { reference: reference.to_string() }),
-        (PullPolicy::Missing, None) | (PullPolicy::Always, _) => Ok(pull(store, reference, opts).await?.descriptor),
+        (PullPolicy::Never, None) => Err(DistError::NotLocal {
+            reference: reference.to_string(),
+        }),
+        (PullPolicy::Missing, None) | (PullPolicy::Always, _) => {
+            Ok(pull(store, reference, opts).await?.descriptor)
+        }
     }
 }
 
@@ -97,7 +103,10 @@ fn short(digest: &str) -> String {
 }
 
 fn invalid(reference: &str, reason: String) -> DistError {
-    DistError::Store(OciError::Invalid { reference: reference.to_string(), reason })
+    DistError::Store(OciError::Invalid {
+        reference: reference.to_string(),
+        reason,
+    })
 }
 
 /// A manifest (image or signature) and the blobs it needs.
@@ -111,7 +120,11 @@ struct Fetched {
 
 impl Fetched {
     fn new() -> Self {
-        Fetched { blobs: BTreeMap::new(), needed: BTreeSet::new(), downloaded: 0 }
+        Fetched {
+            blobs: BTreeMap::new(),
+            needed: BTreeSet::new(),
+            downloaded: 0,
+        }
     }
 }
 
@@ -136,7 +149,8 @@ async fn fetch_blob(
 }
 
 fn parse_manifest(name: &str, raw: &RawManifest) -> Result<Manifest, DistError> {
-    serde_json::from_slice(&raw.bytes).map_err(|e| invalid(name, format!("manifest {} is not valid: {e}", raw.digest)))
+    serde_json::from_slice(&raw.bytes)
+        .map_err(|e| invalid(name, format!("manifest {} is not valid: {e}", raw.digest)))
 }
 
 async fn fetch_manifest_tree(
@@ -170,7 +184,10 @@ async fn fetch_image(
                 .map_err(|e| invalid(name, format!("index {} is not valid: {e}", raw.digest)))?;
             for m in &index.manifests {
                 if m.media_type != MEDIA_MANIFEST {
-                    return Err(invalid(name, format!("index entry {} has media type {}", m.digest, m.media_type)));
+                    return Err(invalid(
+                        name,
+                        format!("index entry {} has media type {}", m.digest, m.media_type),
+                    ));
                 }
                 let child = reg.manifest(&m.digest).await?;
                 let manifest = parse_manifest(name, &child)?;
@@ -189,7 +206,10 @@ async fn fetch_image(
         other => {
             return Err(invalid(
                 name,
-                format!("{} has media type {other:?}; gadget images are OCI indexes or manifests", raw.digest),
+                format!(
+                    "{} has media type {other:?}; gadget images are OCI indexes or manifests",
+                    raw.digest
+                ),
             ))
         }
     }
@@ -201,12 +221,21 @@ async fn fetch_image(
 
 /// Stores fetched blobs and sets tags under the store lock. Returns the digests that went
 /// missing meanwhile (another process collected them), to fetch again.
-fn commit(store: &Store, fetched: &Fetched, tags: &[(String, Descriptor)]) -> Result<Vec<String>, DistError> {
+fn commit(
+    store: &Store,
+    fetched: &Fetched,
+    tags: &[(String, Descriptor)],
+) -> Result<Vec<String>, DistError> {
     let _lock = store.lock()?;
     for bytes in fetched.blobs.values() {
         store.put_blob(bytes)?;
     }
-    let missing: Vec<String> = fetched.needed.iter().filter(|d| !store.has_blob(d)).cloned().collect();
+    let missing: Vec<String> = fetched
+        .needed
+        .iter()
+        .filter(|d| !store.has_blob(d))
+        .cloned()
+        .collect();
     if !missing.is_empty() {
         return Ok(missing);
     }
@@ -217,13 +246,21 @@ fn commit(store: &Store, fetched: &Fetched, tags: &[(String, Descriptor)]) -> Re
 }
 
 /// Pulls `reference` (every architecture, and its signature if the registry has one).
-pub async fn pull(store: &Store, reference: &Reference, opts: &RegistryOptions) -> Result<Pulled, DistError> {
+pub async fn pull(
+    store: &Store,
+    reference: &Reference,
+    opts: &RegistryOptions,
+) -> Result<Pulled, DistError> {
     let name = reference.to_string();
     let reg = Registry::connect(reference, Access::Pull, opts)?;
-    let wanted = reference.digest.clone().unwrap_or_else(|| reference.tag.clone());
+    let wanted = reference
+        .digest
+        .clone()
+        .unwrap_or_else(|| reference.tag.clone());
     for _attempt in 0..3 {
         let mut fetched = Fetched::new();
-        let (desc, platforms) = fetch_image(&reg, store, opts, &name, &wanted, &mut fetched).await?;
+        let (desc, platforms) =
+            fetch_image(&reg, store, opts, &name, &wanted, &mut fetched).await?;
         let mut tags = vec![(name.clone(), desc.clone())];
         let sig_tag = signature_tag(&desc.digest);
         let signed = match reg.manifest(&sig_tag).await {
@@ -233,7 +270,10 @@ pub async fn pull(store: &Store, reference: &Reference, opts: &RegistryOptions) 
                 let sig_desc = Descriptor::new(MEDIA_MANIFEST, &raw.bytes);
                 fetched.needed.insert(raw.digest.clone());
                 fetched.blobs.insert(raw.digest, raw.bytes);
-                tags.push((signature_reference(reference, &desc.digest).to_string(), sig_desc));
+                tags.push((
+                    signature_reference(reference, &desc.digest).to_string(),
+                    sig_desc,
+                ));
                 true
             }
             Ok(_) | Err(DistError::NotFound { .. }) => false,
@@ -249,13 +289,21 @@ pub async fn pull(store: &Store, reference: &Reference, opts: &RegistryOptions) 
             });
         }
     }
-    Err(invalid(&name, "blobs kept disappearing from the local store while pulling (concurrent removal?)".into()))
+    Err(invalid(
+        &name,
+        "blobs kept disappearing from the local store while pulling (concurrent removal?)".into(),
+    ))
 }
 
 /// Reads and re-checks a local blob for upload.
-fn local_json<T: serde::de::DeserializeOwned>(store: &Store, name: &str, digest: &str) -> Result<(Vec<u8>, T), DistError> {
+fn local_json<T: serde::de::DeserializeOwned>(
+    store: &Store,
+    name: &str,
+    digest: &str,
+) -> Result<(Vec<u8>, T), DistError> {
     let bytes = store.blob(digest)?;
-    let doc = serde_json::from_slice(&bytes).map_err(|e| invalid(name, format!("{digest} is not valid: {e}")))?;
+    let doc = serde_json::from_slice(&bytes)
+        .map_err(|e| invalid(name, format!("{digest} is not valid: {e}")))?;
     Ok((bytes, doc))
 }
 
@@ -290,28 +338,41 @@ async fn upload_manifest(
 ) -> Result<(), DistError> {
     let (bytes, manifest): (Vec<u8>, Manifest) = local_json(store, name, &desc.digest)?;
     if bytes.len() as u64 > MAX_MANIFEST {
-        return Err(invalid(name, format!("manifest {} is too large", desc.digest)));
+        return Err(invalid(
+            name,
+            format!("manifest {} is too large", desc.digest),
+        ));
     }
     upload_blob(reg, store, opts, &manifest.config, uploaded).await?;
     for layer in &manifest.layers {
         upload_blob(reg, store, opts, layer, uploaded).await?;
     }
-    reg.put_manifest(tag.unwrap_or(&desc.digest), MEDIA_MANIFEST, &bytes).await
+    reg.put_manifest(tag.unwrap_or(&desc.digest), MEDIA_MANIFEST, &bytes)
+        .await
 }
 
 /// Pushes `reference` from the local store to its registry (every architecture, then the
 /// index under its tag, then its signature if signed locally).
-pub async fn push(store: &Store, reference: &Reference, opts: &RegistryOptions) -> Result<Pushed, DistError> {
+pub async fn push(
+    store: &Store,
+    reference: &Reference,
+    opts: &RegistryOptions,
+) -> Result<Pushed, DistError> {
     let name = reference.to_string();
     let (desc, sig_desc) = {
         let _lock = store.lock_shared()?;
-        let desc = store.resolve(&name)?.ok_or_else(|| OciError::NotFound(name.clone()))?;
+        let desc = store
+            .resolve(&name)?
+            .ok_or_else(|| OciError::NotFound(name.clone()))?;
         let sig = store.resolve(&signature_reference(reference, &desc.digest).to_string())?;
         (desc, sig)
     };
     let reg = Registry::connect(reference, Access::Push, opts)?;
     let mut uploaded = 0;
-    let target = reference.digest.clone().unwrap_or_else(|| reference.tag.clone());
+    let target = reference
+        .digest
+        .clone()
+        .unwrap_or_else(|| reference.tag.clone());
     match desc.media_type.as_str() {
         MEDIA_INDEX => {
             let (bytes, index): (Vec<u8>, Index) = local_json(store, &name, &desc.digest)?;
@@ -320,12 +381,28 @@ pub async fn push(store: &Store, reference: &Reference, opts: &RegistryOptions) 
             }
             reg.put_manifest(&target, MEDIA_INDEX, &bytes).await?;
         }
-        MEDIA_MANIFEST => upload_manifest(&reg, store, opts, &name, &desc, Some(&target), &mut uploaded).await?,
+        MEDIA_MANIFEST => {
+            upload_manifest(
+                &reg,
+                store,
+                opts,
+                &name,
+                &desc,
+                Some(&target),
+                &mut uploaded,
+            )
+            .await?
+        }
         other => return Err(invalid(&name, format!("cannot push media type {other}"))),
     }
     if let Some(sig) = &sig_desc {
         let tag = signature_tag(&desc.digest);
         upload_manifest(&reg, store, opts, &name, sig, Some(&tag), &mut uploaded).await?;
     }
-    Ok(Pushed { reference: reference.clone(), digest: desc.digest, signed: sig_desc.is_some(), uploaded })
+    Ok(Pushed {
+        reference: reference.clone(),
+        digest: desc.digest,
+        signed: sig_desc.is_some(),
+        uploaded,
+    })
 }

@@ -7,7 +7,9 @@
 use std::path::PathBuf;
 
 use super::dist_error::DistError;
-use super::sign::{signature_reference, PublicKey, ANNOTATION_SIGNATURE, MEDIA_SIMPLESIGNING, PAYLOAD_TYPE};
+use super::sign::{
+    signature_reference, PublicKey, ANNOTATION_SIGNATURE, MEDIA_SIMPLESIGNING, PAYLOAD_TYPE,
+};
 use super::store::Store;
 use super::types::Manifest;
 use super::{OciError, Reference};
@@ -32,7 +34,11 @@ pub fn default_key_files() -> Vec<PathBuf> {
     let config = std::env::var_os("XDG_CONFIG_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".config")));
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".config"))
+        });
     if let Some(c) = config {
         files.push(c.join("ig/public-keys.pem"));
     }
@@ -57,23 +63,39 @@ pub fn load_public_keys(paths: &[PathBuf]) -> Result<Vec<PublicKey>, DistError> 
 }
 
 fn labels(keys: &[PublicKey]) -> String {
-    keys.iter().map(|k| k.label.as_str()).collect::<Vec<_>>().join(", ")
+    keys.iter()
+        .map(|k| k.label.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn config_hint() -> String {
-    default_key_files().iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" or ")
+    default_key_files()
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" or ")
 }
 
 /// Verifies that the image `reference` names in the local store carries a cosign signature by
 /// one of `keys` over its index digest. Unsigned images, signatures by other keys, and
 /// signatures of another digest are refused.
-pub fn verify(store: &Store, reference: &Reference, keys: &[PublicKey]) -> Result<Verified, DistError> {
+pub fn verify(
+    store: &Store,
+    reference: &Reference,
+    keys: &[PublicKey],
+) -> Result<Verified, DistError> {
     let name = reference.to_string();
     if keys.is_empty() {
-        return Err(DistError::NoKeys { reference: name, config: config_hint() });
+        return Err(DistError::NoKeys {
+            reference: name,
+            config: config_hint(),
+        });
     }
     let _lock = store.lock_shared()?;
-    let desc = store.resolve(&name)?.ok_or_else(|| OciError::NotFound(name.clone()))?;
+    let desc = store
+        .resolve(&name)?
+        .ok_or_else(|| OciError::NotFound(name.clone()))?;
     if let Some(pinned) = &reference.digest {
         if *pinned != desc.digest {
             return Err(DistError::BadSignature {
@@ -94,16 +116,21 @@ pub fn verify(store: &Store, reference: &Reference, keys: &[PublicKey]) -> Resul
             keys: labels(keys),
         });
     };
-    let manifest: Manifest = serde_json::from_slice(&store.blob(&sig_desc.digest)?).map_err(|e| {
-        OciError::Invalid { reference: sig_name.clone(), reason: format!("not an OCI manifest: {e}") }
-    })?;
+    let manifest: Manifest =
+        serde_json::from_slice(&store.blob(&sig_desc.digest)?).map_err(|e| OciError::Invalid {
+            reference: sig_name.clone(),
+            reason: format!("not an OCI manifest: {e}"),
+        })?;
     let mut reasons = Vec::new();
     for layer in &manifest.layers {
         if layer.media_type != MEDIA_SIMPLESIGNING {
             continue;
         }
         let Some(signature) = layer.annotations.get(ANNOTATION_SIGNATURE) else {
-            reasons.push(format!("layer {} has no signature annotation", layer.digest));
+            reasons.push(format!(
+                "layer {} has no signature annotation",
+                layer.digest
+            ));
             continue;
         };
         let payload = match store.blob(&layer.digest) {
@@ -114,12 +141,19 @@ pub fn verify(store: &Store, reference: &Reference, keys: &[PublicKey]) -> Resul
             }
         };
         let Some(key) = keys.iter().find(|k| k.verifies(&payload, signature)) else {
-            reasons.push(format!("signature in {} is not by any of these keys", layer.digest));
+            reasons.push(format!(
+                "signature in {} is not by any of these keys",
+                layer.digest
+            ));
             continue;
         };
         match check_payload(&payload, &desc.digest) {
             Ok(()) => {
-                return Ok(Verified { reference: name, digest: desc.digest, key: key.label.clone() });
+                return Ok(Verified {
+                    reference: name,
+                    digest: desc.digest,
+                    key: key.label.clone(),
+                });
             }
             Err(why) => reasons.push(format!("signature by {} {why}", key.label)),
         }
@@ -127,15 +161,24 @@ pub fn verify(store: &Store, reference: &Reference, keys: &[PublicKey]) -> Resul
     if reasons.is_empty() {
         reasons.push(format!("{sig_name} holds no cosign signature"));
     }
-    Err(DistError::BadSignature { reference: name, digest: desc.digest, keys: labels(keys), reason: reasons.join("; ") })
+    Err(DistError::BadSignature {
+        reference: name,
+        digest: desc.digest,
+        keys: labels(keys),
+        reason: reasons.join("; "),
+    })
 }
 
 /// The payload must be a cosign simple-signing document naming `digest`.
 fn check_payload(payload: &[u8], digest: &str) -> Result<(), String> {
-    let doc: serde_json::Value = serde_json::from_slice(payload).map_err(|e| format!("has an invalid payload: {e}"))?;
+    let doc: serde_json::Value =
+        serde_json::from_slice(payload).map_err(|e| format!("has an invalid payload: {e}"))?;
     let critical = &doc["critical"];
     if critical["type"].as_str() != Some(PAYLOAD_TYPE) {
-        return Err(format!("has payload type {}, not {PAYLOAD_TYPE:?}", critical["type"]));
+        return Err(format!(
+            "has payload type {}, not {PAYLOAD_TYPE:?}",
+            critical["type"]
+        ));
     }
     match critical["image"]["docker-manifest-digest"].as_str() {
         Some(d) if d == digest => Ok(()),
@@ -173,15 +216,25 @@ mod tests {
             source: "",
             created: "2024-01-01T00:00:00Z".into(),
             objects: vec![("amd64", b"\x7fELF")],
+            extra_annotations: Vec::new(),
         };
         crate::oci::image::write_image(&store, &r, &parts).unwrap();
         let a = PrivateKey::generate();
         let b = PrivateKey::generate();
         let (pa, pb) = (a.public_key("a.pub"), b.public_key("b.pub"));
-        assert!(matches!(verify(&store, &r, &[pa.clone()]), Err(DistError::Unsigned { .. })));
-        assert!(matches!(verify(&store, &r, &[]), Err(DistError::NoKeys { .. })));
+        assert!(matches!(
+            verify(&store, &r, &[pa.clone()]),
+            Err(DistError::Unsigned { .. })
+        ));
+        assert!(matches!(
+            verify(&store, &r, &[]),
+            Err(DistError::NoKeys { .. })
+        ));
         crate::oci::sign::sign(&store, &r, &a).unwrap();
-        assert_eq!(verify(&store, &r, &[pb.clone(), pa.clone()]).unwrap().key, "a.pub");
+        assert_eq!(
+            verify(&store, &r, &[pb.clone(), pa.clone()]).unwrap().key,
+            "a.pub"
+        );
         let err = verify(&store, &r, &[pb.clone()]).unwrap_err();
         assert!(matches!(err, DistError::BadSignature { .. }), "{err}");
         assert!(err.to_string().contains("b.pub"), "{err}");

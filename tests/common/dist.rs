@@ -47,7 +47,10 @@ impl Registry {
                 .status()
                 .expect("run tests/setup/registry.sh");
             if status.success() {
-                return Registry { dir, host: format!("127.0.0.1:{port}") };
+                return Registry {
+                    dir,
+                    host: format!("127.0.0.1:{port}"),
+                };
             }
         }
         panic!("cannot start a registry (see tests/setup/registry.sh)");
@@ -60,13 +63,20 @@ impl Registry {
     /// The file holding a blob in the registry's storage.
     pub fn blob_file(&self, digest: &str) -> PathBuf {
         let hex = digest.trim_start_matches("sha256:");
-        self.dir.path().join(format!("data/docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2]))
+        self.dir.path().join(format!(
+            "data/docker/registry/v2/blobs/sha256/{}/{hex}/data",
+            &hex[..2]
+        ))
     }
 }
 
 impl Drop for Registry {
     fn drop(&mut self) {
-        let _ = Command::new("bash").arg(SETUP).arg("stop").arg(self.dir.path()).status();
+        let _ = Command::new("bash")
+            .arg(SETUP)
+            .arg("stop")
+            .arg(self.dir.path())
+            .status();
     }
 }
 
@@ -78,13 +88,22 @@ pub struct Dist {
 
 impl Dist {
     pub fn new() -> Dist {
-        Dist { ig: Ig::new(), home: tempfile::tempdir().expect("tempdir") }
+        Dist {
+            ig: Ig::new(),
+            home: tempfile::tempdir().expect("tempdir"),
+        }
     }
 
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = self.ig.cmd(args);
         c.env("HOME", self.home.path());
-        for var in ["IG_AUTH_FILE", "XDG_CONFIG_HOME", "DOCKER_CONFIG", "IG_PUBLIC_KEYS", "IG_INSECURE_REGISTRIES"] {
+        for var in [
+            "IG_AUTH_FILE",
+            "XDG_CONFIG_HOME",
+            "DOCKER_CONFIG",
+            "IG_PUBLIC_KEYS",
+            "IG_INSECURE_REGISTRIES",
+        ] {
             c.env_remove(var);
         }
         c
@@ -97,14 +116,23 @@ impl Dist {
     /// Runs `ig`, expecting success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let o = self.output(args);
-        assert!(o.status.success(), "ig {args:?} failed:\n{}{}", stdout_of(&o), stderr_of(&o));
+        assert!(
+            o.status.success(),
+            "ig {args:?} failed:\n{}{}",
+            stdout_of(&o),
+            stderr_of(&o)
+        );
         stdout_of(&o)
     }
 
     /// Runs `ig`, expecting failure; returns stderr.
     pub fn fail(&self, args: &[&str]) -> String {
         let o = self.output(args);
-        assert!(!o.status.success(), "ig {args:?} succeeded:\n{}", stdout_of(&o));
+        assert!(
+            !o.status.success(),
+            "ig {args:?} succeeded:\n{}",
+            stdout_of(&o)
+        );
         stderr_of(&o)
     }
 
@@ -118,7 +146,12 @@ impl Dist {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("spawn ig");
-        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
         child.wait_with_output().expect("wait ig")
     }
 

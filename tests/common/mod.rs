@@ -26,7 +26,9 @@ pub fn ensure_tracefs() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         if !Path::new("/sys/kernel/tracing/events").exists() {
-            let _ = Command::new("mount").args(["-t", "tracefs", "tracefs", "/sys/kernel/tracing"]).status();
+            let _ = Command::new("mount")
+                .args(["-t", "tracefs", "tracefs", "/sys/kernel/tracing"])
+                .status();
         }
     });
 }
@@ -39,12 +41,16 @@ pub struct Ig {
 impl Ig {
     pub fn new() -> Self {
         ensure_tracefs();
-        Ig { store: tempfile::tempdir().expect("tempdir") }
+        Ig {
+            store: tempfile::tempdir().expect("tempdir"),
+        }
     }
 
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(ig_bin());
-        c.args(args).env("IG_STORE", self.store.path()).env_remove("RUST_BACKTRACE");
+        c.args(args)
+            .env("IG_STORE", self.store.path())
+            .env_remove("RUST_BACKTRACE");
         c
     }
 
@@ -62,7 +68,11 @@ impl Ig {
             .expect("spawn ig");
         let stdout = collect(child.stdout.take().expect("stdout"));
         let stderr = collect(child.stderr.take().expect("stderr"));
-        Running { child, stdout, stderr }
+        Running {
+            child,
+            stdout,
+            stderr,
+        }
     }
 }
 
@@ -94,7 +104,10 @@ impl Running {
 
     /// JSON events printed so far.
     pub fn events(&self) -> Vec<serde_json::Value> {
-        self.lines().iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
+        self.lines()
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     /// Waits until some event satisfies `pred`, running `poke` between checks (e.g. to exec a
@@ -141,13 +154,21 @@ impl Drop for Running {
 pub fn args_of(e: &serde_json::Value) -> Vec<String> {
     e["args"]
         .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// Runs a command to completion, ignoring its result (it may be meant to fail).
 pub fn exec(program: &str, args: &[&str]) {
-    let _ = Command::new(program).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status();
+    let _ = Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 pub fn stdout_of(o: &Output) -> String {
