@@ -221,6 +221,23 @@ struct {
 	__type(value, struct pending);
 } traceloop_pending SEC(".maps");
 
+/*
+ * slot -> the cgroup of the container's processes, "parent/leaf" names of the kernfs node
+ * (`docker/<id>`, `system.slice/docker-<id>.scope`, `<ns>/<id>`). It names a container that
+ * exited before user space could ask its runtime. max_entries = max_containers.
+ */
+struct traceloop_cgroup {
+	char parent[64];
+	char leaf[96];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 16);
+	__type(key, __u32);
+	__type(value, struct traceloop_cgroup);
+} traceloop_cgroups SEC(".maps");
+
 /* Keeps the record struct in BTF for the runtime. */
 const struct traceloop_record *__traceloop_record_type __attribute__((unused));
 
@@ -441,6 +458,54 @@ int traceloop_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
+static __always_inline struct cgroup *current_cgroup(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct cgroup *cg = BPF_CORE_READ(task, cgroups, dfl_cgrp);
+	struct cgroup_subsys_state *css;
+	struct css_set *cset;
+
+	/* The unified hierarchy's root: on cgroup v1, ask the memory controller instead. */
+	if (cg && BPF_CORE_READ(cg, level) > 0)
+		return cg;
+	cset = BPF_CORE_READ(task, cgroups);
+	if (bpf_core_read(&css, sizeof(css),
+			  &cset->subsys[bpf_core_enum_value(enum cgroup_subsys_id, memory_cgrp_id)]))
+		return cg;
+	return css ? BPF_CORE_READ(css, cgroup) : cg;
+}
+
+/* kernfs_node's parent was renamed __parent in 6.15. */
+struct kernfs_node___old {
+	struct kernfs_node *parent;
+} __attribute__((preserve_access_index));
+
+static __always_inline struct kernfs_node *kn_parent(struct kernfs_node *kn)
+{
+	struct kernfs_node___old *old = (void *)kn;
+
+	if (bpf_core_field_exists(old->parent))
+		return BPF_CORE_READ(old, parent);
+	return BPF_CORE_READ(kn, __parent);
+}
+
+/* Notes the slot's cgroup until a non-root one is seen (runc moves its init late). */
+static __always_inline void note_cgroup(__u32 slot)
+{
+	struct traceloop_cgroup *tc = bpf_map_lookup_elem(&traceloop_cgroups, &slot);
+	struct cgroup *cg;
+	struct kernfs_node *kn;
+
+	if (!tc || tc->leaf[0])
+		return;
+	cg = current_cgroup();
+	if (!cg || BPF_CORE_READ(cg, level) == 0)
+		return;
+	kn = BPF_CORE_READ(cg, kn);
+	bpf_probe_read_kernel_str(tc->parent, sizeof(tc->parent), BPF_CORE_READ(kn_parent(kn), name));
+	bpf_probe_read_kernel_str(tc->leaf, sizeof(tc->leaf), BPF_CORE_READ(kn, name));
+}
+
 SEC("raw_tracepoint/sys_exit")
 int traceloop_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 {
@@ -458,6 +523,7 @@ int traceloop_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	if (slot < 0)
 		return 0;
 
+	note_cgroup(slot);
 	ts = bpf_ktime_get_boot_ns();
 	rec = new_record(slot, mntns_id, nr, ts);
 	if (!rec)

@@ -23,7 +23,12 @@ use ig::oci::{Reference, Store};
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct RegistryArgs {
     /// Registries (HOST:PORT) spoken to over plain HTTP instead of HTTPS
-    #[arg(long = "insecure-registries", value_name = "HOST:PORT", value_delimiter = ',', env = "IG_INSECURE_REGISTRIES")]
+    #[arg(
+        long = "insecure-registries",
+        value_name = "HOST:PORT",
+        value_delimiter = ',',
+        env = "IG_INSECURE_REGISTRIES"
+    )]
     pub insecure_registries: Vec<String>,
 }
 
@@ -143,7 +148,11 @@ pub fn main(cmd: ImageCommand) -> anyhow::Result<ExitCode> {
         ImageCommand::Import { file } => import(&store, &file),
         ImageCommand::Keygen { prefix } => keygen(&prefix),
         ImageCommand::Sign { image, key } => sign(&store, &image, &key),
-        ImageCommand::Verify { image, public_keys, registry } => verify(&store, &image, &public_keys, &registry),
+        ImageCommand::Verify {
+            image,
+            public_keys,
+            registry,
+        } => verify(&store, &image, &public_keys, &registry),
     }
 }
 
@@ -163,31 +172,47 @@ fn build(store: &Store, dir: PathBuf, tag: Option<String>) -> anyhow::Result<Exi
     let headers = tempfile::tempdir().context("creating a directory for the gadget headers")?;
     ig::builtin::write_headers(headers.path()).context("writing the gadget headers")?;
     let toolchain = Toolchain::from_env(headers.path().to_path_buf());
-    let built = toolchain.build(&dir).with_context(|| format!("building {}", dir.display()))?;
+    let built = toolchain
+        .build(&dir)
+        .with_context(|| format!("building {}", dir.display()))?;
     for (arch, why) in &built.skipped {
         eprintln!("ig: warning: {} not built: {why}", arch.oci_name());
     }
     let meta = &built.metadata;
     let parts = ImageParts {
         metadata_yaml: &built.metadata_yaml,
-        name: if meta.name.is_empty() { reference.short_name() } else { &meta.name },
+        name: if meta.name.is_empty() {
+            reference.short_name()
+        } else {
+            &meta.name
+        },
         description: &meta.description,
         url: &meta.homepage_url,
         documentation: &meta.documentation_url,
         source: &meta.source_url,
         created: created_now(),
-        objects: built.objects.iter().map(|(a, o)| (a.oci_name(), o.as_slice())).collect(),
+        objects: built
+            .objects
+            .iter()
+            .map(|(a, o)| (a.oci_name(), o.as_slice()))
+            .collect(),
         extra_annotations: Vec::new(),
     };
     let desc = write_image(store, &reference, &parts)?;
     let archs: Vec<&str> = built.objects.iter().map(|(a, _)| a.oci_name()).collect();
-    println!("Successfully built {reference} ({}) for {}", desc.digest, archs.join(", "));
+    println!(
+        "Successfully built {reference} ({}) for {}",
+        desc.digest,
+        archs.join(", ")
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 fn list(store: &Store, no_trunc: bool) -> anyhow::Result<ExitCode> {
     let mut table = Table::new();
-    table.load_preset(NOTHING).set_header(["REPOSITORY", "TAG", "DIGEST", "CREATED"]);
+    table
+        .load_preset(NOTHING)
+        .set_header(["REPOSITORY", "TAG", "DIGEST", "CREATED"]);
     let mut rows = store.tags()?;
     rows.sort_by(|a, b| a.0.cmp(&b.0));
     for (reference, desc) in rows {
@@ -199,7 +224,11 @@ fn list(store: &Store, no_trunc: bool) -> anyhow::Result<ExitCode> {
             continue;
         }
         let digest = desc.digest.trim_start_matches("sha256:");
-        let digest = if no_trunc { digest.to_string() } else { digest.chars().take(12).collect() };
+        let digest = if no_trunc {
+            digest.to_string()
+        } else {
+            digest.chars().take(12).collect()
+        };
         let created = created_of(store, &desc).unwrap_or_default();
         table.add_row([repo, tag, digest, created]);
     }
@@ -214,7 +243,9 @@ fn created_of(store: &Store, desc: &ig::oci::types::Descriptor) -> Option<String
 }
 
 fn host_arch() -> &'static str {
-    ig::gadget::build::Arch::host().map(|a| a.oci_name()).unwrap_or("amd64")
+    ig::gadget::build::Arch::host()
+        .map(|a| a.oci_name())
+        .unwrap_or("amd64")
 }
 
 fn inspect(store: &Store, image: &str, output: &str) -> anyhow::Result<ExitCode> {
@@ -244,8 +275,11 @@ fn inspect(store: &Store, image: &str, output: &str) -> anyhow::Result<ExitCode>
             serde_json::json!({"name": t.name, "map": t.map, "struct": t.layout.struct_name, "fields": fields})
         })
         .collect();
-    let programs: Vec<serde_json::Value> =
-        spec.programs.iter().map(|p| serde_json::json!({"name": p.name, "section": p.section})).collect();
+    let programs: Vec<serde_json::Value> = spec
+        .programs
+        .iter()
+        .map(|p| serde_json::json!({"name": p.name, "section": p.section}))
+        .collect();
     let doc = serde_json::json!({
         "reference": img.reference,
         "digest": img.index_digest,
@@ -270,18 +304,31 @@ fn inspect(store: &Store, image: &str, output: &str) -> anyhow::Result<ExitCode>
         println!("Created:     {c}");
     }
     let mut t = Table::new();
-    t.load_preset(NOTHING).set_header(["PARAM", "DEFAULT", "DESCRIPTION"]);
+    t.load_preset(NOTHING)
+        .set_header(["PARAM", "DEFAULT", "DESCRIPTION"]);
     for p in &spec.params {
-        t.add_row([format!("--{}", p.key), p.default.clone(), p.description.clone()]);
+        t.add_row([
+            format!("--{}", p.key),
+            p.default.clone(),
+            p.description.clone(),
+        ]);
     }
     println!("\n{t}");
     for tracer in &spec.tracers {
         let (schema, _, _) = ig::run::schema_for(tracer, &spec.metadata);
-        println!("\nTracer {} (map {}, struct {}):", tracer.name, tracer.map, tracer.layout.struct_name);
+        println!(
+            "\nTracer {} (map {}, struct {}):",
+            tracer.name, tracer.map, tracer.layout.struct_name
+        );
         let mut t = Table::new();
-        t.load_preset(NOTHING).set_header(["FIELD", "SHOWN", "DESCRIPTION"]);
+        t.load_preset(NOTHING)
+            .set_header(["FIELD", "SHOWN", "DESCRIPTION"]);
         for f in &schema.fields {
-            t.add_row([f.name.clone(), (!f.hidden).to_string(), f.description.clone()]);
+            t.add_row([
+                f.name.clone(),
+                (!f.hidden).to_string(),
+                f.description.clone(),
+            ]);
         }
         println!("{t}");
     }
@@ -301,7 +348,9 @@ fn tag(store: &Store, source: &str, target: &str) -> anyhow::Result<ExitCode> {
     let dst = Reference::parse(target)?;
     ig::builtin::seed_if_builtin(store, &src)?;
     let _lock = store.lock()?;
-    let desc = store.resolve(&src.to_string())?.ok_or_else(|| ig::oci::OciError::NotFound(src.to_string()))?;
+    let desc = store
+        .resolve(&src.to_string())?
+        .ok_or_else(|| ig::oci::OciError::NotFound(src.to_string()))?;
     // The signature lives in the image's repository: give the new one a copy.
     let src_sig = signature_reference(&src, &desc.digest);
     let dst_sig = signature_reference(&dst, &desc.digest);
@@ -339,7 +388,9 @@ fn remove_orphan_signatures(store: &Store) -> anyhow::Result<()> {
     let mut live = BTreeSet::new();
     let mut sigs = Vec::new();
     for (name, desc) in &tags {
-        let Ok(r) = Reference::parse(name) else { continue };
+        let Ok(r) = Reference::parse(name) else {
+            continue;
+        };
         if is_signature_tag(&r.tag) {
             sigs.push((name.clone(), r));
         } else {
@@ -366,8 +417,17 @@ fn push(store: &Store, image: &str, registry: &RegistryArgs) -> anyhow::Result<E
     let reference = Reference::parse(image)?;
     let opts = registry.options();
     let pushed = block_on(ig::oci::transfer::push(store, &reference, &opts))??;
-    let signed = if pushed.signed { ", with its signature" } else { "" };
-    println!("Pushed {} ({}){signed}: {} uploaded", pushed.reference, pushed.digest, human(pushed.uploaded));
+    let signed = if pushed.signed {
+        ", with its signature"
+    } else {
+        ""
+    };
+    println!(
+        "Pushed {} ({}){signed}: {} uploaded",
+        pushed.reference,
+        pushed.digest,
+        human(pushed.uploaded)
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -375,12 +435,20 @@ fn pull(store: &Store, image: &str, registry: &RegistryArgs) -> anyhow::Result<E
     let reference = Reference::parse(image)?;
     let opts = registry.options();
     let pulled = block_on(ig::oci::transfer::pull(store, &reference, &opts))??;
-    let signed = if pulled.signed { ", signed" } else { ", unsigned" };
+    let signed = if pulled.signed {
+        ", signed"
+    } else {
+        ", unsigned"
+    };
     println!(
         "Pulled {} ({}) for {}{signed}: {} downloaded",
         pulled.reference,
         pulled.descriptor.digest,
-        if pulled.platforms.is_empty() { "-".to_string() } else { pulled.platforms.join(", ") },
+        if pulled.platforms.is_empty() {
+            "-".to_string()
+        } else {
+            pulled.platforms.join(", ")
+        },
         human(pulled.downloaded)
     );
     Ok(ExitCode::SUCCESS)
@@ -396,7 +464,11 @@ fn export(store: &Store, images: &[String], file: &Path) -> anyhow::Result<ExitC
     let written = ig::oci::archive::export_to(store, &references, file)?;
     if file != Path::new("-") {
         let images = written.iter().filter(|n| !n.ends_with(".sig")).count();
-        eprintln!("Exported {images} image(s) ({} tags with signatures) to {}", written.len(), file.display());
+        eprintln!(
+            "Exported {images} image(s) ({} tags with signatures) to {}",
+            written.len(),
+            file.display()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -404,7 +476,9 @@ fn export(store: &Store, images: &[String], file: &Path) -> anyhow::Result<ExitC
 fn import(store: &Store, file: &Path) -> anyhow::Result<ExitCode> {
     let tags = ig::oci::archive::import_from(store, file)?;
     for t in &tags {
-        let is_sig = Reference::parse(t).map(|r| is_signature_tag(&r.tag)).unwrap_or(false);
+        let is_sig = Reference::parse(t)
+            .map(|r| is_signature_tag(&r.tag))
+            .unwrap_or(false);
         if !is_sig {
             println!("Imported {t}");
         }
@@ -430,7 +504,8 @@ fn keygen(prefix: &str) -> anyhow::Result<ExitCode> {
         .mode(0o600)
         .open(&key_path)
         .with_context(|| format!("creating {}", key_path.display()))?;
-    f.write_all(key.to_pem()?.as_bytes()).with_context(|| format!("writing {}", key_path.display()))?;
+    f.write_all(key.to_pem()?.as_bytes())
+        .with_context(|| format!("writing {}", key_path.display()))?;
     std::fs::write(&pub_path, public).with_context(|| format!("writing {}", pub_path.display()))?;
     println!("Private key written to {}", key_path.display());
     println!("Public key written to {}", pub_path.display());
@@ -442,18 +517,38 @@ fn sign(store: &Store, image: &str, key: &Path) -> anyhow::Result<ExitCode> {
     ig::builtin::seed_if_builtin(store, &reference)?;
     let key = PrivateKey::load(key)?;
     let signed = ig::oci::sign::sign(store, &reference, &key)?;
-    let note = if signed.added { "" } else { " (already signed with this key)" };
-    println!("Signed {reference} ({}){note}: signature stored as {}", signed.digest, signed.signature_reference);
+    let note = if signed.added {
+        ""
+    } else {
+        " (already signed with this key)"
+    };
+    println!(
+        "Signed {reference} ({}){note}: signature stored as {}",
+        signed.digest, signed.signature_reference
+    );
     Ok(ExitCode::SUCCESS)
 }
 
-fn verify(store: &Store, image: &str, keys: &[PathBuf], registry: &RegistryArgs) -> anyhow::Result<ExitCode> {
+fn verify(
+    store: &Store,
+    image: &str,
+    keys: &[PathBuf],
+    registry: &RegistryArgs,
+) -> anyhow::Result<ExitCode> {
     let reference = Reference::parse(image)?;
     let public_keys = ig::oci::verify::load_public_keys(keys)?;
     ig::builtin::seed_if_builtin(store, &reference)?;
     let opts = registry.options();
-    block_on(ig::oci::transfer::ensure_local(store, &reference, PullPolicy::Missing, &opts))??;
+    block_on(ig::oci::transfer::ensure_local(
+        store,
+        &reference,
+        PullPolicy::Missing,
+        &opts,
+    ))??;
     let verified = ig::oci::verify::verify(store, &reference, &public_keys)?;
-    println!("Verified {} ({}) with {}", verified.reference, verified.digest, verified.key);
+    println!(
+        "Verified {} ({}) with {}",
+        verified.reference, verified.digest, verified.key
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -116,6 +116,48 @@ impl ContainerCollection {
             .cloned()
     }
 
+    /// A container by runtime id: live, else recently gone (also one that exited before it
+    /// could be watched).
+    pub fn lookup_id(&self, id: &str) -> Option<Arc<Container>> {
+        let state = self.read();
+        state
+            .live
+            .values()
+            .find(|c| c.id == id)
+            .or_else(|| state.gone.iter().rev().find(|c| c.id == id))
+            .cloned()
+    }
+
+    /// The container with this id, asking the runtimes when the collection does not know it
+    /// (it may have exited before it was seen; then it has no pid nor mount namespace).
+    pub async fn describe(&self, id: &str, namespace: Option<&str>) -> Option<Arc<Container>> {
+        if let Some(c) = self.lookup_id(id) {
+            return Some(c);
+        }
+        for client in &self.clients {
+            if let Ok(Some(c)) = client.describe(id, namespace).await {
+                return Some(self.remember_exited(c));
+            }
+        }
+        None
+    }
+
+    /// Keeps a container that is already gone in the "recently gone" list, so its name is
+    /// known to whoever recorded its activity.
+    pub(super) fn remember_exited(&self, c: Container) -> Arc<Container> {
+        let c = Arc::new(c);
+        let mut state = self.write();
+        state.gone.push_back(c.clone());
+        while state.gone.len() > GONE_CAPACITY {
+            if let Some(evicted) = state.gone.pop_front() {
+                if state.gone_by_mntns.get(&evicted.mntns_id).is_some_and(|g| Arc::ptr_eq(g, &evicted)) {
+                    state.gone_by_mntns.remove(&evicted.mntns_id);
+                }
+            }
+        }
+        c
+    }
+
     /// Live containers with this name.
     pub fn by_name(&self, name: &str) -> Vec<Arc<Container>> {
         let mut v: Vec<_> = self

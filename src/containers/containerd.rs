@@ -215,6 +215,17 @@ impl ContainerdClient {
     }
 }
 
+impl ContainerdClient {
+    async fn describe_in(&self, ns: &str, id: &str) -> Result<Option<Container>, ContainerError> {
+        let get = GetContainerRequest { id: id.to_string() };
+        match ContainersClient::new(self.channel.clone()).get(self.request(ns, get)?).await {
+            Ok(r) => Ok(r.into_inner().container.map(|c| describe_container(c, ns, 0, 0, None))),
+            Err(s) if s.code() == Code::NotFound => Ok(None),
+            Err(s) => Err(ContainerError::containerd(&self.socket, "get container", s)),
+        }
+    }
+}
+
 /// The init pid of a task that has one and has not stopped.
 fn live_pid(p: &Process) -> Option<u32> {
     let stopped = p.status == Status::Stopped as i32;
@@ -228,6 +239,17 @@ fn to_container(
     image_digest: Option<String>,
 ) -> Option<Container> {
     let mntns_id = procfs::mntns_of(pid).ok()?;
+    Some(describe_container(c, ns, pid, mntns_id, image_digest))
+}
+
+/// A container as containerd describes it; pid and mount namespace 0 when it has no process.
+fn describe_container(
+    c: CtrContainer,
+    ns: &str,
+    pid: u32,
+    mntns_id: u64,
+    image_digest: Option<String>,
+) -> Container {
     let labels: BTreeMap<String, String> = c.labels.into_iter().collect();
     let name = labels
         .get(LABEL_K8S_CONTAINER_NAME)
@@ -235,7 +257,7 @@ fn to_container(
         .filter(|n| !n.is_empty())
         .cloned()
         .unwrap_or_else(|| c.id.clone());
-    Some(Container {
+    Container {
         id: c.id,
         name,
         runtime: RuntimeKind::Containerd,
@@ -246,9 +268,9 @@ fn to_container(
         k8s: K8sMeta::from_labels(&labels),
         labels,
         // containerd does not record when a task started; its init process does.
-        started_at: procfs::process_start_time(pid),
+        started_at: if pid == 0 { None } else { procfs::process_start_time(pid) },
         containerd_namespace: Some(ns.to_string()),
-    })
+    }
 }
 
 /// Decodes an envelope into the event the collection cares about.
@@ -302,6 +324,29 @@ impl RuntimeClient for ContainerdClient {
                 out.extend(self.list_namespace(&ns).await?);
             }
             Ok(out)
+        }
+        .boxed()
+    }
+
+    fn describe<'a>(
+        &'a self,
+        id: &'a str,
+        namespace: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<Container>, ContainerError>> {
+        async move {
+            let namespaces = match namespace {
+                Some(ns) if self.is_hidden(ns) => return Ok(None),
+                Some(ns) => vec![ns.to_string()],
+                None => self.namespaces().await?,
+            };
+            for ns in namespaces {
+                match self.describe_in(&ns, id).await {
+                    Ok(Some(c)) => return Ok(Some(c)),
+                    Ok(None) | Err(ContainerError::BadNamespace { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(None)
         }
         .boxed()
     }

@@ -83,7 +83,7 @@ fn container_from_inspect(
     image_digest: Option<String>,
     pid_hint: Option<u32>,
 ) -> Option<Container> {
-    let state = info.state?;
+    let state = info.state.as_ref()?;
     let pid = state
         .pid
         .and_then(|p| u32::try_from(p).ok())
@@ -94,6 +94,17 @@ fn container_from_inspect(
     );
     let pid = pid.or(pid_hint.filter(|_| starting))?;
     let mntns_id = procfs::mntns_of(pid).ok()?;
+    describe_inspect(info, image_digest, pid, mntns_id)
+}
+
+/// Any container `docker inspect` knows, running or not (pid and mount namespace 0 then).
+fn describe_inspect(
+    info: ContainerInspectResponse,
+    image_digest: Option<String>,
+    pid: u32,
+    mntns_id: u64,
+) -> Option<Container> {
+    let state = info.state?;
     let config = info.config.unwrap_or_default();
     let labels: BTreeMap<String, String> = config.labels.unwrap_or_default().into_iter().collect();
     Some(Container {
@@ -157,6 +168,21 @@ impl RuntimeClient for DockerClient {
         pid_hint: Option<u32>,
     ) -> BoxFuture<'a, Result<Option<Container>, ContainerError>> {
         self.inspect_running(id, pid_hint).boxed()
+    }
+
+    fn describe<'a>(
+        &'a self,
+        id: &'a str,
+        _namespace: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<Container>, ContainerError>> {
+        async move {
+            match self.docker.inspect_container(id, None).await {
+                Ok(info) => Ok(describe_inspect(info, None, 0, 0)),
+                Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
+                Err(e) => Err(ContainerError::docker(&self.socket, "inspect container", e)),
+            }
+        }
+        .boxed()
     }
 
     fn events(&self) -> BoxStream<'static, Result<RuntimeEvent, ContainerError>> {

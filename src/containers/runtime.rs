@@ -97,6 +97,14 @@ pub trait RuntimeClient: Send + Sync {
     /// Lifecycle events from now on. The subscription is made when the
     /// stream is first polled; the stream ends (or yields an error) when the
     /// connection breaks.
+    /// Any container the runtime knows by id, running or not: the name and image of one that
+    /// already exited (pid and mount namespace 0).
+    fn describe<'a>(
+        &'a self,
+        id: &'a str,
+        namespace: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<Container>, ContainerError>>;
+
     fn events(&self) -> BoxStream<'static, Result<RuntimeEvent, ContainerError>>;
 }
 

@@ -131,7 +131,12 @@ async fn apply(
                 Ok(Some(container)) => {
                     c.insert(source, container);
                 }
-                Ok(None) => {}
+                // Already exited: remember its name for what it left behind.
+                Ok(None) => {
+                    if let Ok(Some(gone)) = client.describe(&id, namespace.as_deref()).await {
+                        c.remember_exited(gone);
+                    }
+                }
                 Err(e) => eprintln!("ig: {e}"),
             }
         }

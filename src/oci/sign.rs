@@ -149,9 +149,11 @@ impl PrivateKey {
                 }
                 "ENCRYPTED SIGSTORE PRIVATE KEY"
                 | "ENCRYPTED COSIGN PRIVATE KEY"
-                | "ENCRYPTED PRIVATE KEY" => return Err(bad(format!(
+                | "ENCRYPTED PRIVATE KEY" => {
+                    return Err(bad(format!(
                     "encrypted keys ({kind}) are not supported; use a key from `ig image keygen`"
-                ))),
+                )))
+                }
                 _ => {}
             }
         }

@@ -223,7 +223,7 @@ mod tests {
         let b = PrivateKey::generate();
         let (pa, pb) = (a.public_key("a.pub"), b.public_key("b.pub"));
         assert!(matches!(
-            verify(&store, &r, &[pa.clone()]),
+            verify(&store, &r, std::slice::from_ref(&pa)),
             Err(DistError::Unsigned { .. })
         ));
         assert!(matches!(
@@ -235,7 +235,7 @@ mod tests {
             verify(&store, &r, &[pb.clone(), pa.clone()]).unwrap().key,
             "a.pub"
         );
-        let err = verify(&store, &r, &[pb.clone()]).unwrap_err();
+        let err = verify(&store, &r, std::slice::from_ref(&pb)).unwrap_err();
         assert!(matches!(err, DistError::BadSignature { .. }), "{err}");
         assert!(err.to_string().contains("b.pub"), "{err}");
         // A second signature by b is appended; both keys now verify.

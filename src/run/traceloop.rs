@@ -27,6 +27,7 @@ const RECORDS: &str = "traceloop_records";
 const HEADS: &str = "traceloop_heads";
 const SLOTS: &str = "traceloop_slots";
 const FREE_SLOTS: &str = "traceloop_free_slots";
+const CGROUPS: &str = "traceloop_cgroups";
 const SYSCALL_FILTERS: &str = "syscall_filters";
 const LOST: [&str; 2] = ["traceloop_lost_containers", "traceloop_lost_records"];
 
@@ -103,6 +104,7 @@ pub fn run(
             (HEADS.into(), max_containers),
             (SLOTS.into(), max_containers),
             (FREE_SLOTS.into(), max_containers),
+            (CGROUPS.into(), max_containers),
         ],
         ..Default::default()
     };
@@ -141,11 +143,7 @@ pub fn run(
                 for pid in slot_pids(&loaded, slot, per_container)? {
                     let col = col.clone();
                     h.spawn(async move {
-                        let r = col.resolve_pid(pid).await;
-                        if std::env::var("IG_DEBUG").is_ok() {
-                            let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-                            eprintln!("DEBUG resolve {pid} {:?} -> {:?} cgroup {:?}", std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim(), r.map(|c| c.name.clone()), cg.lines().last());
-                        }
+                        col.resolve_pid(pid).await;
                     });
                 }
             }
@@ -162,7 +160,7 @@ pub fn run(
     std::thread::sleep(Duration::from_millis(200));
     selection.poll();
 
-    let dump = Dump { loaded: &loaded, per_container, arch, collection: collection.as_deref() };
+    let dump = Dump { loaded: &loaded, per_container, arch, collection: collection.as_deref(), handle: handle.as_ref() };
     let written = dump.print(config, &selection)?;
     report_lost(&loaded);
     Ok(written)
@@ -239,6 +237,7 @@ struct Dump<'a> {
     per_container: u32,
     arch: Arch,
     collection: Option<&'a ContainerCollection>,
+    handle: Option<&'a tokio::runtime::Handle>,
 }
 
 fn container_json(c: Option<&Container>) -> serde_json::Map<String, serde_json::Value> {
@@ -267,13 +266,35 @@ fn container_json(c: Option<&Container>) -> serde_json::Map<String, serde_json::
 }
 
 impl Dump<'_> {
+    /// The container of a slot from the cgroup BPF noted, for one that exited before its
+    /// runtime could be asked about its processes.
+    fn by_cgroup(&self, slot: u32) -> Option<Arc<Container>> {
+        let (collection, handle) = (self.collection?, self.handle?);
+        let value = self.loaded.map(CGROUPS).ok()?.lookup(&slot.to_le_bytes(), MapFlags::ANY).ok()??;
+        let text = |b: &[u8]| String::from_utf8_lossy(&b[..b.iter().position(|&c| c == 0).unwrap_or(b.len())]).into_owned();
+        let (parent, leaf) = (text(value.get(..64)?), text(value.get(64..)?));
+        if leaf.is_empty() {
+            return None;
+        }
+        let line = format!("0::/{parent}/{leaf}");
+        for hint in crate::containers::procfs::parse_cgroup(&line) {
+            if let Some(c) = handle.block_on(collection.describe(&hint.id, hint.namespace.as_deref())) {
+                return Some(c);
+            }
+        }
+        None
+    }
+
     fn print(&self, config: &RunConfig, selection: &Selection) -> Result<u64, RunError> {
         let decoder = Decoder::new(self.arch, SyscallFormats::load());
         let heads = self.loaded.map(HEADS)?;
         let mut by_start: BTreeMap<(u64, u64), (Option<Arc<Container>>, Vec<crate::traceloop::SyscallEvent>)> =
             BTreeMap::new();
         for (mntns, slot) in slots(self.loaded)? {
-            let container = self.collection.and_then(|c| c.lookup_mntns(mntns));
+            let container = match self.collection.and_then(|c| c.lookup_mntns(mntns)) {
+                Some(c) => Some(c),
+                None => self.by_cgroup(slot),
+            };
             if !selection.shows(mntns, container.as_deref()) {
                 continue;
             }
