@@ -93,3 +93,33 @@ pub fn seed_if_builtin(store: &Store, reference: &Reference) -> Result<bool, Oci
     seed(store, gadget)?;
     Ok(true)
 }
+
+/// The index digest of `reference` when it is one of this binary's built-in gadgets, as
+/// embedded: its config and every layer are blobs this binary carries. Such an image needs no
+/// signature: it is the binary's own code.
+pub fn embedded_digest(store: &Store, reference: &Reference) -> Result<Option<String>, OciError> {
+    let Some(gadget) = find(reference.short_name()) else {
+        return Ok(None);
+    };
+    if reference_of(gadget)? != *reference {
+        return Ok(None);
+    }
+    let Some(desc) = store.resolve(&reference.to_string())? else {
+        return Ok(None);
+    };
+    let name = reference.to_string();
+    let known: Vec<String> = gadget.objects.iter().map(|(_, o)| crate::oci::digest_of(o)).collect();
+    let index: crate::oci::types::Index = match serde_json::from_slice(&store.blob(&desc.digest)?) {
+        Ok(i) => i,
+        Err(_) => return Ok(None),
+    };
+    for m in &index.manifests {
+        let (_, manifest) = image::platform_manifest(store, &name, m, m.platform.as_ref().map_or("", |p| p.architecture.as_str()))?;
+        if manifest.config.digest != crate::oci::digest_of(gadget.metadata)
+            || !manifest.layers.iter().all(|l| known.contains(&l.digest))
+        {
+            return Ok(None);
+        }
+    }
+    Ok(Some(desc.digest))
+}

@@ -36,7 +36,15 @@ fn builds_and_runs_with_params_and_fields() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let run = ig.spawn(&[
-        "run", "127.0.0.1:5000/test/trace_open:v1", "--host", "-o", "json", "--only-creat", "--timeout", "60",
+        "run",
+        "127.0.0.1:5000/test/trace_open:v1",
+        "--verify-image=false",
+        "--host",
+        "-o",
+        "json",
+        "--only-creat",
+        "--timeout",
+        "60",
     ]);
     let created = dir.path().join(marker("created"));
     let plain = dir.path().join(marker("plain"));
@@ -88,7 +96,9 @@ fn inspect_and_list_show_the_image() {
 fn missing_image_is_a_clear_error() {
     let ig = Ig::new();
     let out = ig.output(&["run", "no_such_gadget"]);
-    assert_clean_failure(&out, "not found in the local store");
+    assert_clean_failure(&out, "ghcr.io/ig-rs/gadget/no_such_gadget:latest is not in the local store and pulling it failed");
+    let out = ig.output(&["run", "no_such_gadget", "--pull", "never"]);
+    assert_clean_failure(&out, "is not in the local store (--pull never)");
 }
 
 #[test]
@@ -148,6 +158,17 @@ fn corrupted_blob_is_refused() {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;
     fs::write(biggest.path(), bytes).expect("write blob");
-    let out = ig.output(&["run", "corrupt:v1", "--host", "--timeout", "1"]);
+    let out = ig.output(&["run", "corrupt:v1", "--verify-image=false", "--host", "--timeout", "1"]);
     assert_clean_failure(&out, "corrupted");
+}
+
+#[test]
+fn unsigned_image_is_refused_by_default() {
+    let ig = Ig::new();
+    assert!(build(&ig, Path::new(GADGET), "unsigned:v1").status.success());
+    let out = ig.output(&["run", "unsigned:v1", "--host", "--timeout", "1"]);
+    assert_clean_failure(&out, "unsigned:v1");
+    // The built-in gadgets are the binary's own code: they run without a signature.
+    let out = ig.output(&["run", "trace_exec", "--host", "--timeout", "1"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
 }

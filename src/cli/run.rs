@@ -9,7 +9,11 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
+use std::io::IsTerminal;
+
 use ig::containers::{ContainerCollection, RuntimeConfig, RuntimeKind};
+use ig::oci::registry::RegistryOptions;
+use ig::oci::transfer::{ensure_local, PullPolicy};
 use ig::gadget::spec::ParamType;
 use ig::gadget::GadgetSpec;
 use ig::oci::Reference;
@@ -18,7 +22,11 @@ use ig::output::OutputMode;
 use ig::run::RunConfig;
 
 /// Common flags that take a value, so the image is not mistaken for one.
-const VALUE_FLAGS: [&str; 11] = [
+const VALUE_FLAGS: [&str; 15] = [
+    "--pull",
+    "--public-key",
+    "--insecure-registries",
+    "--allowed-gadgets",
     "--syscall-filters",
     "-o",
     "--output",
@@ -101,7 +109,116 @@ fn common_command() -> Command {
                 .default_value("/run/containerd/containerd.sock")
                 .help("containerd socket"),
         )
+        .next_help_heading("Image")
+        .arg(
+            Arg::new("pull")
+                .long("pull")
+                .value_name("POLICY")
+                .default_value("missing")
+                .value_parser(["always", "missing", "never"])
+                .help("When to pull the image from its registry"),
+        )
+        .arg(
+            Arg::new("verify-image")
+                .long("verify-image")
+                .value_name("BOOL")
+                .num_args(0..=1)
+                .require_equals(true)
+                .default_missing_value("true")
+                .default_value("true")
+                .value_parser(["true", "false"])
+                .help("Refuse images not signed by a trusted key (--verify-image=false to run anyway)"),
+        )
+        .arg(
+            Arg::new("public-key")
+                .long("public-key")
+                .value_name("PEM")
+                .action(ArgAction::Append)
+                .help("Trusted public key file (default: $IG_PUBLIC_KEYS, /etc/ig/public-keys.pem, ~/.config/ig/public-keys.pem)"),
+        )
+        .arg(
+            Arg::new("insecure-registries")
+                .long("insecure-registries")
+                .value_name("HOST:PORT")
+                .value_delimiter(',')
+                .action(ArgAction::Append)
+                .help("Registries spoken to over plain HTTP"),
+        )
+        .arg(
+            Arg::new("allowed-gadgets")
+                .long("allowed-gadgets")
+                .value_name("LIST")
+                .value_delimiter(',')
+                .action(ArgAction::Append)
+                .help("Only these images may run: exact references or prefix*"),
+        )
         .arg(Arg::new("help").short('h').long("help").action(ArgAction::Help).help("Print help"))
+}
+
+/// Values of a common flag, read before the full parse (which needs the image): `--f v`,
+/// `--f=v`, comma lists. A bare boolean flag reads as "true".
+fn scan_flag(args: &[String], flag: &str, takes_value: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--" {
+            break;
+        }
+        if let Some(v) = a.strip_prefix(flag).and_then(|r| r.strip_prefix('=')) {
+            out.extend(v.split(',').map(str::to_string));
+        } else if a == flag {
+            match (takes_value, it.next()) {
+                (true, Some(v)) => out.extend(v.split(',').map(str::to_string)),
+                (true, None) => {}
+                (false, _) => out.push("true".into()),
+            }
+        }
+    }
+    out
+}
+
+/// What must be settled before the image is read: allow-list, pull, registry transport.
+struct ImageFlags {
+    pull: PullPolicy,
+    verify: bool,
+    public_keys: Vec<std::path::PathBuf>,
+    allowed: Vec<String>,
+    registry: RegistryOptions,
+}
+
+impl ImageFlags {
+    fn scan(args: &[String]) -> anyhow::Result<Self> {
+        let pull = match scan_flag(args, "--pull", true).last() {
+            Some(p) => p.parse().map_err(|e| anyhow::anyhow!("--pull: {e}"))?,
+            None => PullPolicy::Missing,
+        };
+        let verify = match scan_flag(args, "--verify-image", false).last().map(String::as_str) {
+            None | Some("true") => true,
+            Some("false") => false,
+            Some(other) => anyhow::bail!("--verify-image takes true or false, not {other:?}"),
+        };
+        let mut allowed = scan_flag(args, "--allowed-gadgets", true);
+        if allowed.is_empty() {
+            if let Ok(env) = std::env::var("IG_ALLOWED_GADGETS") {
+                allowed = env.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
+            }
+        }
+        let mut insecure = scan_flag(args, "--insecure-registries", true);
+        if let Ok(env) = std::env::var("IG_INSECURE_REGISTRIES") {
+            insecure.extend(env.split(',').filter(|s| !s.is_empty()).map(str::to_string));
+        }
+        Ok(ImageFlags {
+            pull,
+            verify,
+            public_keys: scan_flag(args, "--public-key", true).into_iter().map(Into::into).collect(),
+            allowed,
+            registry: RegistryOptions {
+                insecure_registries: insecure,
+                progress: std::io::stderr().is_terminal(),
+                ..RegistryOptions::default()
+            },
+        })
+    }
 }
 
 fn gadget_command(spec: &GadgetSpec) -> Command {
@@ -133,6 +250,17 @@ fn gadget_command(spec: &GadgetSpec) -> Command {
         );
     }
     cmd
+}
+
+/// The digest `ig run` may load: the binary's own built-in gadgets are trusted as they are;
+/// anything else needs a signature by a trusted key.
+fn verify_image(store: &ig::oci::Store, reference: &Reference, keys: &[std::path::PathBuf]) -> anyhow::Result<String> {
+    if let Some(digest) = ig::builtin::embedded_digest(store, reference)? {
+        return Ok(digest);
+    }
+    let keys = ig::oci::verify::load_public_keys(keys)?;
+    let verified = ig::oci::verify::verify(store, reference, &keys)?;
+    Ok(verified.digest)
 }
 
 /// `--runtimes` with their sockets; a runtime named on the command line (not by default) must
@@ -196,6 +324,7 @@ fn to_config(m: &ArgMatches, spec: &GadgetSpec, image: Reference) -> anyhow::Res
         containers: m.get_many::<String>("containername").map(|v| v.cloned().collect()).unwrap_or_default(),
         params,
         max_events: m.get_one::<u64>("max-events").copied(),
+        expected_digest: None,
         syscall_filters: m
             .try_get_many::<String>("syscall-filters")
             .ok()
@@ -212,7 +341,24 @@ pub fn main(args: Vec<String>) -> anyhow::Result<ExitCode> {
         anyhow::bail!("missing IMAGE: which gadget to run, e.g. `ig run trace_exec`");
     };
     let reference = Reference::parse(image)?;
+    let flags = ImageFlags::scan(&args)?;
+    // The allow-list comes before anything is pulled or loaded.
+    ig::oci::allow::check(&reference, &flags.allowed)?;
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     let store = super::open_store()?;
+    ig::builtin::seed_if_builtin(&store, &reference)?;
+    let local = store.resolve(&reference.to_string())?.is_some();
+    tokio
+        .block_on(ensure_local(&store, &reference, flags.pull, &flags.registry))
+        .with_context(|| match (local, flags.pull) {
+            (false, PullPolicy::Never) => format!("{reference} is not in the local store (--pull never)"),
+            (false, _) => format!("{reference} is not in the local store and pulling it failed"),
+            (true, _) => format!("pulling {reference} failed"),
+        })?;
     let prepared = ig::run::prepare(&store, &reference).with_context(|| format!("cannot run {image}"))?;
     let matches = match gadget_command(&prepared.spec).try_get_matches_from(argv) {
         Ok(m) => m,
@@ -222,8 +368,11 @@ pub fn main(args: Vec<String>) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(code));
         }
     };
-    let config = to_config(&matches, &prepared.spec, reference)?;
+    let mut config = to_config(&matches, &prepared.spec, reference)?;
     drop(prepared);
+    if flags.verify {
+        config.expected_digest = Some(verify_image(&store, &config.image, &flags.public_keys)?);
+    }
 
     let runtimes = runtime_configs(&matches)?;
 
@@ -231,11 +380,6 @@ pub fn main(args: Vec<String>) -> anyhow::Result<ExitCode> {
     for sig in [libc::SIGINT, libc::SIGTERM] {
         register_stop(sig, &stop)?;
     }
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
     let containers = if runtimes.is_empty() {
         None
     } else {

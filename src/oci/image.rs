@@ -88,8 +88,9 @@ pub fn write_image(store: &Store, reference: &Reference, parts: &ImageParts<'_>)
         };
         let bytes = to_json(&manifest);
         store.put_blob(&bytes)?;
+        // No artifactType on the index entry: skopeo drops it when it re-serializes an index,
+        // which would change the index digest (and void its signature) on `skopeo copy`.
         let mut desc = Descriptor::new(MEDIA_MANIFEST, &bytes);
-        desc.artifact_type = Some(ARTIFACT_GADGET.into());
         desc.platform = Some(Platform { architecture: arch.to_string(), os: "linux".into() });
         manifests.push(desc);
     }

@@ -172,7 +172,10 @@ impl Registry {
             detail = format!("{detail}: {s}");
             source = s.source();
         }
-        let hint = if self.insecure {
+        // Only a failed TLS exchange suggests plain HTTP; a name that does not resolve does not.
+        let looks_like_tls = detail.contains("tls") || detail.contains("TLS") || detail.contains("certificate")
+            || detail.contains("InvalidContentType") || detail.contains("CorruptMessage");
+        let hint = if self.insecure || !looks_like_tls {
             String::new()
         } else {
             format!(

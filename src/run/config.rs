@@ -19,6 +19,8 @@ pub struct RunConfig {
     pub params: Vec<(String, String)>,
     /// Stop after this many events.
     pub max_events: Option<u64>,
+    /// The index digest that was verified: loading anything else is refused.
+    pub expected_digest: Option<String>,
     /// Flight-recorder gadgets: only these syscalls (names).
     pub syscall_filters: Vec<String>,
 }

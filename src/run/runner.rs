@@ -64,6 +64,14 @@ pub fn run(
     stop: &AtomicBool,
 ) -> Result<u64, RunError> {
     let Prepared { image, spec } = prepare(store, &config.image)?;
+    if let Some(expected) = &config.expected_digest {
+        if *expected != image.index_digest {
+            return Err(RunError::Config(format!(
+                "image {} changed after it was verified ({expected} verified, {} found): refusing to load it",
+                image.reference, image.index_digest
+            )));
+        }
+    }
     if spec.metadata.section("traceloop").is_some() {
         return super::traceloop::run(&image, &spec, config, containers, stop);
     }
