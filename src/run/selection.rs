@@ -87,7 +87,7 @@ impl Selection {
         s
     }
 
-    fn selected(&self, c: &Container) -> bool {
+    pub fn selected(&self, c: &Container) -> bool {
         self.names.is_empty() || self.names.iter().any(|n| *n == c.name)
     }
 

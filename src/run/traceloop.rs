@@ -124,30 +124,19 @@ pub fn run(
     eprintln!("ig: recording syscalls; the history is printed when the run stops (Ctrl-C or --timeout)");
 
     let started = Instant::now();
-    // mntns → (first seen, last try): retried while its processes may still be alive.
-    let mut resolving: HashMap<u64, (Instant, Instant)> = HashMap::new();
+    let mut scan = Scan {
+        loaded: &loaded,
+        per_container,
+        host: config.host,
+        host_mntns,
+        collection: collection.clone(),
+        handle: handle.as_ref(),
+        seen: HashMap::new(),
+        named: HashMap::new(),
+    };
     loop {
         std::thread::sleep(SCAN_INTERVAL);
-        // Name the container behind every new buffer while its processes still live.
-        if let (Some(col), Some(h)) = (&collection, &handle) {
-            for (mntns, slot) in slots(&loaded)? {
-                if col.lookup_mntns(mntns).is_some() || Some(mntns) == host_mntns {
-                    continue;
-                }
-                let now = Instant::now();
-                let (first, last) = resolving.entry(mntns).or_insert((now, now - RETRY_EVERY));
-                if now.duration_since(*first) > RESOLVE_FOR || now.duration_since(*last) < RETRY_EVERY {
-                    continue;
-                }
-                *last = now;
-                for pid in slot_pids(&loaded, slot, per_container)? {
-                    let col = col.clone();
-                    h.spawn(async move {
-                        col.resolve_pid(pid).await;
-                    });
-                }
-            }
-        }
+        scan.run(&selection)?;
         selection.poll();
         apply_verdicts(&loaded, &mut selection)?;
         let timed_out = config.timeout.is_some_and(|t| started.elapsed() >= t);
@@ -155,12 +144,20 @@ pub fn run(
             break;
         }
     }
+    let named = std::mem::take(&mut scan.named);
     loaded.detach();
     // Give resolutions started in the last instants a moment to land.
     std::thread::sleep(Duration::from_millis(200));
     selection.poll();
 
-    let dump = Dump { loaded: &loaded, per_container, arch, collection: collection.as_deref(), handle: handle.as_ref() };
+    let dump = Dump {
+        loaded: &loaded,
+        per_container,
+        arch,
+        collection: collection.as_deref(),
+        handle: handle.as_ref(),
+        named,
+    };
     let written = dump.print(config, &selection)?;
     report_lost(&loaded);
     Ok(written)
@@ -232,12 +229,119 @@ fn report_lost(loaded: &LoadedGadget) {
     }
 }
 
+/// The container of a slot from the cgroup BPF noted, for one that exited before its
+/// runtime could be asked about its processes.
+fn container_by_cgroup(
+loaded: &LoadedGadget,
+collection: Option<&ContainerCollection>,
+handle: Option<&tokio::runtime::Handle>,
+slot: u32,
+) -> Option<Arc<Container>> {
+    let (collection, handle) = (collection?, handle?);
+    let value = loaded.map(CGROUPS).ok()?.lookup(&slot.to_le_bytes(), MapFlags::ANY).ok()??;
+    let text = |b: &[u8]| String::from_utf8_lossy(&b[..b.iter().position(|&c| c == 0).unwrap_or(b.len())]).into_owned();
+    let (parent, leaf) = (text(value.get(..64)?), text(value.get(64..)?));
+    if leaf.is_empty() {
+        return None;
+    }
+    let line = format!("0::/{parent}/{leaf}");
+    for hint in crate::containers::procfs::parse_cgroup(&line) {
+        if let Some(c) = handle.block_on(collection.describe(&hint.id, hint.namespace.as_deref())) {
+            return Some(c);
+        }
+    }
+    None
+}
+
+/// Classifies every buffer BPF opened: a selected container keeps it; anything else (another
+/// container, a namespace that is no container) is closed and filtered in the kernel from then
+/// on, so it cannot take the slots the selected containers need.
+struct Scan<'a> {
+    loaded: &'a LoadedGadget,
+    per_container: u32,
+    host: bool,
+    host_mntns: Option<u64>,
+    collection: Option<Arc<ContainerCollection>>,
+    handle: Option<&'a tokio::runtime::Handle>,
+    /// mntns → (first seen, last resolution try, settled).
+    seen: HashMap<u64, (Instant, Instant, bool)>,
+    named: HashMap<u64, Arc<Container>>,
+}
+
+impl Scan<'_> {
+    fn run(&mut self, selection: &Selection) -> Result<(), RunError> {
+        for (mntns, slot) in slots(self.loaded)? {
+            let now = Instant::now();
+            let entry = self.seen.entry(mntns).or_insert((now, now - RETRY_EVERY, false));
+            if entry.2 {
+                continue;
+            }
+            if Some(mntns) == self.host_mntns {
+                entry.2 = true;
+                if !self.host {
+                    close_slot(self.loaded, mntns, slot)?;
+                }
+                continue;
+            }
+            if let Some(c) = self.collection.as_ref().and_then(|c| c.lookup_mntns(mntns)) {
+                entry.2 = true;
+                self.settle(mntns, slot, Some(c), selection)?;
+                continue;
+            }
+            let (first, last) = (entry.0, entry.1);
+            if now.duration_since(first) > RESOLVE_FOR || self.collection.is_none() {
+                entry.2 = true;
+                let c = container_by_cgroup(self.loaded, self.collection.as_deref(), self.handle, slot);
+                self.settle(mntns, slot, c, selection)?;
+                continue;
+            }
+            if now.duration_since(last) < RETRY_EVERY {
+                continue;
+            }
+            entry.1 = now;
+            // Ask while its processes live: their cgroup names the container.
+            if let (Some(col), Some(h)) = (&self.collection, self.handle) {
+                for pid in slot_pids(self.loaded, slot, self.per_container)? {
+                    let col = col.clone();
+                    h.spawn(async move {
+                        col.resolve_pid(pid).await;
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn settle(&mut self, mntns: u64, slot: u32, c: Option<Arc<Container>>, selection: &Selection) -> Result<(), RunError> {
+        let keep = selection.shows(mntns, c.as_deref());
+        if let Some(c) = c {
+            self.named.insert(mntns, c);
+        }
+        if !keep {
+            close_slot(self.loaded, mntns, slot)?;
+        }
+        Ok(())
+    }
+}
+
+/// Stops recording a mount namespace and gives its slot back to BPF.
+fn close_slot(loaded: &LoadedGadget, mntns: u64, slot: u32) -> Result<(), RunError> {
+    loaded.set_mntns_verdict(mntns, false)?;
+    loaded.map(SLOTS)?.delete(&mntns.to_le_bytes()).map_err(|e| map_err(SLOTS, e))?;
+    let empty = [0u8; 160];
+    loaded.map(CGROUPS)?.update(&slot.to_le_bytes(), &empty, MapFlags::ANY).map_err(|e| map_err(CGROUPS, e))?;
+    loaded.map(FREE_SLOTS)?.update(&[], &slot.to_le_bytes(), MapFlags::ANY).map_err(|e| map_err(FREE_SLOTS, e))?;
+    Ok(())
+}
+
 struct Dump<'a> {
     loaded: &'a LoadedGadget,
     per_container: u32,
     arch: Arch,
     collection: Option<&'a ContainerCollection>,
     handle: Option<&'a tokio::runtime::Handle>,
+    /// Containers named while the run went on, by mount namespace.
+    named: HashMap<u64, Arc<Container>>,
 }
 
 fn container_json(c: Option<&Container>) -> serde_json::Map<String, serde_json::Value> {
@@ -266,24 +370,6 @@ fn container_json(c: Option<&Container>) -> serde_json::Map<String, serde_json::
 }
 
 impl Dump<'_> {
-    /// The container of a slot from the cgroup BPF noted, for one that exited before its
-    /// runtime could be asked about its processes.
-    fn by_cgroup(&self, slot: u32) -> Option<Arc<Container>> {
-        let (collection, handle) = (self.collection?, self.handle?);
-        let value = self.loaded.map(CGROUPS).ok()?.lookup(&slot.to_le_bytes(), MapFlags::ANY).ok()??;
-        let text = |b: &[u8]| String::from_utf8_lossy(&b[..b.iter().position(|&c| c == 0).unwrap_or(b.len())]).into_owned();
-        let (parent, leaf) = (text(value.get(..64)?), text(value.get(64..)?));
-        if leaf.is_empty() {
-            return None;
-        }
-        let line = format!("0::/{parent}/{leaf}");
-        for hint in crate::containers::procfs::parse_cgroup(&line) {
-            if let Some(c) = handle.block_on(collection.describe(&hint.id, hint.namespace.as_deref())) {
-                return Some(c);
-            }
-        }
-        None
-    }
 
     fn print(&self, config: &RunConfig, selection: &Selection) -> Result<u64, RunError> {
         let decoder = Decoder::new(self.arch, SyscallFormats::load());
@@ -291,10 +377,12 @@ impl Dump<'_> {
         let mut by_start: BTreeMap<(u64, u64), (Option<Arc<Container>>, Vec<crate::traceloop::SyscallEvent>)> =
             BTreeMap::new();
         for (mntns, slot) in slots(self.loaded)? {
-            let container = match self.collection.and_then(|c| c.lookup_mntns(mntns)) {
-                Some(c) => Some(c),
-                None => self.by_cgroup(slot),
-            };
+            let container = self
+                .named
+                .get(&mntns)
+                .cloned()
+                .or_else(|| self.collection.and_then(|c| c.lookup_mntns(mntns)))
+                .or_else(|| container_by_cgroup(self.loaded, self.collection, self.handle, slot));
             if !selection.shows(mntns, container.as_deref()) {
                 continue;
             }
