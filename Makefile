@@ -20,6 +20,7 @@ build: deps
 	$(CARGO) build --release
 
 run: build
+	$(IG) image inspect trace_exec >/dev/null   # seeds the local store from the binary
 	$(IG) image list
 	$(IG) run trace_exec $(ARGS)
 

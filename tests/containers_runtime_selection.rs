@@ -19,7 +19,7 @@ async fn absent_socket_is_skipped_with_a_notice() -> Result<()> {
     let (coll, warnings) = ContainerCollection::start(configs).await?;
     assert_eq!(warnings.len(), 2, "{warnings:?}");
     assert!(
-        warnings[0].starts_with("docker: skipped:"),
+        warnings[0].starts_with("docker: socket") && warnings[0].ends_with("; skipping docker"),
         "{}",
         warnings[0]
     );

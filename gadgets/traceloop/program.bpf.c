@@ -227,6 +227,7 @@ struct {
  * exited before user space could ask its runtime. max_entries = max_containers.
  */
 struct traceloop_cgroup {
+	__u64 mntns_id;		/* owner: a reused slot may hold a previous owner's name */
 	char parent[64];
 	char leaf[96];
 };
@@ -490,13 +491,13 @@ static __always_inline struct kernfs_node *kn_parent(struct kernfs_node *kn)
 }
 
 /* Notes the slot's cgroup until a non-root one is seen (runc moves its init late). */
-static __always_inline void note_cgroup(__u32 slot)
+static __always_inline void note_cgroup(__u32 slot, __u64 mntns_id)
 {
 	struct traceloop_cgroup *tc = bpf_map_lookup_elem(&traceloop_cgroups, &slot);
 	struct cgroup *cg;
 	struct kernfs_node *kn;
 
-	if (!tc || tc->leaf[0])
+	if (!tc || (tc->mntns_id == mntns_id && tc->leaf[0]))
 		return;
 	cg = current_cgroup();
 	if (!cg || BPF_CORE_READ(cg, level) == 0)
@@ -504,6 +505,7 @@ static __always_inline void note_cgroup(__u32 slot)
 	kn = BPF_CORE_READ(cg, kn);
 	bpf_probe_read_kernel_str(tc->parent, sizeof(tc->parent), BPF_CORE_READ(kn_parent(kn), name));
 	bpf_probe_read_kernel_str(tc->leaf, sizeof(tc->leaf), BPF_CORE_READ(kn, name));
+	tc->mntns_id = mntns_id;
 }
 
 SEC("raw_tracepoint/sys_exit")
@@ -523,7 +525,7 @@ int traceloop_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	if (slot < 0)
 		return 0;
 
-	note_cgroup(slot);
+	note_cgroup(slot, mntns_id);
 	ts = bpf_ktime_get_boot_ns();
 	rec = new_record(slot, mntns_id, nr, ts);
 	if (!rec)

@@ -105,3 +105,22 @@ pub struct Container {
     /// containerd namespace (`k8s.io`, `default`, …); `None` for Docker.
     pub containerd_namespace: Option<String>,
 }
+
+impl Container {
+    /// What is known of a container that exited before it could be inspected.
+    pub fn exited(runtime: RuntimeKind, id: &str, name: &str, image: Option<&str>) -> Self {
+        Container {
+            id: id.to_string(),
+            name: name.to_string(),
+            runtime,
+            image_name: image.unwrap_or_default().to_string(),
+            image_digest: None,
+            pid: 0,
+            mntns_id: 0,
+            labels: BTreeMap::new(),
+            started_at: None,
+            k8s: K8sMeta::default(),
+            containerd_namespace: None,
+        }
+    }
+}

@@ -302,7 +302,7 @@ fn to_event(env: Envelope) -> Option<RuntimeEvent> {
         _ => return None,
     };
     Some(if started {
-        RuntimeEvent::Started { namespace, id }
+        RuntimeEvent::Started { namespace, id, name: None, image: None }
     } else {
         RuntimeEvent::Stopped { namespace, id }
     })

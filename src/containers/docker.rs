@@ -212,10 +212,14 @@ impl RuntimeClient for DockerClient {
                     match msg {
                         Err(e) => Some(Err(ContainerError::docker(&socket, "event stream", e))),
                         Ok(msg) => {
-                            let id = msg.actor.and_then(|a| a.id)?;
+                            let actor = msg.actor?;
+                            let id = actor.id?;
+                            let attr = |k: &str| actor.attributes.as_ref().and_then(|a| a.get(k)).cloned();
                             match msg.action.as_deref()? {
                                 "start" => Some(Ok(RuntimeEvent::Started {
                                     namespace: None,
+                                    name: attr("name"),
+                                    image: attr("image"),
                                     id,
                                 })),
                                 "die" | "destroy" => Some(Ok(RuntimeEvent::Stopped {

@@ -64,6 +64,10 @@ pub enum RuntimeEvent {
     Started {
         namespace: Option<String>,
         id: String,
+        /// Name and image when the event carries them (Docker's do): enough to name a
+        /// container that is gone before it could be inspected.
+        name: Option<String>,
+        image: Option<String>,
     },
     /// The container's init process exited or the container was deleted.
     Stopped {
@@ -158,7 +162,7 @@ pub async fn connect_all(
         match connect(config, docker_used).await {
             Ok(client) => clients.push(client),
             Err(e) if config.explicit => return Err(e),
-            Err(e) => warnings.push(format!("{}: skipped: {e}", config.kind)),
+            Err(e) => warnings.push(format!("{e}; skipping {}", config.kind)),
         }
     }
     Ok((clients, warnings))

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, Instant};
 
+use super::container::Container;
 use super::collection::{ContainerCollection, Key};
 use super::error::ContainerError;
 use super::runtime::{RuntimeClient, RuntimeEvent};
@@ -122,7 +123,7 @@ async fn apply(
     ev: RuntimeEvent,
 ) -> bool {
     match ev {
-        RuntimeEvent::Started { namespace, id } => {
+        RuntimeEvent::Started { namespace, id, name, image } => {
             let found = client.inspect(&id, namespace.as_deref(), None).await;
             let Some(c) = collection.upgrade() else {
                 return false;
@@ -132,11 +133,17 @@ async fn apply(
                     c.insert(source, container);
                 }
                 // Already exited: remember its name for what it left behind.
-                Ok(None) => {
-                    if let Ok(Some(gone)) = client.describe(&id, namespace.as_deref()).await {
+                Ok(None) => match client.describe(&id, namespace.as_deref()).await {
+                    Ok(Some(gone)) => {
                         c.remember_exited(gone);
                     }
-                }
+                    // Removed already (`docker run --rm`): the event named it.
+                    _ => {
+                        if let Some(name) = name {
+                            c.remember_exited(Container::exited(client.kind(), &id, &name, image.as_deref()));
+                        }
+                    }
+                },
                 Err(e) => eprintln!("ig: {e}"),
             }
         }

@@ -232,15 +232,20 @@ fn report_lost(loaded: &LoadedGadget) {
 /// The container of a slot from the cgroup BPF noted, for one that exited before its
 /// runtime could be asked about its processes.
 fn container_by_cgroup(
-loaded: &LoadedGadget,
-collection: Option<&ContainerCollection>,
-handle: Option<&tokio::runtime::Handle>,
-slot: u32,
+    loaded: &LoadedGadget,
+    collection: Option<&ContainerCollection>,
+    handle: Option<&tokio::runtime::Handle>,
+    slot: u32,
+    mntns: u64,
 ) -> Option<Arc<Container>> {
     let (collection, handle) = (collection?, handle?);
     let value = loaded.map(CGROUPS).ok()?.lookup(&slot.to_le_bytes(), MapFlags::ANY).ok()??;
+    // { u64 mntns_id; char parent[64]; char leaf[96]; }
+    if value.len() < 168 || u64_at(&value[..8]) != mntns {
+        return None;
+    }
     let text = |b: &[u8]| String::from_utf8_lossy(&b[..b.iter().position(|&c| c == 0).unwrap_or(b.len())]).into_owned();
-    let (parent, leaf) = (text(value.get(..64)?), text(value.get(64..)?));
+    let (parent, leaf) = (text(&value[8..72]), text(&value[72..168]));
     if leaf.is_empty() {
         return None;
     }
@@ -291,7 +296,7 @@ impl Scan<'_> {
             let (first, last) = (entry.0, entry.1);
             if now.duration_since(first) > RESOLVE_FOR || self.collection.is_none() {
                 entry.2 = true;
-                let c = container_by_cgroup(self.loaded, self.collection.as_deref(), self.handle, slot);
+                let c = container_by_cgroup(self.loaded, self.collection.as_deref(), self.handle, slot, mntns);
                 self.settle(mntns, slot, c, selection)?;
                 continue;
             }
@@ -299,6 +304,12 @@ impl Scan<'_> {
                 continue;
             }
             entry.1 = now;
+            // The cgroup BPF noted names the container, also one already gone.
+            if let Some(c) = container_by_cgroup(self.loaded, self.collection.as_deref(), self.handle, slot, mntns) {
+                entry.2 = true;
+                self.settle(mntns, slot, Some(c), selection)?;
+                continue;
+            }
             // Ask while its processes live: their cgroup names the container.
             if let (Some(col), Some(h)) = (&self.collection, self.handle) {
                 for pid in slot_pids(self.loaded, slot, self.per_container)? {
@@ -328,7 +339,7 @@ impl Scan<'_> {
 fn close_slot(loaded: &LoadedGadget, mntns: u64, slot: u32) -> Result<(), RunError> {
     loaded.set_mntns_verdict(mntns, false)?;
     loaded.map(SLOTS)?.delete(&mntns.to_le_bytes()).map_err(|e| map_err(SLOTS, e))?;
-    let empty = [0u8; 160];
+    let empty = [0u8; 168];
     loaded.map(CGROUPS)?.update(&slot.to_le_bytes(), &empty, MapFlags::ANY).map_err(|e| map_err(CGROUPS, e))?;
     loaded.map(FREE_SLOTS)?.update(&[], &slot.to_le_bytes(), MapFlags::ANY).map_err(|e| map_err(FREE_SLOTS, e))?;
     Ok(())
@@ -382,7 +393,7 @@ impl Dump<'_> {
                 .get(&mntns)
                 .cloned()
                 .or_else(|| self.collection.and_then(|c| c.lookup_mntns(mntns)))
-                .or_else(|| container_by_cgroup(self.loaded, self.collection, self.handle, slot));
+                .or_else(|| container_by_cgroup(self.loaded, self.collection, self.handle, slot, mntns));
             if !selection.shows(mntns, container.as_deref()) {
                 continue;
             }
