@@ -154,3 +154,38 @@ fn containerd_containers_carry_runtime_and_k8s_fields() {
         assert_eq!(e["runtime"]["containerId"], id.as_str());
     }
 }
+
+#[test]
+fn container_churn_does_not_grow_the_filter_map() {
+    setup();
+    let ig = Ig::new();
+    let keep = unique("churn-keep");
+    let mut cmd = ig.cmd(&["run", "trace_exec", "-c", &keep, "-o", "json", "--timeout", "40"]);
+    cmd.env("IG_STATS", "1");
+    let tracer = {
+        use std::process::Stdio;
+        cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn ig")
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    for i in 0..20 {
+        let name = format!("{}-{i}", unique("churn"));
+        run("docker", &["run", "--rm", "--name", &name, IMAGE, "sh", "-c", "/bin/true ; /bin/true"]).expect("docker run");
+    }
+    // Removed containers are forgotten 5 s after their removal.
+    std::thread::sleep(Duration::from_secs(8));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(tracer.id() as i32, libc::SIGINT) };
+    let out = tracer.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stats = stderr.lines().find(|l| l.starts_with("ig: stats:")).unwrap_or_else(|| panic!("no stats: {stderr}"));
+    let entries: usize = stats
+        .split("filter-map entries ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .expect("entries");
+    // Host-side namespaces and the containers other tests run at the same time remain; 20
+    // containers that came and went must not.
+    assert!(entries < 15, "filter map grew with churn: {stats}");
+    assert!(stats.contains("held namespaces 0"), "{stats}");
+}

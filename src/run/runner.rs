@@ -189,6 +189,15 @@ pub fn run(
             error.get_or_insert(e);
         }
     }
+    if std::env::var_os("IG_STATS").is_some() {
+        // For tests and debugging: what the run holds at its end (churn must not grow it).
+        let entries = loaded.map(crate::gadget::loader::MNTNS_FILTER_MAP).map(|m| m.keys().count()).unwrap_or(0);
+        eprintln!(
+            "ig: stats: events {total}, filter-map entries {entries}, known namespaces {}, held namespaces {}",
+            selection.borrow().known_count(),
+            selection.borrow().holding()
+        );
+    }
     drop(loaded);
     let _ = std::io::stdout().flush();
     match error {

@@ -212,6 +212,11 @@ impl Selection {
         }
     }
 
+    /// Mount namespaces with a decision.
+    pub fn known_count(&self) -> usize {
+        self.known.len()
+    }
+
     /// Mount namespaces whose events are held right now.
     pub fn holding(&self) -> usize {
         self.pending.len()

@@ -1,0 +1,358 @@
+#!/usr/bin/env python3
+"""Exec-storm benchmark: ig's trace_exec against libbpf-tools execsnoop and bpftrace.
+
+Called by bench/run.sh (which builds the storm, the no-op target and ig). One invocation runs
+ROUNDS interleaved rounds of every configuration, then the start-to-first-event, idle-latency and
+overflow checks, and prints a Markdown table.
+
+Measures, per configuration:
+  rate      execs/s of the storm (its own wall clock), median of the rounds, as a ratio of the
+            untraced median (the container rows use the untraced-in-container median)
+  captured  output lines naming the storm's target / execs done (n/a when output is /dev/null)
+  cpu/ev    utime+stime (/proc/PID/stat) of the tracer over the storm and its drain, per exec
+  rss       VmHWM of the tracer (/proc/PID/status) after the storm
+  first     launch of the tracer to the first line naming a marker exec (separate phase)
+"""
+
+import os
+import random
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "bench")
+IG = os.environ.get("IG", os.path.join(ROOT, "target", "release", "ig"))
+NOOP = os.path.join(BIN, "igbnoop")
+STORM = os.path.join(BIN, "igbstorm")
+EXECS = int(os.environ.get("BENCH_EXECS", "20000"))
+WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
+FIRST_TRIALS = int(os.environ.get("BENCH_FIRST_TRIALS", "3"))
+CONTAINER = "igbench"
+IMAGE = os.environ.get("BENCH_IMAGE", "ig-test/busybox:latest")
+WARMUP = {"ig": 1.5, "execsnoop": 1.5, "bpftrace": 3.0}
+DRAIN = 0.6
+TICK = os.sysconf("SC_CLK_TCK")
+TMP = tempfile.mkdtemp(prefix="igbench.")
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+# --- tracers -------------------------------------------------------------------------------
+
+def tracer_cmd(kind, line_buffered=False):
+    """The command of a tracer, and whether its output is kept (False: /dev/null)."""
+    lb = ["stdbuf", "-oL"] if line_buffered else []
+    if kind == "ig-json":
+        return [IG, "run", "trace_exec", "--host", "-o", "json"], False
+    if kind == "ig-columns":
+        return [IG, "run", "trace_exec", "--host"], True
+    if kind == "ig-container":
+        return [IG, "run", "trace_exec", "-c", CONTAINER], True
+    if kind == "execsnoop":
+        return lb + ["/usr/sbin/execsnoop"], True
+    if kind == "bpftrace":
+        return lb + ["bpftrace", "/usr/sbin/execsnoop.bt"], True
+    raise ValueError(kind)
+
+
+def warmup_of(kind):
+    return WARMUP["ig" if kind.startswith("ig") else kind]
+
+
+def proc_cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+
+
+def proc_hwm_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+def tracer_pid(popen):
+    """The tracer's own pid (stdbuf execs the tracer in place, so it is the same process)."""
+    return popen.pid
+
+
+def stop(popen, timeout=20):
+    if popen.poll() is None:
+        popen.send_signal(signal.SIGINT)
+    try:
+        popen.wait(timeout)
+    except subprocess.TimeoutExpired:
+        popen.kill()
+        popen.wait()
+
+
+def count_lines(path, *needles):
+    n = 0
+    with open(path, "rb") as f:
+        for line in f:
+            if all(x in line for x in needles):
+                n += 1
+    return n
+
+
+# --- the storm -----------------------------------------------------------------------------
+
+def storm(in_container):
+    if in_container:
+        cmd = ["docker", "exec", CONTAINER, "/bench/igbstorm", str(EXECS), str(WORKERS),
+               "/bench/igbnoop", "x"]
+    else:
+        cmd = [STORM, str(EXECS), str(WORKERS), NOOP, "x"]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    m = re.search(r"execs=(\d+) failed=(\d+) seconds=([\d.]+) rate=([\d.]+)", out.stdout)
+    if not m:
+        raise RuntimeError(f"storm failed: {out.stdout} {out.stderr}")
+    return int(m.group(1)), float(m.group(4))
+
+
+def run_config(kind, rnd):
+    in_container = kind.endswith("container")
+    if kind.startswith("untraced"):
+        execs, rate = storm(in_container)
+        return {"rate": rate, "execs": execs}
+    cmd, kept = tracer_cmd(kind)
+    out_path = os.path.join(TMP, f"{kind}.{rnd}.out") if kept else os.devnull
+    err_path = os.path.join(TMP, f"{kind}.{rnd}.err")
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        p = subprocess.Popen(cmd, stdout=out, stderr=err)
+    time.sleep(warmup_of(kind))
+    if p.poll() is not None:
+        raise RuntimeError(f"{kind} exited early: {open(err_path).read()}")
+    pid = tracer_pid(p)
+    cpu0 = proc_cpu_ticks(pid)
+    execs, rate = storm(in_container)
+    time.sleep(DRAIN)
+    cpu1 = proc_cpu_ticks(pid)
+    hwm = proc_hwm_kb(pid)
+    stop(p)
+    res = {"rate": rate, "execs": execs, "cpu_s": (cpu1 - cpu0) / TICK, "rss_kb": hwm}
+    if kept:
+        needles = [b"igbnoop"] + ([CONTAINER.encode()] if in_container else [])
+        res["captured"] = count_lines(out_path, *needles)
+        os.unlink(out_path)
+    return res
+
+
+# --- start to first event --------------------------------------------------------------------
+
+def first_event(kind):
+    """Launch → first line naming a marker exec, while markers are exec'd every ~10 ms."""
+    in_container = kind.endswith("container")
+    cmd, _ = tracer_cmd(kind, line_buffered=True)
+    if kind == "ig-json":
+        pass  # stdout kept in a file for this phase
+    out_path = os.path.join(TMP, f"first.{kind}.out")
+    loop = "while :; do %s marker; usleep 10000 2>/dev/null || sleep 0.01; done"
+    if in_container:
+        marker = subprocess.Popen(["docker", "exec", CONTAINER, "sh", "-c", loop % "/bench/igbnoop"])
+    else:
+        marker = subprocess.Popen(["sh", "-c", loop % NOOP])
+    time.sleep(0.5)
+    with open(out_path, "wb") as out:
+        t0 = time.monotonic()
+        p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.DEVNULL)
+    elapsed = None
+    with open(out_path, "rb") as f:
+        buf = b""
+        while time.monotonic() - t0 < 15:
+            chunk = f.read()
+            if chunk:
+                buf += chunk
+                if b"marker" in buf:
+                    elapsed = time.monotonic() - t0
+                    break
+            else:
+                time.sleep(0.001)
+    stop(p)
+    if in_container:
+        subprocess.run(["docker", "exec", CONTAINER, "pkill", "-f", "while :"], capture_output=True)
+    marker.kill()
+    marker.wait()
+    os.unlink(out_path)
+    return elapsed
+
+
+# --- idle latency ----------------------------------------------------------------------------
+
+def idle_latency(trials=20):
+    """Exec → line on ig's stdout (a pipe), one exec at a time on an otherwise idle machine."""
+    p = subprocess.Popen([IG, "run", "trace_exec", "--host", "-o", "json"], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, bufsize=0)
+    fd = p.stdout.fileno()
+    buf = b""
+
+    def wait_for(token, deadline):
+        nonlocal buf
+        while time.monotonic() < deadline:
+            if token in buf:
+                buf = buf[buf.index(token):]
+                buf = buf[buf.find(b"\n") + 1:] if b"\n" in buf else b""
+                return time.monotonic()
+            import select
+            r, _, _ = select.select([fd], [], [], 0.01)
+            if r:
+                buf += os.read(fd, 1 << 16)
+        return None
+
+    # ready once a marker shows up
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        subprocess.run([NOOP, "ready"])
+        if wait_for(b"ready", time.monotonic() + 0.1):
+            break
+    lat = []
+    for i in range(trials):
+        time.sleep(random.uniform(0.1, 0.3))
+        token = f"lat{i:03d}x".encode()
+        t0 = time.monotonic()
+        subprocess.run([NOOP, token.decode()])
+        t1 = wait_for(token, t0 + 2)
+        lat.append(None if t1 is None else t1 - t0)
+    stop(p)
+    return lat
+
+
+# --- overflow --------------------------------------------------------------------------------
+
+def overflow():
+    """Stops ig (SIGSTOP) for a whole storm so its 4 MiB ring overflows; checks the loss report."""
+    out_path = os.path.join(TMP, "overflow.out")
+    err_path = os.path.join(TMP, "overflow.err")
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        p = subprocess.Popen([IG, "run", "trace_exec", "--host", "-o", "json"], stdout=out, stderr=err)
+    time.sleep(1.5)
+    os.kill(p.pid, signal.SIGSTOP)
+    execs, _ = storm(False)
+    os.kill(p.pid, signal.SIGCONT)
+    time.sleep(2.5)
+    stop(p)
+    err = open(err_path).read()
+    lost = sum(int(m) for m in re.findall(r"(\d+) events lost", err))
+    captured = count_lines(out_path, b"igbnoop")
+    total = count_lines(out_path, b"")
+    os.unlink(out_path)
+    return {"execs": execs, "captured": captured, "all_lines": total, "lost": lost,
+            "stderr": [l for l in err.splitlines() if "lost" in l]}
+
+
+# --- main ------------------------------------------------------------------------------------
+
+def setup_container():
+    subprocess.run(["docker", "rm", "-f", CONTAINER], capture_output=True)
+    subprocess.run(["docker", "run", "-d", "--name", CONTAINER, "-v", f"{BIN}:/bench:ro", IMAGE,
+                    "sleep", "100000"], check=True, capture_output=True)
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def main():
+    random.seed(6)
+    skip_container = os.environ.get("BENCH_NO_CONTAINER") == "1"
+    if not skip_container:
+        setup_container()
+    configs = ["untraced", "ig-json", "ig-columns", "execsnoop", "bpftrace"]
+    if not skip_container:
+        configs += ["untraced-container", "ig-container"]
+    only = os.environ.get("BENCH_ONLY")
+    if only:
+        configs = [c for c in configs if c in only.split(",") or c.startswith("untraced")]
+    results = {c: [] for c in configs}
+    t_start = time.monotonic()
+    try:
+        for rnd in range(ROUNDS):
+            order = configs[:]
+            random.shuffle(order)
+            for kind in order:
+                r = run_config(kind, rnd)
+                results[kind].append(r)
+                extra = ""
+                if "cpu_s" in r:
+                    extra = f" cpu={r['cpu_s']:.2f}s rss={r['rss_kb']}kB"
+                if "captured" in r:
+                    extra += f" captured={r['captured']}/{r['execs']}"
+                log(f"round {rnd + 1}/{ROUNDS} {kind:19s} rate={r['rate']:8.0f}/s{extra}")
+        first = {}
+        for kind in configs:
+            if kind.startswith("untraced"):
+                continue
+            first[kind] = [first_event(kind) for _ in range(FIRST_TRIALS)]
+            log(f"first event {kind:14s} {['%.0f ms' % (x * 1e3) if x else 'none' for x in first[kind]]}")
+        lat = idle_latency() if any(c.startswith("ig") for c in configs) else []
+        if lat:
+            log(f"idle latency ms: {[round(x * 1e3) if x else None for x in lat]}")
+        ov = overflow() if any(c.startswith("ig") for c in configs) else None
+        if ov:
+            log(f"overflow: {ov}")
+    finally:
+        if not skip_container:
+            subprocess.run(["docker", "rm", "-f", CONTAINER], capture_output=True)
+
+    # --- report ---
+    base = {
+        False: med([r["rate"] for r in results.get("untraced", [])]),
+        True: med([r["rate"] for r in results.get("untraced-container", [])]),
+    }
+    names = {
+        "untraced": "untraced (host)",
+        "ig-json": "`ig run trace_exec --host -o json` → /dev/null",
+        "ig-columns": "`ig run trace_exec --host` (columns) → file",
+        "execsnoop": "libbpf-tools `execsnoop` → file",
+        "bpftrace": "`bpftrace execsnoop.bt` → file",
+        "untraced-container": "untraced (in a container)",
+        "ig-container": "`ig run trace_exec -c igbench` (columns, enriched) → file",
+    }
+    print()
+    print(f"Exec storm: {EXECS} spawns of a static no-op from {WORKERS} workers, "
+          f"{ROUNDS} interleaved rounds, medians ({time.monotonic() - t_start:.0f} s in all).")
+    print()
+    print("| configuration | execs/s | rate vs untraced | captured / execs | tracer CPU per event "
+          "| tracer peak RSS | start → first event |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for kind in configs:
+        rs = results[kind]
+        rate = med([r["rate"] for r in rs])
+        ratio = rate / base[kind.endswith("container")]
+        if kind.startswith("untraced"):
+            print(f"| {names[kind]} | {rate:,.0f} | 100% | | | | |")
+            continue
+        caps = [r["captured"] / r["execs"] for r in rs if "captured" in r]
+        cap = f"{100 * min(caps):.2f}% (min)" if caps else "n/a (/dev/null)"
+        cpu = med([r["cpu_s"] / r["execs"] for r in rs])
+        rss = med([r["rss_kb"] for r in rs])
+        f = med(first.get(kind, []))
+        ftxt = f"{f * 1e3:.0f} ms" if f is not None else "none"
+        print(f"| {names[kind]} | {rate:,.0f} | {100 * ratio:.1f}% | {cap} | {cpu * 1e6:.1f} µs "
+              f"| {rss / 1024:.1f} MiB | {ftxt} |")
+    print()
+    if lat:
+        ok = [x for x in lat if x is not None]
+        print(f"Idle latency (exec → JSON line on ig's stdout, {len(lat)} execs): median "
+              f"{1e3 * statistics.median(ok):.0f} ms, max {1e3 * max(ok):.0f} ms, "
+              f"missing {len(lat) - len(ok)}.")
+    if ov:
+        print(f"Overflow (ig stopped with SIGSTOP for a whole storm): {ov['execs']} execs, "
+              f"{ov['captured']} captured, {ov['lost']} reported lost on stderr "
+              f"(captured + lost = {ov['captured'] + ov['lost']}; {ov['all_lines']} lines in all); "
+              f"stderr: {ov['stderr'][:2]}")
+
+
+if __name__ == "__main__":
+    main()
