@@ -88,7 +88,7 @@ impl Selection {
     }
 
     pub fn selected(&self, c: &Container) -> bool {
-        self.names.is_empty() || self.names.iter().any(|n| *n == c.name)
+        self.names.is_empty() || self.names.contains(&c.name)
     }
 
     fn is_live(&self, mntns: u64) -> bool {
@@ -171,9 +171,8 @@ impl Selection {
         let mut released = Vec::new();
         let mut done = Vec::new();
         for (&mntns, p) in &self.pending {
-            if self.known.contains_key(&mntns) {
-                done.push(mntns);
-            } else if now.duration_since(p.since) >= HOLD_MAX && !p.resolving {
+            let timed_out = now.duration_since(p.since) >= HOLD_MAX && !p.resolving;
+            if self.known.contains_key(&mntns) || timed_out {
                 done.push(mntns);
             }
         }

@@ -345,6 +345,9 @@ fn close_slot(loaded: &LoadedGadget, mntns: u64, slot: u32) -> Result<(), RunErr
     Ok(())
 }
 
+/// One container's decoded history.
+type ContainerTrace = (Option<Arc<Container>>, Vec<crate::traceloop::SyscallEvent>);
+
 struct Dump<'a> {
     loaded: &'a LoadedGadget,
     per_container: u32,
@@ -385,8 +388,7 @@ impl Dump<'_> {
     fn print(&self, config: &RunConfig, selection: &Selection) -> Result<u64, RunError> {
         let decoder = Decoder::new(self.arch, SyscallFormats::load());
         let heads = self.loaded.map(HEADS)?;
-        let mut by_start: BTreeMap<(u64, u64), (Option<Arc<Container>>, Vec<crate::traceloop::SyscallEvent>)> =
-            BTreeMap::new();
+        let mut by_start: BTreeMap<(u64, u64), ContainerTrace> = BTreeMap::new();
         for (mntns, slot) in slots(self.loaded)? {
             let container = self
                 .named
