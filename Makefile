@@ -24,7 +24,7 @@ run: build
 	$(IG) image list
 	$(IG) run trace_exec $(ARGS)
 
-test: test-deps
+test: test-deps lint
 	$(CARGO) build --tests
 	$(CARGO) test -- --test-threads 4
 
