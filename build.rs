@@ -14,7 +14,8 @@ const ARCHS: [(&str, &str, &str); 2] = [
 ];
 
 fn main() {
-    let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root =
+        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     for dir in ["bpf", "gadgets", "vmlinux"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
@@ -22,12 +23,18 @@ fn main() {
     println!("cargo:rerun-if-env-changed=IG_CLANG");
     println!("cargo:rerun-if-env-changed=IG_BUILTIN_GADGETS");
     // A comma-separated list restricts which built-in gadgets are embedded (all by default).
-    let only: Option<Vec<String>> =
-        env::var("IG_BUILTIN_GADGETS").ok().map(|v| v.split(',').map(|s| s.trim().to_string()).collect());
+    let only: Option<Vec<String>> = env::var("IG_BUILTIN_GADGETS")
+        .ok()
+        .map(|v| v.split(',').map(|s| s.trim().to_string()).collect());
 
     let mut code = String::from("pub static HEADERS: &[(&str, &[u8])] = &[\n");
     for (rel, path) in headers(&root) {
-        writeln!(code, "    ({rel:?}, include_bytes!({:?})),", path.display().to_string()).ok();
+        writeln!(
+            code,
+            "    ({rel:?}, include_bytes!({:?})),",
+            path.display().to_string()
+        )
+        .ok();
     }
     code.push_str("];\n\npub static BUILTINS: &[BuiltinGadget] = &[\n");
 
@@ -39,7 +46,10 @@ fn main() {
         if !dir.join("gadget.yaml").exists() || !dir.join("program.bpf.c").exists() {
             continue;
         }
-        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if only.as_ref().is_some_and(|o| !o.contains(&name)) {
             continue;
         }
@@ -48,9 +58,16 @@ fn main() {
             let obj = out.join(format!("{name}.{arch}.o"));
             match compile(&root, &dir, define, kdir, &obj) {
                 Ok(()) => {
-                    writeln!(objects, "({arch:?}, include_bytes!({:?})),", obj.display().to_string()).ok();
+                    writeln!(
+                        objects,
+                        "({arch:?}, include_bytes!({:?})),",
+                        obj.display().to_string()
+                    )
+                    .ok();
                 }
-                Err(e) if arch == "amd64" => panic!("built-in gadget {name} does not compile:\n{e}"),
+                Err(e) if arch == "amd64" => {
+                    panic!("built-in gadget {name} does not compile:\n{e}")
+                }
                 Err(e) => println!(
                     "cargo:warning=built-in gadget {name}: {arch} skipped: {}",
                     e.lines().find(|l| l.contains("error")).unwrap_or("")
@@ -75,7 +92,10 @@ fn headers(root: &Path) -> Vec<(String, PathBuf)> {
         for e in rd.filter_map(Result::ok) {
             let p = e.path();
             if p.extension().is_some_and(|x| x == "h") {
-                let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let name = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 list.push((format!("gadget/{name}"), p));
             }
         }
@@ -97,7 +117,15 @@ fn compile(root: &Path, dir: &Path, define: &str, kdir: &str, obj: &Path) -> Res
         vmlinux = root.join("vmlinux/x86_64");
     }
     let output = Command::new(&clang)
-        .args(["-target", "bpf", "-O2", "-g", "-Wall", "-Wno-unused-function", define])
+        .args([
+            "-target",
+            "bpf",
+            "-O2",
+            "-g",
+            "-Wall",
+            "-Wno-unused-function",
+            define,
+        ])
         .arg("-I")
         .arg(root.join("bpf"))
         .arg("-I")
@@ -110,7 +138,9 @@ fn compile(root: &Path, dir: &Path, define: &str, kdir: &str, obj: &Path) -> Res
         .arg("-o")
         .arg(obj)
         .output()
-        .map_err(|e| format!("cannot run {clang}: {e} (install clang: apt-get install clang llvm)"))?;
+        .map_err(|e| {
+            format!("cannot run {clang}: {e} (install clang: apt-get install clang llvm)")
+        })?;
     if !output.status.success() {
         return Err(String::from_utf8_lossy(&output.stderr).into_owned());
     }

@@ -64,20 +64,33 @@ pub fn seed(store: &Store, gadget: &BuiltinGadget) -> Result<Reference, OciError
 /// an image the user put under the same reference).
 pub const ANNOTATION_BUILTIN: &str = "dev.ig.builtin";
 
-fn stored_builtin_is_current(store: &Store, reference: &Reference, gadget: &BuiltinGadget) -> Result<bool, OciError> {
+fn stored_builtin_is_current(
+    store: &Store,
+    reference: &Reference,
+    gadget: &BuiltinGadget,
+) -> Result<bool, OciError> {
     let Some(desc) = store.resolve(&reference.to_string())? else {
         return Ok(false);
     };
     let bytes = store.blob(&desc.digest)?;
-    let index: crate::oci::types::Index = serde_json::from_slice(&bytes).map_err(|e| OciError::Invalid {
-        reference: reference.to_string(),
-        reason: e.to_string(),
-    })?;
-    if index.annotations.get(ANNOTATION_BUILTIN).map(String::as_str) != Some("true") {
+    let index: crate::oci::types::Index =
+        serde_json::from_slice(&bytes).map_err(|e| OciError::Invalid {
+            reference: reference.to_string(),
+            reason: e.to_string(),
+        })?;
+    if index
+        .annotations
+        .get(ANNOTATION_BUILTIN)
+        .map(String::as_str)
+        != Some("true")
+    {
         return Ok(true); // the user's image: keep it
     }
     // Current when every embedded object is already a blob of the store.
-    Ok(gadget.objects.iter().all(|(_, obj)| store.has_blob(&crate::oci::digest_of(obj)))
+    Ok(gadget
+        .objects
+        .iter()
+        .all(|(_, obj)| store.has_blob(&crate::oci::digest_of(obj)))
         && store.has_blob(&crate::oci::digest_of(gadget.metadata)))
 }
 
@@ -108,13 +121,22 @@ pub fn embedded_digest(store: &Store, reference: &Reference) -> Result<Option<St
         return Ok(None);
     };
     let name = reference.to_string();
-    let known: Vec<String> = gadget.objects.iter().map(|(_, o)| crate::oci::digest_of(o)).collect();
+    let known: Vec<String> = gadget
+        .objects
+        .iter()
+        .map(|(_, o)| crate::oci::digest_of(o))
+        .collect();
     let index: crate::oci::types::Index = match serde_json::from_slice(&store.blob(&desc.digest)?) {
         Ok(i) => i,
         Err(_) => return Ok(None),
     };
     for m in &index.manifests {
-        let (_, manifest) = image::platform_manifest(store, &name, m, m.platform.as_ref().map_or("", |p| p.architecture.as_str()))?;
+        let (_, manifest) = image::platform_manifest(
+            store,
+            &name,
+            m,
+            m.platform.as_ref().map_or("", |p| p.architecture.as_str()),
+        )?;
         if manifest.config.digest != crate::oci::digest_of(gadget.metadata)
             || !manifest.layers.iter().all(|l| known.contains(&l.digest))
         {

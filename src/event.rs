@@ -37,6 +37,68 @@ impl Value {
         }
     }
 
+    /// Makes this a `Str` holding `s`, reusing the string's buffer when it already is one (the
+    /// hot path rewrites the same event slots for every record).
+    pub fn assign_str(&mut self, s: &str) {
+        match self {
+            Value::Str(buf) => {
+                buf.clear();
+                buf.push_str(s);
+            }
+            _ => *self = Value::Str(s.to_owned()),
+        }
+    }
+
+    /// A `Str` to write into, emptied, reusing the buffer when this already is one.
+    pub fn str_buf(&mut self) -> &mut String {
+        if !matches!(self, Value::Str(_)) {
+            *self = Value::Str(String::new());
+        }
+        match self {
+            Value::Str(buf) => {
+                buf.clear();
+                buf
+            }
+            _ => unreachable!(),
+        }
+    }
+
+    /// A `List` to fill, reusing its strings' buffers; call [`Value::push_item`] then
+    /// [`Value::end_list`].
+    fn list_buf(&mut self) -> &mut Vec<String> {
+        if !matches!(self, Value::List(_)) {
+            *self = Value::List(Vec::new());
+        }
+        match self {
+            Value::List(items) => items,
+            _ => unreachable!(),
+        }
+    }
+
+    /// Appends text as how the column shows it, without allocating.
+    pub fn write_display(&self, out: &mut String) {
+        use std::fmt::Write;
+        match self {
+            Value::Null => {}
+            Value::U64(v) => {
+                let _ = write!(out, "{v}");
+            }
+            Value::I64(v) => {
+                let _ = write!(out, "{v}");
+            }
+            Value::Bool(v) => out.push_str(if *v { "true" } else { "false" }),
+            Value::Str(s) => out.push_str(s),
+            Value::List(items) => {
+                for (k, i) in items.iter().enumerate() {
+                    if k > 0 {
+                        out.push(' ');
+                    }
+                    out.push_str(i);
+                }
+            }
+        }
+    }
+
     /// The text a column shows.
     pub fn display(&self) -> String {
         match self {
@@ -47,6 +109,46 @@ impl Value {
             Value::Str(s) => s.clone(),
             Value::List(items) => items.join(" "),
         }
+    }
+}
+
+/// Fills a `List` value in place: item `n` reuses the buffer of the previous record's item `n`.
+pub struct ListFiller<'a> {
+    items: &'a mut Vec<String>,
+    len: usize,
+}
+
+impl<'a> ListFiller<'a> {
+    pub fn new(value: &'a mut Value) -> Self {
+        ListFiller {
+            items: value.list_buf(),
+            len: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn push(&mut self, s: &str) {
+        if self.len < self.items.len() {
+            let item = &mut self.items[self.len];
+            item.clear();
+            item.push_str(s);
+        } else {
+            self.items.push(s.to_owned());
+        }
+        self.len += 1;
+    }
+}
+
+impl Drop for ListFiller<'_> {
+    fn drop(&mut self) {
+        self.items.truncate(self.len);
     }
 }
 
@@ -107,7 +209,11 @@ impl FieldDef {
             }
             "columns.hidden" => self.hidden = value == "true",
             "columns.alignment" => {
-                self.align = if value == "right" { Align::Right } else { Align::Left }
+                self.align = if value == "right" {
+                    Align::Right
+                } else {
+                    Align::Left
+                }
             }
             _ => {}
         }
@@ -123,7 +229,9 @@ pub struct Schema {
 
 impl Schema {
     pub fn index(&self, name: &str) -> Option<usize> {
-        self.fields.iter().position(|f| f.name.eq_ignore_ascii_case(name))
+        self.fields
+            .iter()
+            .position(|f| f.name.eq_ignore_ascii_case(name))
     }
 
     /// Appends a field and returns its index.

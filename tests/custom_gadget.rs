@@ -17,7 +17,11 @@ fn build(ig: &Ig, dir: &Path, tag: &str) -> std::process::Output {
 
 fn assert_clean_failure(out: &std::process::Output, want: &str) {
     let err = stderr_of(out);
-    assert!(!out.status.success(), "expected failure, got success; stdout: {}", stdout_of(out));
+    assert!(
+        !out.status.success(),
+        "expected failure, got success; stdout: {}",
+        stdout_of(out)
+    );
     assert!(err.contains(want), "stderr lacks {want:?}:\n{err}");
     assert!(!err.contains("panicked"), "panic:\n{err}");
 }
@@ -31,7 +35,10 @@ fn builds_and_runs_with_params_and_fields() {
 
     let help = ig.output(&["run", "127.0.0.1:5000/test/trace_open:v1", "--help"]);
     let text = stdout_of(&help);
-    assert!(text.contains("--only-creat") && text.contains("Only opens that create the file"), "{text}");
+    assert!(
+        text.contains("--only-creat") && text.contains("Only opens that create the file"),
+        "{text}"
+    );
     assert!(text.contains("--min-flags"), "{text}");
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -59,12 +66,22 @@ fn builds_and_runs_with_params_and_fields() {
             },
             |e| e["fname"].as_str() == created.to_str(),
         )
-        .unwrap_or_else(|| panic!("no event for the created file; stderr: {}", run.stderr_text()));
+        .unwrap_or_else(|| {
+            panic!(
+                "no event for the created file; stderr: {}",
+                run.stderr_text()
+            )
+        });
     assert_eq!(e["user"], "root");
     assert!(e["pid"].as_u64().is_some_and(|p| p > 0));
-    assert!(e["flags"].as_i64().is_some_and(|f| f & 0o100 != 0), "O_CREAT in {e}");
     assert!(
-        !run.events().iter().any(|e| e["fname"].as_str() == plain.to_str()),
+        e["flags"].as_i64().is_some_and(|f| f & 0o100 != 0),
+        "O_CREAT in {e}"
+    );
+    assert!(
+        !run.events()
+            .iter()
+            .any(|e| e["fname"].as_str() == plain.to_str()),
         "--only-creat let a plain read through"
     );
 }
@@ -72,23 +89,38 @@ fn builds_and_runs_with_params_and_fields() {
 #[test]
 fn inspect_and_list_show_the_image() {
     let ig = Ig::new();
-    assert!(build(&ig, Path::new(GADGET), "trace_open:inspect").status.success());
+    assert!(build(&ig, Path::new(GADGET), "trace_open:inspect")
+        .status
+        .success());
     let out = ig.output(&["image", "inspect", "trace_open:inspect", "-o", "json"]);
     assert!(out.status.success(), "{}", stderr_of(&out));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(doc["name"], "trace_open");
     assert_eq!(doc["params"][0]["key"], "min-flags");
     assert_eq!(doc["tracers"][0]["map"], "opens");
-    assert!(doc["programs"][0]["section"].as_str().is_some_and(|s| s.contains("sys_enter_openat")));
+    assert!(doc["programs"][0]["section"]
+        .as_str()
+        .is_some_and(|s| s.contains("sys_enter_openat")));
     let list = stdout_of(&ig.output(&["image", "list"]));
-    assert!(list.contains("trace_open") && list.contains("inspect"), "{list}");
+    assert!(
+        list.contains("trace_open") && list.contains("inspect"),
+        "{list}"
+    );
 
-    assert!(ig.output(&["image", "tag", "trace_open:inspect", "mine:v2"]).status.success());
-    assert!(ig.output(&["image", "remove", "trace_open:inspect"]).status.success());
+    assert!(ig
+        .output(&["image", "tag", "trace_open:inspect", "mine:v2"])
+        .status
+        .success());
+    assert!(ig
+        .output(&["image", "remove", "trace_open:inspect"])
+        .status
+        .success());
     // The blobs are still referenced by the other tag, so it still runs its inspect.
     assert!(ig.output(&["image", "inspect", "mine:v2"]).status.success());
     assert!(ig.output(&["image", "remove", "mine:v2"]).status.success());
-    let blobs = fs::read_dir(ig.store.path().join("blobs/sha256")).expect("blobs").count();
+    let blobs = fs::read_dir(ig.store.path().join("blobs/sha256"))
+        .expect("blobs")
+        .count();
     assert_eq!(blobs, 0, "remove left unreferenced blobs");
 }
 
@@ -106,7 +138,14 @@ fn unknown_flag_is_a_clear_error() {
     let ig = Ig::new();
     let out = ig.output(&["run", "trace_exec", "--no-such-flag"]);
     assert_clean_failure(&out, "--no-such-flag");
-    let out = ig.output(&["run", "trace_exec", "--uid", "not-a-number", "--timeout", "1"]);
+    let out = ig.output(&[
+        "run",
+        "trace_exec",
+        "--uid",
+        "not-a-number",
+        "--timeout",
+        "1",
+    ]);
     assert_clean_failure(&out, "not-a-number");
 }
 
@@ -124,7 +163,11 @@ fn c_that_does_not_compile_is_a_clear_error() {
     let ig = Ig::new();
     let dir = broken_copy(|d| {
         let src = fs::read_to_string(d.join("program.bpf.c")).expect("read");
-        fs::write(d.join("program.bpf.c"), src.replace("e->pid =", "e->no_such_field =")).expect("write");
+        fs::write(
+            d.join("program.bpf.c"),
+            src.replace("e->pid =", "e->no_such_field ="),
+        )
+        .expect("write");
     });
     let out = build(&ig, dir.path(), "broken:c");
     assert_clean_failure(&out, "no_such_field");
@@ -136,7 +179,10 @@ fn yaml_naming_a_missing_param_is_a_clear_error() {
     let ig = Ig::new();
     let dir = broken_copy(|d| {
         let yaml = fs::read_to_string(d.join("gadget.yaml")).expect("read");
-        let yaml = yaml.replace("params:\n  ebpf:\n", "params:\n  ebpf:\n    ghost:\n      key: ghost\n");
+        let yaml = yaml.replace(
+            "params:\n  ebpf:\n",
+            "params:\n  ebpf:\n    ghost:\n      key: ghost\n",
+        );
         fs::write(d.join("gadget.yaml"), yaml).expect("write");
     });
     let out = build(&ig, dir.path(), "broken:yaml");
@@ -158,14 +204,23 @@ fn corrupted_blob_is_refused() {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;
     fs::write(biggest.path(), bytes).expect("write blob");
-    let out = ig.output(&["run", "corrupt:v1", "--verify-image=false", "--host", "--timeout", "1"]);
+    let out = ig.output(&[
+        "run",
+        "corrupt:v1",
+        "--verify-image=false",
+        "--host",
+        "--timeout",
+        "1",
+    ]);
     assert_clean_failure(&out, "corrupted");
 }
 
 #[test]
 fn unsigned_image_is_refused_by_default() {
     let ig = Ig::new();
-    assert!(build(&ig, Path::new(GADGET), "unsigned:v1").status.success());
+    assert!(build(&ig, Path::new(GADGET), "unsigned:v1")
+        .status
+        .success());
     let out = ig.output(&["run", "unsigned:v1", "--host", "--timeout", "1"]);
     assert_clean_failure(&out, "unsigned:v1");
     // The built-in gadgets are the binary's own code: they run without a signature.

@@ -163,7 +163,8 @@ fn login_push_pull_run_on_registry_with_auth() {
     d.ok(&[&["image", "push", &r][..], &insecure].concat());
     d.ok(&["image", "remove", &r]);
     d.ok(&[&["image", "pull", &r][..], &insecure].concat());
-    run_sees_open(&d.ig, &r, &["--verify-image=false"]).expect("events from the gadget pulled with credentials");
+    run_sees_open(&d.ig, &r, &["--verify-image=false"])
+        .expect("events from the gadget pulled with credentials");
 
     // Docker's config.json is read too; a wrong password there gives the same clear error.
     d.ok(&["logout", &reg.host]);
@@ -436,7 +437,8 @@ fn skopeo_copies_both_ways() {
         &format!("oci:{target_dir}:{r2}"),
     ]);
     assert_eq!(manifest_digests(&index_of(&target, &r2)), ours);
-    run_sees_open(&target.ig, &r2, &["--verify-image=false"]).expect("gadget copied into the store by skopeo runs");
+    run_sees_open(&target.ig, &r2, &["--verify-image=false"])
+        .expect("gadget copied into the store by skopeo runs");
 }
 
 /// A command either succeeded or failed only because a tag it named was removed meanwhile.

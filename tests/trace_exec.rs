@@ -14,12 +14,28 @@ const WAIT: Duration = Duration::from_secs(20);
 
 /// Starts trace_exec and returns once a warm-up exec shows up (the tracer is attached).
 fn start(ig: &Ig, extra: &[&str]) -> Running {
-    let mut args = vec!["run", "trace_exec", "--host", "-o", "json", "--timeout", "60"];
+    let mut args = vec![
+        "run",
+        "trace_exec",
+        "--host",
+        "-o",
+        "json",
+        "--timeout",
+        "60",
+    ];
     args.extend_from_slice(extra);
     let run = ig.spawn(&args);
     let warm = marker("warmup");
-    let seen = run.wait_event(WAIT, || exec("/bin/true", &[&warm]), |e| args_of(e).contains(&warm));
-    assert!(seen.is_some(), "tracer never attached; stderr:\n{}", run.stderr_text());
+    let seen = run.wait_event(
+        WAIT,
+        || exec("/bin/true", &[&warm]),
+        |e| args_of(e).contains(&warm),
+    );
+    assert!(
+        seen.is_some(),
+        "tracer never attached; stderr:\n{}",
+        run.stderr_text()
+    );
     run
 }
 
@@ -41,11 +57,17 @@ fn true_with_args_as_json() {
     assert_eq!(e["group"], "root");
     assert_eq!(e["error"], "");
     assert_eq!(e["args_truncated"], false);
-    assert_eq!(e["ppid"].as_u64(), Some(std::process::id() as u64), "parent is this test");
+    assert_eq!(
+        e["ppid"].as_u64(),
+        Some(std::process::id() as u64),
+        "parent is this test"
+    );
     assert!(e["pcomm"].as_str().is_some_and(|c| !c.is_empty()));
     assert!(e["pid"].as_u64().is_some_and(|p| p > 0));
     assert_eq!(e["pid"], e["tid"]);
-    assert!(e["timestamp"].as_str().is_some_and(|t| t.starts_with("20") && t.ends_with('Z')));
+    assert!(e["timestamp"]
+        .as_str()
+        .is_some_and(|t| t.starts_with("20") && t.ends_with('Z')));
     let (status, _, stderr) = run.stop();
     assert!(status.success(), "ig exited with {status}: {stderr}");
 }
@@ -70,7 +92,9 @@ fn failed_exec_is_reported_only_when_asked() {
     exec("/bin/true", &[&sentinel]);
     find(&run, &sentinel).expect("sentinel");
     assert!(
-        !run.events().iter().any(|e| args_of(e).first() == Some(&missing)),
+        !run.events()
+            .iter()
+            .any(|e| args_of(e).first() == Some(&missing)),
         "failed exec shown although --ignore-failed defaults to true"
     );
 }
@@ -78,12 +102,35 @@ fn failed_exec_is_reported_only_when_asked() {
 #[test]
 fn uid_filter() {
     let ig = Ig::new();
-    let run = ig.spawn(&["run", "trace_exec", "--host", "-o", "json", "--timeout", "60", "--uid", "12345"]);
+    let run = ig.spawn(&[
+        "run",
+        "trace_exec",
+        "--host",
+        "-o",
+        "json",
+        "--timeout",
+        "60",
+        "--uid",
+        "12345",
+    ]);
     let as_root = marker("root");
     let as_user = marker("user");
     // The tracer is ready once a uid-12345 warm-up shows.
     let warm = marker("warm12345");
-    let setpriv = |m: &str| exec("setpriv", &["--reuid", "12345", "--regid", "12345", "--clear-groups", "/bin/true", m]);
+    let setpriv = |m: &str| {
+        exec(
+            "setpriv",
+            &[
+                "--reuid",
+                "12345",
+                "--regid",
+                "12345",
+                "--clear-groups",
+                "/bin/true",
+                m,
+            ],
+        )
+    };
     run.wait_event(WAIT, || setpriv(&warm), |e| args_of(e).contains(&warm))
         .unwrap_or_else(|| panic!("tracer never attached: {}", run.stderr_text()));
     exec("/bin/true", &[&as_root]);
@@ -91,7 +138,10 @@ fn uid_filter() {
     let e = find(&run, &as_user).expect("uid 12345 event");
     assert_eq!(e["uid"], 12345);
     assert_eq!(e["user"], "uid:12345");
-    assert!(!run.events().iter().any(|e| args_of(e).contains(&as_root)), "root's exec shown with --uid 12345");
+    assert!(
+        !run.events().iter().any(|e| args_of(e).contains(&as_root)),
+        "root's exec shown with --uid 12345"
+    );
 }
 
 #[test]
@@ -99,7 +149,10 @@ fn paths_for_binary_symlink_and_script() {
     let ig = Ig::new();
     let dir = tempfile::tempdir().expect("tempdir");
     let busybox = Path::new("/bin/busybox");
-    assert!(busybox.exists(), "busybox-static must be installed (tests/setup/deps.sh)");
+    assert!(
+        busybox.exists(),
+        "busybox-static must be installed (tests/setup/deps.sh)"
+    );
     symlink(busybox, dir.path().join("id")).expect("symlink");
     let script = dir.path().join("script.sh");
     fs::write(&script, "#!/bin/sh\nexit 0\n").expect("script");
@@ -107,26 +160,55 @@ fn paths_for_binary_symlink_and_script() {
 
     let run = start(&ig, &["--paths"]);
     let m = marker("paths");
-    let status = Command::new("/bin/true").arg(&m).current_dir(dir.path()).status().expect("true");
+    let status = Command::new("/bin/true")
+        .arg(&m)
+        .current_dir(dir.path())
+        .status()
+        .expect("true");
     assert!(status.success());
     let e = find(&run, &m).expect("binary event");
-    assert_eq!(e["cwd"].as_str(), dir.path().canonicalize().ok().and_then(|p| p.to_str().map(String::from)).as_deref());
+    assert_eq!(
+        e["cwd"].as_str(),
+        dir.path()
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.to_str().map(String::from))
+            .as_deref()
+    );
     assert_eq!(e["file"], "/bin/true");
-    assert_eq!(e["exepath"].as_str(), fs::canonicalize("/bin/true").ok().and_then(|p| p.to_str().map(String::from)).as_deref());
+    assert_eq!(
+        e["exepath"].as_str(),
+        fs::canonicalize("/bin/true")
+            .ok()
+            .and_then(|p| p.to_str().map(String::from))
+            .as_deref()
+    );
 
     let id = dir.path().join("id");
     let m = marker("symlink");
     let _ = Command::new(&id).arg(&m).output();
     let e = find(&run, &m).expect("symlink event");
     assert_eq!(e["file"].as_str(), id.to_str());
-    assert_eq!(e["exepath"].as_str(), fs::canonicalize(busybox).ok().and_then(|p| p.to_str().map(String::from)).as_deref());
+    assert_eq!(
+        e["exepath"].as_str(),
+        fs::canonicalize(busybox)
+            .ok()
+            .and_then(|p| p.to_str().map(String::from))
+            .as_deref()
+    );
     assert_eq!(e["comm"], "id");
 
     let m = marker("script");
     let _ = Command::new(&script).arg(&m).output();
     let e = find(&run, &m).expect("script event");
     assert_eq!(e["file"].as_str(), script.to_str());
-    assert_eq!(e["exepath"].as_str(), fs::canonicalize("/bin/sh").ok().and_then(|p| p.to_str().map(String::from)).as_deref());
+    assert_eq!(
+        e["exepath"].as_str(),
+        fs::canonicalize("/bin/sh")
+            .ok()
+            .and_then(|p| p.to_str().map(String::from))
+            .as_deref()
+    );
 }
 
 #[test]
@@ -190,7 +272,10 @@ else:
 "#
     );
     for kind in ["fexecve", "thread", "long"] {
-        let status = Command::new("python3").args(["-c", &py, kind]).status().expect("python3");
+        let status = Command::new("python3")
+            .args(["-c", &py, kind])
+            .status()
+            .expect("python3");
         assert!(status.success(), "{kind} helper failed");
     }
     let e = find(&run, &mf).expect("fexecve event");
@@ -204,7 +289,11 @@ else:
     assert_eq!(e["args_truncated"], true);
     let args = args_of(&e);
     assert_eq!(args[1], ml);
-    assert!(args.len() > 100 && args.len() < 3001, "kept {} args", args.len());
+    assert!(
+        args.len() > 100 && args.len() < 3001,
+        "kept {} args",
+        args.len()
+    );
     assert_eq!(e["args_count"].as_u64(), Some(args.len() as u64));
 }
 
@@ -238,20 +327,49 @@ fn columns_output_has_the_seed_header() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let lines = run.lines();
-    let header: Vec<&str> = lines.first().map(|h| h.split_whitespace().collect()).unwrap_or_default();
+    let header: Vec<&str> = lines
+        .first()
+        .map(|h| h.split_whitespace().collect())
+        .unwrap_or_default();
     assert_eq!(
         header,
-        ["RUNTIME.CONTAINERNAME", "COMM", "PID", "TID", "PCOMM", "PPID", "ARGS", "ERROR", "USER", "LOGINUSER", "GROUP"]
+        [
+            "RUNTIME.CONTAINERNAME",
+            "COMM",
+            "PID",
+            "TID",
+            "PCOMM",
+            "PPID",
+            "ARGS",
+            "ERROR",
+            "USER",
+            "LOGINUSER",
+            "GROUP"
+        ]
     );
-    let row = lines.iter().find(|l| l.contains(&m)).expect("a row for the marker");
-    assert!(row.contains(&format!("/bin/true {m}")) && row.contains("root"), "{row}");
+    let row = lines
+        .iter()
+        .find(|l| l.contains(&m))
+        .expect("a row for the marker");
+    assert!(
+        row.contains(&format!("/bin/true {m}")) && row.contains("root"),
+        "{row}"
+    );
 }
 
 #[test]
 fn timeout_stops_cleanly() {
     let ig = Ig::new();
     let started = std::time::Instant::now();
-    let out = ig.output(&["run", "trace_exec", "--host", "--timeout", "1", "-o", "json"]);
+    let out = ig.output(&[
+        "run",
+        "trace_exec",
+        "--host",
+        "--timeout",
+        "1",
+        "-o",
+        "json",
+    ]);
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(started.elapsed() < Duration::from_secs(15));
 }

@@ -17,22 +17,42 @@ fn events_after_a_dockerd_restart_are_enriched() {
     std::thread::sleep(Duration::from_secs(2));
     let _ = run("pkill", &["-TERM", "-x", "dockerd"]);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while std::process::Command::new("pgrep").args(["-x", "dockerd"]).status().is_ok_and(|s| s.success())
+    while std::process::Command::new("pgrep")
+        .args(["-x", "dockerd"])
+        .status()
+        .is_ok_and(|s| s.success())
         && std::time::Instant::now() < deadline
     {
         std::thread::sleep(Duration::from_millis(200));
     }
     setup_script("docker.sh", &[]).expect("restart dockerd");
     let name = unique("after-restart");
-    run("docker", &["run", "-d", "--name", &name, IMAGE, "sh", "-c", "while /bin/true ; do /bin/sleep 1 ; done"])
-        .expect("docker run");
+    run(
+        "docker",
+        &[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            IMAGE,
+            "sh",
+            "-c",
+            "while /bin/true ; do /bin/sleep 1 ; done",
+        ],
+    )
+    .expect("docker run");
     let e = tracer.wait_event(
         Duration::from_secs(40),
         || {},
         |e| e["runtime"]["containerName"] == name.as_str() && e["comm"] == "true",
     );
     let _ = run("docker", &["rm", "-f", &name]);
-    let e = e.unwrap_or_else(|| panic!("no enriched event after restart; stderr: {}", tracer.stderr_text()));
+    let e = e.unwrap_or_else(|| {
+        panic!(
+            "no enriched event after restart; stderr: {}",
+            tracer.stderr_text()
+        )
+    });
     assert_eq!(e["runtime"]["runtimeName"], "docker");
     assert!(tracer.child_alive(), "ig run died with dockerd");
 }

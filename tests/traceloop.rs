@@ -18,7 +18,11 @@ fn record(name: &str, script: &str, extra: &[&str]) -> (Vec<String>, String) {
     let tracer = ig.spawn(&args);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while !tracer.stderr_text().contains("recording syscalls") {
-        assert!(std::time::Instant::now() < deadline, "traceloop did not start: {}", tracer.stderr_text());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "traceloop did not start: {}",
+            tracer.stderr_text()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let out = Command::new("docker")
@@ -33,7 +37,10 @@ fn record(name: &str, script: &str, extra: &[&str]) -> (Vec<String>, String) {
 }
 
 fn header_of(lines: &[String]) -> Vec<&String> {
-    lines.iter().filter(|l| l.starts_with("# traceloop of")).collect()
+    lines
+        .iter()
+        .filter(|l| l.starts_with("# traceloop of"))
+        .collect()
 }
 
 #[test]
@@ -45,8 +52,16 @@ fn multiplication_demo() {
         &[],
     );
     let headers = header_of(&lines);
-    assert_eq!(headers.len(), 1, "one container traced: {headers:?}\n{stderr}");
-    assert!(headers[0].contains(&format!("container {name} (docker")), "{}", headers[0]);
+    assert_eq!(
+        headers.len(),
+        1,
+        "one container traced: {headers:?}\n{stderr}"
+    );
+    assert!(
+        headers[0].contains(&format!("container {name} (docker")),
+        "{}",
+        headers[0]
+    );
 
     let written = lines
         .iter()
@@ -57,13 +72,22 @@ fn multiplication_demo() {
         .iter()
         .find(|l| l.contains(r#"filename="/tmp/file-"#) && l.contains("O_CREAT"))
         .expect("the open that created the result file");
-    let created_name = created.split(r#"filename=""#).nth(1).and_then(|r| r.split('"').next()).expect("name");
+    let created_name = created
+        .split(r#"filename=""#)
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("name");
     let failed = lines
         .iter()
-        .find(|l| l.contains("[cat]") && l.contains(r#"filename="/tmp/file-"#) && l.contains("(ENOENT)"))
+        .find(|l| {
+            l.contains("[cat]") && l.contains(r#"filename="/tmp/file-"#) && l.contains("(ENOENT)")
+        })
         .expect("cat's failing open");
     assert!(failed.contains("= -2 (ENOENT)"), "{failed}");
-    assert!(!failed.contains(created_name), "cat opened the file that was written: {failed}");
+    assert!(
+        !failed.contains(created_name),
+        "cat opened the file that was written: {failed}"
+    );
     // The seed's line shape: relative time, cpu, pid, comm, call with named arguments.
     let shape = regex_like(failed);
     assert!(shape, "unexpected line shape: {failed}");
@@ -72,9 +96,13 @@ fn multiplication_demo() {
 /// `00:00.071546191 cpu#1 pid 14276 [cat] openat(dfd=-100, filename=..., ...) = -2 (ENOENT)`
 fn regex_like(line: &str) -> bool {
     let mut parts = line.splitn(5, ' ');
-    let (Some(t), Some(cpu), Some(pid), Some(n), Some(rest)) =
-        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(t), Some(cpu), Some(pid), Some(n), Some(rest)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
         return false;
     };
     t.len() == 15
@@ -94,13 +122,23 @@ fn listing_demo_recovers_filtered_entries() {
     let mut others: Vec<&str> = lines
         .iter()
         .filter(|l| stat_like.iter().any(|s| l.contains(s)))
-        .filter_map(|l| l.split(r#""/bin/"#).nth(1).and_then(|r| r.split('"').next()))
+        .filter_map(|l| {
+            l.split(r#""/bin/"#)
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+        })
         .filter(|entry| *entry != "wget" && !entry.is_empty())
         .collect();
     others.sort();
     others.dedup();
-    assert!(others.len() >= 10, "stat calls for other /bin entries: {others:?}");
-    assert!(others.contains(&"whoami") || others.contains(&"wc"), "{others:?}");
+    assert!(
+        others.len() >= 10,
+        "stat calls for other /bin entries: {others:?}"
+    );
+    assert!(
+        others.contains(&"whoami") || others.contains(&"wc"),
+        "{others:?}"
+    );
 }
 
 #[test]
@@ -115,23 +153,44 @@ fn syscall_storm_stays_bounded_and_keeps_the_newest() {
     let calls: Vec<&String> = lines.iter().filter(|l| !l.starts_with('#')).collect();
     assert!(!calls.is_empty(), "nothing recorded: {stderr}");
     // Each line is one or two records (enter + exit): never more lines than records.
-    assert!(calls.len() <= records, "{} lines for {records} records", calls.len());
+    assert!(
+        calls.len() <= records,
+        "{} lines for {records} records",
+        calls.len()
+    );
     assert!(calls.len() > records / 4, "only {} lines", calls.len());
     // The newest survive: the shell's final echo, after dd's 400,000 syscalls.
     assert!(
-        calls.iter().any(|l| l.contains("write(") && l.contains("storm-done-marker")),
+        calls
+            .iter()
+            .any(|l| l.contains("write(") && l.contains("storm-done-marker")),
         "the newest records were lost"
     );
     // The oldest were overwritten: the container's first exec is gone.
-    assert!(!calls.iter().any(|l| l.contains("[runc:[2:INIT]]")), "oldest records still there");
+    assert!(
+        !calls.iter().any(|l| l.contains("[runc:[2:INIT]]")),
+        "oldest records still there"
+    );
 }
 
 #[test]
 fn other_containers_never_appear() {
     setup();
     let other = unique("noisy");
-    run("docker", &["run", "-d", "--name", &other, IMAGE, "sh", "-c", "while true ; do echo x > /tmp/noisy-marker ; done"])
-        .expect("noisy container");
+    run(
+        "docker",
+        &[
+            "run",
+            "-d",
+            "--name",
+            &other,
+            IMAGE,
+            "sh",
+            "-c",
+            "while true ; do echo x > /tmp/noisy-marker ; done",
+        ],
+    )
+    .expect("noisy container");
     let name = unique("quiet");
     let (lines, _) = record(&name, "cat /etc/passwd >/dev/null; sleep 1", &[]);
     let _ = run("docker", &["rm", "-f", &other]);
@@ -141,9 +200,17 @@ fn other_containers_never_appear() {
     assert!(
         lines.iter().any(|l| l.contains("/etc/passwd")),
         "the traced container's open is missing:\n{}",
-        lines.iter().filter(|l| l.contains("open") || l.starts_with('#')).cloned().collect::<Vec<_>>().join("\n")
+        lines
+            .iter()
+            .filter(|l| l.contains("open") || l.starts_with('#'))
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
-    assert!(!lines.iter().any(|l| l.contains("noisy-marker")), "another container's syscalls appear");
+    assert!(
+        !lines.iter().any(|l| l.contains("noisy-marker")),
+        "another container's syscalls appear"
+    );
 }
 
 #[test]
@@ -152,25 +219,63 @@ fn json_output_and_syscall_filters() {
     let name = unique("jsonpod");
     let ig = Ig::new();
     let tracer = ig.spawn(&[
-        "run", "traceloop", "-c", &name, "-o", "json", "--syscall-filters", "openat,write", "--timeout", "60",
+        "run",
+        "traceloop",
+        "-c",
+        &name,
+        "-o",
+        "json",
+        "--syscall-filters",
+        "openat,write",
+        "--timeout",
+        "60",
     ]);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while !tracer.stderr_text().contains("recording syscalls") {
-        assert!(std::time::Instant::now() < deadline, "{}", tracer.stderr_text());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            tracer.stderr_text()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
-    run("docker", &["run", "--rm", "--name", &name, IMAGE, "sh", "-c", "cat /nonexistent-file ; echo hi"]).ok();
+    run(
+        "docker",
+        &[
+            "run",
+            "--rm",
+            "--name",
+            &name,
+            IMAGE,
+            "sh",
+            "-c",
+            "cat /nonexistent-file ; echo hi",
+        ],
+    )
+    .ok();
     std::thread::sleep(Duration::from_millis(500));
     let (status, lines, stderr) = tracer.stop();
     assert!(status.success(), "{stderr}");
-    let events: Vec<serde_json::Value> = lines.iter().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let events: Vec<serde_json::Value> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
     assert!(!events.is_empty(), "no JSON events: {lines:?}");
-    assert!(events.iter().all(|e| e["syscall"] == "openat" || e["syscall"] == "write"), "filter ignored");
-    assert!(events.iter().all(|e| e["runtime"]["containerName"] == name.as_str()));
+    assert!(
+        events
+            .iter()
+            .all(|e| e["syscall"] == "openat" || e["syscall"] == "write"),
+        "filter ignored"
+    );
+    assert!(events
+        .iter()
+        .all(|e| e["runtime"]["containerName"] == name.as_str()));
     let failed = events
         .iter()
         .find(|e| e["syscall"] == "openat" && e["error"] == "ENOENT")
         .expect("the failing openat");
     assert_eq!(failed["comm"], "cat");
-    assert!(failed["params"].as_array().is_some_and(|p| p.iter().any(|p| p["value"] == "/nonexistent-file")));
+    assert!(failed["params"]
+        .as_array()
+        .is_some_and(|p| p.iter().any(|p| p["value"] == "/nonexistent-file")));
 }

@@ -9,7 +9,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "ig", version, about = "Container-aware eBPF gadget runtime", propagate_version = true)]
+#[command(
+    name = "ig",
+    version,
+    about = "Container-aware eBPF gadget runtime",
+    propagate_version = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

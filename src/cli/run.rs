@@ -12,10 +12,10 @@ use clap::{Arg, ArgAction, ArgMatches, Command};
 use std::io::IsTerminal;
 
 use ig::containers::{ContainerCollection, RuntimeConfig, RuntimeKind};
-use ig::oci::registry::RegistryOptions;
-use ig::oci::transfer::{ensure_local, PullPolicy};
 use ig::gadget::spec::ParamType;
 use ig::gadget::GadgetSpec;
+use ig::oci::registry::RegistryOptions;
+use ig::oci::transfer::{ensure_local, PullPolicy};
 use ig::oci::Reference;
 use ig::operators::fields::FieldSelection;
 use ig::output::OutputMode;
@@ -192,7 +192,10 @@ impl ImageFlags {
             Some(p) => p.parse().map_err(|e| anyhow::anyhow!("--pull: {e}"))?,
             None => PullPolicy::Missing,
         };
-        let verify = match scan_flag(args, "--verify-image", false).last().map(String::as_str) {
+        let verify = match scan_flag(args, "--verify-image", false)
+            .last()
+            .map(String::as_str)
+        {
             None | Some("true") => true,
             Some("false") => false,
             Some(other) => anyhow::bail!("--verify-image takes true or false, not {other:?}"),
@@ -200,7 +203,11 @@ impl ImageFlags {
         let mut allowed = scan_flag(args, "--allowed-gadgets", true);
         if allowed.is_empty() {
             if let Ok(env) = std::env::var("IG_ALLOWED_GADGETS") {
-                allowed = env.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
+                allowed = env
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect();
             }
         }
         let mut insecure = scan_flag(args, "--insecure-registries", true);
@@ -210,7 +217,10 @@ impl ImageFlags {
         Ok(ImageFlags {
             pull,
             verify,
-            public_keys: scan_flag(args, "--public-key", true).into_iter().map(Into::into).collect(),
+            public_keys: scan_flag(args, "--public-key", true)
+                .into_iter()
+                .map(Into::into)
+                .collect(),
             allowed,
             registry: RegistryOptions {
                 insecure_registries: insecure,
@@ -224,7 +234,9 @@ impl ImageFlags {
 fn gadget_command(spec: &GadgetSpec) -> Command {
     let mut cmd = common_command().next_help_heading("Gadget parameters");
     for p in &spec.params {
-        let mut arg = Arg::new(p.key.clone()).long(p.key.clone()).help(p.description.clone());
+        let mut arg = Arg::new(p.key.clone())
+            .long(p.key.clone())
+            .help(p.description.clone());
         arg = match p.ty {
             ParamType::Bool => arg
                 .value_name("BOOL")
@@ -254,7 +266,11 @@ fn gadget_command(spec: &GadgetSpec) -> Command {
 
 /// The digest `ig run` may load: the binary's own built-in gadgets are trusted as they are;
 /// anything else needs a signature by a trusted key.
-fn verify_image(store: &ig::oci::Store, reference: &Reference, keys: &[std::path::PathBuf]) -> anyhow::Result<String> {
+fn verify_image(
+    store: &ig::oci::Store,
+    reference: &Reference,
+    keys: &[std::path::PathBuf],
+) -> anyhow::Result<String> {
     if let Some(digest) = ig::builtin::embedded_digest(store, reference)? {
         return Ok(digest);
     }
@@ -267,12 +283,20 @@ fn verify_image(store: &ig::oci::Store, reference: &Reference, keys: &[std::path
 /// answer.
 fn runtime_configs(m: &ArgMatches) -> anyhow::Result<Vec<RuntimeConfig>> {
     let explicit = m.value_source("runtimes") == Some(clap::parser::ValueSource::CommandLine);
-    let list = m.get_one::<String>("runtimes").map(String::as_str).unwrap_or("");
+    let list = m
+        .get_one::<String>("runtimes")
+        .map(String::as_str)
+        .unwrap_or("");
     let mut configs = Vec::new();
-    for name in list.split(',').map(str::trim).filter(|s| !s.is_empty() && *s != "none") {
+    for name in list
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && *s != "none")
+    {
         let kind: RuntimeKind = name.parse()?;
         let socket_flag = format!("{}-socketpath", kind.as_str());
-        let socket_explicit = m.value_source(&socket_flag) == Some(clap::parser::ValueSource::CommandLine);
+        let socket_explicit =
+            m.value_source(&socket_flag) == Some(clap::parser::ValueSource::CommandLine);
         let mut config = RuntimeConfig::new(kind).explicit(explicit || socket_explicit);
         if let Some(path) = m.get_one::<String>(&socket_flag) {
             config = config.socket(path);
@@ -302,8 +326,12 @@ fn find_image(args: &[String]) -> Option<&str> {
 }
 
 fn to_config(m: &ArgMatches, spec: &GadgetSpec, image: Reference) -> anyhow::Result<RunConfig> {
-    let output = OutputMode::parse(m.get_one::<String>("output").map(String::as_str).unwrap_or("columns"))
-        .map_err(anyhow::Error::msg)?;
+    let output = OutputMode::parse(
+        m.get_one::<String>("output")
+            .map(String::as_str)
+            .unwrap_or("columns"),
+    )
+    .map_err(anyhow::Error::msg)?;
     let fields = match m.get_one::<String>("fields") {
         Some(f) => FieldSelection::parse(f).map_err(anyhow::Error::msg)?,
         None => FieldSelection::Default,
@@ -321,7 +349,10 @@ fn to_config(m: &ArgMatches, spec: &GadgetSpec, image: Reference) -> anyhow::Res
         fields,
         timeout: m.get_one::<u64>("timeout").map(|s| Duration::from_secs(*s)),
         host: m.get_flag("host"),
-        containers: m.get_many::<String>("containername").map(|v| v.cloned().collect()).unwrap_or_default(),
+        containers: m
+            .get_many::<String>("containername")
+            .map(|v| v.cloned().collect())
+            .unwrap_or_default(),
         params,
         max_events: m.get_one::<u64>("max-events").copied(),
         expected_digest: None,
@@ -353,13 +384,21 @@ pub fn main(args: Vec<String>) -> anyhow::Result<ExitCode> {
     ig::builtin::seed_if_builtin(&store, &reference)?;
     let local = store.resolve(&reference.to_string())?.is_some();
     tokio
-        .block_on(ensure_local(&store, &reference, flags.pull, &flags.registry))
+        .block_on(ensure_local(
+            &store,
+            &reference,
+            flags.pull,
+            &flags.registry,
+        ))
         .with_context(|| match (local, flags.pull) {
-            (false, PullPolicy::Never) => format!("{reference} is not in the local store (--pull never)"),
+            (false, PullPolicy::Never) => {
+                format!("{reference} is not in the local store (--pull never)")
+            }
             (false, _) => format!("{reference} is not in the local store and pulling it failed"),
             (true, _) => format!("pulling {reference} failed"),
         })?;
-    let prepared = ig::run::prepare(&store, &reference).with_context(|| format!("cannot run {image}"))?;
+    let prepared =
+        ig::run::prepare(&store, &reference).with_context(|| format!("cannot run {image}"))?;
     let matches = match gadget_command(&prepared.spec).try_get_matches_from(argv) {
         Ok(m) => m,
         Err(e) => {
@@ -428,8 +467,14 @@ mod tests {
     #[test]
     fn image_is_first_non_flag() {
         let a = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(find_image(&a(&["-o", "json", "trace_exec", "--uid", "5"])), Some("trace_exec"));
-        assert_eq!(find_image(&a(&["--host", "trace_exec"])), Some("trace_exec"));
+        assert_eq!(
+            find_image(&a(&["-o", "json", "trace_exec", "--uid", "5"])),
+            Some("trace_exec")
+        );
+        assert_eq!(
+            find_image(&a(&["--host", "trace_exec"])),
+            Some("trace_exec")
+        );
         assert_eq!(find_image(&a(&["--host"])), None);
     }
 }

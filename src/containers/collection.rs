@@ -150,7 +150,11 @@ impl ContainerCollection {
         state.gone.push_back(c.clone());
         while state.gone.len() > GONE_CAPACITY {
             if let Some(evicted) = state.gone.pop_front() {
-                if state.gone_by_mntns.get(&evicted.mntns_id).is_some_and(|g| Arc::ptr_eq(g, &evicted)) {
+                if state
+                    .gone_by_mntns
+                    .get(&evicted.mntns_id)
+                    .is_some_and(|g| Arc::ptr_eq(g, &evicted))
+                {
                     state.gone_by_mntns.remove(&evicted.mntns_id);
                 }
             }

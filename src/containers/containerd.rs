@@ -218,8 +218,14 @@ impl ContainerdClient {
 impl ContainerdClient {
     async fn describe_in(&self, ns: &str, id: &str) -> Result<Option<Container>, ContainerError> {
         let get = GetContainerRequest { id: id.to_string() };
-        match ContainersClient::new(self.channel.clone()).get(self.request(ns, get)?).await {
-            Ok(r) => Ok(r.into_inner().container.map(|c| describe_container(c, ns, 0, 0, None))),
+        match ContainersClient::new(self.channel.clone())
+            .get(self.request(ns, get)?)
+            .await
+        {
+            Ok(r) => Ok(r
+                .into_inner()
+                .container
+                .map(|c| describe_container(c, ns, 0, 0, None))),
             Err(s) if s.code() == Code::NotFound => Ok(None),
             Err(s) => Err(ContainerError::containerd(&self.socket, "get container", s)),
         }
@@ -268,7 +274,11 @@ fn describe_container(
         k8s: K8sMeta::from_labels(&labels),
         labels,
         // containerd does not record when a task started; its init process does.
-        started_at: if pid == 0 { None } else { procfs::process_start_time(pid) },
+        started_at: if pid == 0 {
+            None
+        } else {
+            procfs::process_start_time(pid)
+        },
         containerd_namespace: Some(ns.to_string()),
     }
 }
@@ -302,7 +312,12 @@ fn to_event(env: Envelope) -> Option<RuntimeEvent> {
         _ => return None,
     };
     Some(if started {
-        RuntimeEvent::Started { namespace, id, name: None, image: None }
+        RuntimeEvent::Started {
+            namespace,
+            id,
+            name: None,
+            image: None,
+        }
     } else {
         RuntimeEvent::Stopped { namespace, id }
     })

@@ -178,7 +178,9 @@ impl RuntimeClient for DockerClient {
         async move {
             match self.docker.inspect_container(id, None).await {
                 Ok(info) => Ok(describe_inspect(info, None, 0, 0)),
-                Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => Ok(None),
                 Err(e) => Err(ContainerError::docker(&self.socket, "inspect container", e)),
             }
         }
@@ -214,7 +216,8 @@ impl RuntimeClient for DockerClient {
                         Ok(msg) => {
                             let actor = msg.actor?;
                             let id = actor.id?;
-                            let attr = |k: &str| actor.attributes.as_ref().and_then(|a| a.get(k)).cloned();
+                            let attr =
+                                |k: &str| actor.attributes.as_ref().and_then(|a| a.get(k)).cloned();
                             match msg.action.as_deref()? {
                                 "start" => Some(Ok(RuntimeEvent::Started {
                                     namespace: None,

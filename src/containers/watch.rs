@@ -11,8 +11,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, Instant};
 
-use super::container::Container;
 use super::collection::{ContainerCollection, Key};
+use super::container::Container;
 use super::error::ContainerError;
 use super::runtime::{RuntimeClient, RuntimeEvent};
 
@@ -123,7 +123,12 @@ async fn apply(
     ev: RuntimeEvent,
 ) -> bool {
     match ev {
-        RuntimeEvent::Started { namespace, id, name, image } => {
+        RuntimeEvent::Started {
+            namespace,
+            id,
+            name,
+            image,
+        } => {
             let found = client.inspect(&id, namespace.as_deref(), None).await;
             let Some(c) = collection.upgrade() else {
                 return false;
@@ -140,7 +145,12 @@ async fn apply(
                     // Removed already (`docker run --rm`): the event named it.
                     _ => {
                         if let Some(name) = name {
-                            c.remember_exited(Container::exited(client.kind(), &id, &name, image.as_deref()));
+                            c.remember_exited(Container::exited(
+                                client.kind(),
+                                &id,
+                                &name,
+                                image.as_deref(),
+                            ));
                         }
                     }
                 },

@@ -12,12 +12,30 @@ pub type TypeId = u32;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Kind {
     Void,
-    Int { size: u32, signed: bool, is_bool: bool, is_char: bool },
+    Int {
+        size: u32,
+        signed: bool,
+        is_bool: bool,
+        is_char: bool,
+    },
     Ptr,
-    Array { elem: TypeId, len: u32 },
-    Struct { size: u32, members: Vec<Member> },
-    Union { size: u32, members: Vec<Member> },
-    Enum { size: u32, signed: bool, values: Vec<(String, i64)> },
+    Array {
+        elem: TypeId,
+        len: u32,
+    },
+    Struct {
+        size: u32,
+        members: Vec<Member>,
+    },
+    Union {
+        size: u32,
+        members: Vec<Member>,
+    },
+    Enum {
+        size: u32,
+        signed: bool,
+        values: Vec<(String, i64)>,
+    },
     Fwd,
     Typedef(TypeId),
     Volatile(TypeId),
@@ -26,9 +44,16 @@ pub enum Kind {
     TypeTag(TypeId),
     Func,
     FuncProto,
-    Var { ty: TypeId },
-    Datasec { size: u32, vars: Vec<SecVar> },
-    Float { size: u32 },
+    Var {
+        ty: TypeId,
+    },
+    Datasec {
+        size: u32,
+        vars: Vec<SecVar>,
+    },
+    Float {
+        size: u32,
+    },
     DeclTag,
 }
 
@@ -108,8 +133,14 @@ impl Btf {
         let type_data = section(type_off, type_len)?;
         let strings = section(str_off, str_len)?;
 
-        let mut types = vec![Type { name: String::new(), kind: Kind::Void }];
-        let mut r = Reader { data: type_data, pos: 0 };
+        let mut types = vec![Type {
+            name: String::new(),
+            kind: Kind::Void,
+        }];
+        let mut r = Reader {
+            data: type_data,
+            pos: 0,
+        };
         while r.pos < type_data.len() {
             let name = string_at(strings, r.u32()?)?;
             let info = r.u32()?;
@@ -140,14 +171,28 @@ impl Btf {
                         let name = string_at(strings, r.u32()?)?;
                         let ty = r.u32()?;
                         let off = r.u32()?;
-                        let (bit_offset, bitfield_size) =
-                            if kind_flag { (off & 0xff_ffff, off >> 24) } else { (off, 0) };
-                        members.push(Member { name, ty, bit_offset, bitfield_size });
+                        let (bit_offset, bitfield_size) = if kind_flag {
+                            (off & 0xff_ffff, off >> 24)
+                        } else {
+                            (off, 0)
+                        };
+                        members.push(Member {
+                            name,
+                            ty,
+                            bit_offset,
+                            bitfield_size,
+                        });
                     }
                     if k == 4 {
-                        Kind::Struct { size: size_or_type, members }
+                        Kind::Struct {
+                            size: size_or_type,
+                            members,
+                        }
                     } else {
-                        Kind::Union { size: size_or_type, members }
+                        Kind::Union {
+                            size: size_or_type,
+                            members,
+                        }
                     }
                 }
                 6 => {
@@ -155,10 +200,18 @@ impl Btf {
                     for _ in 0..vlen {
                         let name = string_at(strings, r.u32()?)?;
                         let raw = r.u32()?;
-                        let val = if kind_flag { raw as i32 as i64 } else { raw as i64 };
+                        let val = if kind_flag {
+                            raw as i32 as i64
+                        } else {
+                            raw as i64
+                        };
                         values.push((name, val));
                     }
-                    Kind::Enum { size: size_or_type, signed: kind_flag, values }
+                    Kind::Enum {
+                        size: size_or_type,
+                        signed: kind_flag,
+                        values,
+                    }
                 }
                 7 => Kind::Fwd,
                 8 => Kind::Typedef(size_or_type),
@@ -185,7 +238,10 @@ impl Btf {
                         let size = r.u32()?;
                         vars.push(SecVar { ty, offset, size });
                     }
-                    Kind::Datasec { size: size_or_type, vars }
+                    Kind::Datasec {
+                        size: size_or_type,
+                        vars,
+                    }
                 }
                 16 => Kind::Float { size: size_or_type },
                 17 => {
@@ -201,7 +257,11 @@ impl Btf {
                         let hi = r.u32()? as u64;
                         values.push((name, ((hi << 32) | lo) as i64));
                     }
-                    Kind::Enum { size: size_or_type, signed: kind_flag, values }
+                    Kind::Enum {
+                        size: size_or_type,
+                        signed: kind_flag,
+                        values,
+                    }
                 }
                 other => return Err(GadgetError::Btf(format!("unknown BTF kind {other}"))),
             };
@@ -211,7 +271,10 @@ impl Btf {
         let mut by_name: HashMap<String, Vec<TypeId>> = HashMap::new();
         for (id, t) in types.iter().enumerate() {
             if !t.name.is_empty() {
-                by_name.entry(t.name.clone()).or_default().push(id as TypeId);
+                by_name
+                    .entry(t.name.clone())
+                    .or_default()
+                    .push(id as TypeId);
             }
         }
         Ok(Btf { types, by_name })
@@ -236,10 +299,13 @@ impl Btf {
 
     /// The datasec with this name (`.rodata`, `.bss`, ...).
     pub fn datasec(&self, name: &str) -> Option<&[SecVar]> {
-        self.by_name.get(name)?.iter().find_map(|&id| match &self.types[id as usize].kind {
-            Kind::Datasec { vars, .. } => Some(vars.as_slice()),
-            _ => None,
-        })
+        self.by_name
+            .get(name)?
+            .iter()
+            .find_map(|&id| match &self.types[id as usize].kind {
+                Kind::Datasec { vars, .. } => Some(vars.as_slice()),
+                _ => None,
+            })
     }
 
     /// Skips const/volatile/restrict/type tags, but not typedefs.
@@ -271,7 +337,10 @@ impl Btf {
         for _ in 0..64 {
             id = self.skip_qualifiers(id);
             match self.get(id) {
-                Some(Type { name, kind: Kind::Typedef(n) }) => {
+                Some(Type {
+                    name,
+                    kind: Kind::Typedef(n),
+                }) => {
                     names.push(name.as_str());
                     id = *n;
                 }
@@ -346,7 +415,13 @@ mod tests {
         blob.extend_from_slice(&BTF_MAGIC.to_le_bytes());
         blob.push(1);
         blob.push(0);
-        for v in [24u32, 0, t.len() as u32, t.len() as u32, strings.len() as u32] {
+        for v in [
+            24u32,
+            0,
+            t.len() as u32,
+            t.len() as u32,
+            strings.len() as u32,
+        ] {
             blob.extend_from_slice(&v.to_le_bytes());
         }
         blob.extend_from_slice(&t);
@@ -356,7 +431,10 @@ mod tests {
 
     fn strings_find(hay: &[u8], s: &str) -> usize {
         let needle: Vec<u8> = [b"\0".as_slice(), s.as_bytes(), b"\0"].concat();
-        hay.windows(needle.len()).position(|w| w == needle.as_slice()).map(|p| p + 1).unwrap_or(0)
+        hay.windows(needle.len())
+            .position(|w| w == needle.as_slice())
+            .map(|p| p + 1)
+            .unwrap_or(0)
     }
 
     #[test]

@@ -72,7 +72,10 @@ pub struct BuiltGadget {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, GadgetError> {
-    std::fs::read(path).map_err(|source| GadgetError::Io { path: path.to_path_buf(), source })
+    std::fs::read(path).map_err(|source| GadgetError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Where the gadget API and vmlinux headers are: `include/gadget/*.h` and
@@ -108,7 +111,10 @@ impl Toolchain {
         let build: BuildFile = match read(&dir.join("build.yaml")) {
             Ok(text) => serde_norway::from_slice(&text)
                 .map_err(|e| GadgetError::Metadata(format!("build.yaml: {e}")))?,
-            Err(_) => BuildFile { ebpfsource: default_source(), cflags: Vec::new() },
+            Err(_) => BuildFile {
+                ebpfsource: default_source(),
+                cflags: Vec::new(),
+            },
         };
         let source = dir.join(&build.ebpfsource);
         if !source.exists() {
@@ -124,9 +130,19 @@ impl Toolchain {
         let out = tempfile::Builder::new()
             .suffix(".o")
             .tempfile()
-            .map_err(|source| GadgetError::Io { path: std::env::temp_dir(), source })?;
+            .map_err(|source| GadgetError::Io {
+                path: std::env::temp_dir(),
+                source,
+            })?;
         let output = Command::new(&self.clang)
-            .args(["-target", "bpf", "-O2", "-g", "-Wall", "-Wno-unused-function"])
+            .args([
+                "-target",
+                "bpf",
+                "-O2",
+                "-g",
+                "-Wall",
+                "-Wno-unused-function",
+            ])
             .arg(arch.target_define())
             .arg("-I")
             .arg(&self.include_dir)
@@ -148,7 +164,9 @@ impl Toolchain {
             return Err(GadgetError::Compile {
                 source_file: source,
                 arch: arch.oci_name().into(),
-                stderr: String::from_utf8_lossy(&output.stderr).trim_end().to_string(),
+                stderr: String::from_utf8_lossy(&output.stderr)
+                    .trim_end()
+                    .to_string(),
             });
         }
         let status = Command::new(&self.strip)
@@ -160,7 +178,10 @@ impl Toolchain {
                 reason: format!("{e} (install llvm, or set IG_LLVM_STRIP)"),
             })?;
         if !status.success() {
-            return Err(GadgetError::Tool { tool: self.strip.clone(), reason: format!("exited with {status}") });
+            return Err(GadgetError::Tool {
+                tool: self.strip.clone(),
+                reason: format!("exited with {status}"),
+            });
         }
         read(out.path())
     }
@@ -183,10 +204,18 @@ impl Toolchain {
                 Err(e) => return Err(e),
             }
         }
-        Ok(BuiltGadget { metadata_yaml, metadata, objects, skipped })
+        Ok(BuiltGadget {
+            metadata_yaml,
+            metadata,
+            objects,
+            skipped,
+        })
     }
 }
 
 fn first_line(s: &str) -> String {
-    s.lines().find(|l| l.contains("error")).unwrap_or_else(|| s.lines().next().unwrap_or("")).to_string()
+    s.lines()
+        .find(|l| l.contains("error"))
+        .unwrap_or_else(|| s.lines().next().unwrap_or(""))
+        .to_string()
 }

@@ -43,8 +43,9 @@ impl BpfElf {
                 None => Ok(None),
             }
         };
-        let btf_data = section_data(".BTF")?
-            .ok_or_else(|| GadgetError::Elf("no .BTF section: compile with -g and keep BTF".into()))?;
+        let btf_data = section_data(".BTF")?.ok_or_else(|| {
+            GadgetError::Elf("no .BTF section: compile with -g and keep BTF".into())
+        })?;
         let btf = Btf::parse(&btf_data)?;
         let rodata = section_data(".rodata")?.unwrap_or_default();
 
@@ -58,8 +59,12 @@ impl BpfElf {
                 continue;
             };
             let section_name = section.name().unwrap_or_default().to_string();
-            if sym.kind() == object::SymbolKind::Text && sym.is_global() && section_name != ".text" {
-                programs.push(ProgramInfo { name: name.to_string(), section: section_name.clone() });
+            if sym.kind() == object::SymbolKind::Text && sym.is_global() && section_name != ".text"
+            {
+                programs.push(ProgramInfo {
+                    name: name.to_string(),
+                    section: section_name.clone(),
+                });
             }
             if sym.is_global() || sym.kind() == object::SymbolKind::Data {
                 symbols.insert(name.to_string(), (section_name, sym.address()));
@@ -76,14 +81,22 @@ impl BpfElf {
             .map(|t| t.name.clone())
             .collect();
         maps.sort();
-        Ok(BpfElf { btf, rodata, symbols, programs, maps })
+        Ok(BpfElf {
+            btf,
+            rodata,
+            symbols,
+            programs,
+            maps,
+        })
     }
 
     /// Offset of a global variable inside its data section: from the symbol table, falling back
     /// to the BTF datasec.
     pub fn var_offset(&self, section: &str, var: &str) -> Option<(u32, u32)> {
         let vars = self.btf.datasec(section)?;
-        let sv = vars.iter().find(|v| self.btf.get(v.ty).is_some_and(|t| t.name == var))?;
+        let sv = vars
+            .iter()
+            .find(|v| self.btf.get(v.ty).is_some_and(|t| t.name == var))?;
         let size = match self.btf.get(sv.ty).map(|t| &t.kind) {
             Some(Kind::Var { ty }) => self.btf.size_of(*ty).unwrap_or(sv.size),
             _ => sv.size,

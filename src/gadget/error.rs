@@ -16,17 +16,32 @@ pub enum GadgetError {
     #[error("tracer `{tracer}`: {reason}")]
     Tracer { tracer: String, reason: String },
     #[error("invalid value {value:?} for --{flag}: {reason}")]
-    ParamValue { flag: String, value: String, reason: String },
+    ParamValue {
+        flag: String,
+        value: String,
+        reason: String,
+    },
     #[error("cannot read {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("compiling {source_file} for {arch} failed:\n{stderr}")]
-    Compile { source_file: PathBuf, arch: String, stderr: String },
+    Compile {
+        source_file: PathBuf,
+        arch: String,
+        stderr: String,
+    },
     #[error("cannot run {tool}: {reason}")]
     Tool { tool: String, reason: String },
     #[error("loading the BPF object into the kernel failed: {0}")]
     Load(String),
     #[error("attaching program `{program}` ({section}) failed: {reason}")]
-    Attach { program: String, section: String, reason: String },
+    Attach {
+        program: String,
+        section: String,
+        reason: String,
+    },
     #[error("BPF map `{map}`: {reason}")]
     Map { map: String, reason: String },
 }

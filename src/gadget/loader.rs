@@ -34,7 +34,10 @@ fn capture_libbpf_log(_level: PrintLevel, msg: String) {
 }
 
 fn take_libbpf_log() -> String {
-    LIBBPF_LOG.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default()
+    LIBBPF_LOG
+        .lock()
+        .map(|mut l| std::mem::take(&mut *l))
+        .unwrap_or_default()
 }
 
 /// Keeps the last lines of a verifier log, where the reason is.
@@ -52,7 +55,11 @@ pub struct LoadedGadget {
 }
 
 impl LoadedGadget {
-    pub fn load(object: &[u8], spec: &GadgetSpec, settings: &LoadSettings) -> Result<Self, GadgetError> {
+    pub fn load(
+        object: &[u8],
+        spec: &GadgetSpec,
+        settings: &LoadSettings,
+    ) -> Result<Self, GadgetError> {
         libbpf_rs::set_print(Some((PrintLevel::Warn, capture_libbpf_log)));
         take_libbpf_log();
         let mut open = ObjectBuilder::default()
@@ -64,9 +71,14 @@ impl LoadedGadget {
             let mut map = open
                 .maps_mut()
                 .find(|m| m.name() == name.as_str())
-                .ok_or_else(|| GadgetError::Map { map: name.clone(), reason: "not in the object".into() })?;
-            map.set_max_entries(*size)
-                .map_err(|e| GadgetError::Map { map: name.clone(), reason: e.to_string() })?;
+                .ok_or_else(|| GadgetError::Map {
+                    map: name.clone(),
+                    reason: "not in the object".into(),
+                })?;
+            map.set_max_entries(*size).map_err(|e| GadgetError::Map {
+                map: name.clone(),
+                reason: e.to_string(),
+            })?;
         }
         let smallest_ring = open
             .maps()
@@ -80,9 +92,11 @@ impl LoadedGadget {
         };
         let mut writes: Vec<(u32, Vec<u8>)> = Vec::new();
         for (var, bytes) in &settings.params {
-            let p = spec.params.iter().find(|p| &p.var == var).ok_or_else(|| {
-                GadgetError::UnknownParam(var.clone())
-            })?;
+            let p = spec
+                .params
+                .iter()
+                .find(|p| &p.var == var)
+                .ok_or_else(|| GadgetError::UnknownParam(var.clone()))?;
             writes.push((p.offset, bytes.clone()));
         }
         for (name, offset, size) in &spec.runtime_vars {
@@ -92,21 +106,26 @@ impl LoadedGadget {
                 "gadget_wakeup_bytes" => wakeup_bytes,
                 _ => continue,
             };
-            writes.push((*offset, value.to_le_bytes()[..(*size as usize).min(8)].to_vec()));
+            writes.push((
+                *offset,
+                value.to_le_bytes()[..(*size as usize).min(8)].to_vec(),
+            ));
         }
         if !writes.is_empty() {
             let mut rodata = open
                 .maps_mut()
                 .find(|m| m.name().to_string_lossy().ends_with(".rodata"))
-                .ok_or_else(|| GadgetError::Load("the object has parameters but no .rodata map".into()))?;
+                .ok_or_else(|| {
+                    GadgetError::Load("the object has parameters but no .rodata map".into())
+                })?;
             let data = rodata
                 .initial_value_mut()
                 .ok_or_else(|| GadgetError::Load(".rodata has no initial value".into()))?;
             for (offset, bytes) in writes {
                 let end = offset as usize + bytes.len();
-                let slot = data
-                    .get_mut(offset as usize..end)
-                    .ok_or_else(|| GadgetError::Load(format!("variable at {offset} lies outside .rodata")))?;
+                let slot = data.get_mut(offset as usize..end).ok_or_else(|| {
+                    GadgetError::Load(format!("variable at {offset} lies outside .rodata"))
+                })?;
                 slot.copy_from_slice(&bytes);
             }
         }
@@ -142,7 +161,9 @@ impl LoadedGadget {
                 GadgetError::Attach {
                     program: name.clone(),
                     section: section.clone(),
-                    reason: format!("{e}{hint}\n{}", log_tail(&take_libbpf_log())).trim_end().to_string(),
+                    reason: format!("{e}{hint}\n{}", log_tail(&take_libbpf_log()))
+                        .trim_end()
+                        .to_string(),
                 }
             })?;
             self.links.push(link);
@@ -162,14 +183,20 @@ impl LoadedGadget {
         self.object
             .maps()
             .find(|m| m.name() == name)
-            .ok_or_else(|| GadgetError::Map { map: name.to_string(), reason: "not in the object".into() })
+            .ok_or_else(|| GadgetError::Map {
+                map: name.to_string(),
+                reason: "not in the object".into(),
+            })
     }
 
     /// Sets a mount namespace's verdict in the filter map: kept (true) or dropped (false).
     pub fn set_mntns_verdict(&self, mntns: u64, keep: bool) -> Result<(), GadgetError> {
         let map = self.map(MNTNS_FILTER_MAP)?;
         map.update(&mntns.to_le_bytes(), &[keep as u8], MapFlags::ANY)
-            .map_err(|e| GadgetError::Map { map: MNTNS_FILTER_MAP.into(), reason: e.to_string() })
+            .map_err(|e| GadgetError::Map {
+                map: MNTNS_FILTER_MAP.into(),
+                reason: e.to_string(),
+            })
     }
 
     pub fn forget_mntns(&self, mntns: u64) {
@@ -179,8 +206,13 @@ impl LoadedGadget {
     }
 
     fn bss(&self) -> Option<Vec<u8>> {
-        let bss = self.object.maps().find(|m| m.name().to_string_lossy().ends_with(".bss"))?;
-        bss.lookup(&0u32.to_le_bytes(), MapFlags::ANY).ok().flatten()
+        let bss = self
+            .object
+            .maps()
+            .find(|m| m.name().to_string_lossy().ends_with(".bss"))?;
+        bss.lookup(&0u32.to_le_bytes(), MapFlags::ANY)
+            .ok()
+            .flatten()
     }
 
     /// A `__u64` global of `.bss`, as BPF left it.

@@ -12,11 +12,23 @@ pub struct Metadata {
     pub name: String,
     #[serde(default)]
     pub description: String,
-    #[serde(default, rename = "homepageURL", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        rename = "homepageURL",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub homepage_url: String,
-    #[serde(default, rename = "documentationURL", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        rename = "documentationURL",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub documentation_url: String,
-    #[serde(default, rename = "sourceURL", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        rename = "sourceURL",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub source_url: String,
     #[serde(default, skip_serializing_if = "serde_norway::Mapping::is_empty")]
     pub datasources: serde_norway::Mapping,
@@ -70,7 +82,8 @@ impl Metadata {
     pub fn params(&self) -> Result<Vec<ParamMeta>, GadgetError> {
         let mut out = Vec::new();
         for (k, v) in &self.params.ebpf {
-            let var = scalar(k).ok_or_else(|| GadgetError::Metadata("a param name is not a string".into()))?;
+            let var = scalar(k)
+                .ok_or_else(|| GadgetError::Metadata("a param name is not a string".into()))?;
             let get = |field: &str| v.get(field).and_then(scalar);
             out.push(ParamMeta {
                 key: get("key").unwrap_or_else(|| var.replace('_', "-")),
@@ -161,7 +174,10 @@ params:
         let f = m.fields("exec");
         assert_eq!(f[0].name, "comm");
         assert_eq!(f[0].annotations[0], ("columns.width".into(), "16".into()));
-        assert_eq!(f[1].annotations[0], ("columns.hidden".into(), "true".into()));
+        assert_eq!(
+            f[1].annotations[0],
+            ("columns.hidden".into(), "true".into())
+        );
         assert!(m.fields("nope").is_empty());
     }
 

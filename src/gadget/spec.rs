@@ -24,13 +24,27 @@ pub enum Semantic {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum FieldKind {
-    Int { size: u32, signed: bool },
+    Int {
+        size: u32,
+        signed: bool,
+    },
     Bool,
-    Str { len: u32 },
+    Str {
+        len: u32,
+    },
     /// NUL-separated strings; `count` is the index of a sibling field that says how many.
-    StrList { len: u32, count: Option<usize> },
-    Enum { size: u32, signed: bool, values: Vec<(String, i64)> },
-    Bytes { len: u32 },
+    StrList {
+        len: u32,
+        count: Option<usize>,
+    },
+    Enum {
+        size: u32,
+        signed: bool,
+        values: Vec<(String, i64)>,
+    },
+    Bytes {
+        len: u32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -144,10 +158,13 @@ fn find_tracers(elf: &BpfElf) -> Result<Vec<Tracer>, GadgetError> {
                 reason: format!("marker `{var}` is not gadget_tracer_<name>___<map>___<struct>"),
             });
         };
-        let id = elf.btf.struct_by_name(struct_name).ok_or_else(|| GadgetError::Tracer {
-            tracer: name.to_string(),
-            reason: format!("struct `{struct_name}` is not in the object's BTF"),
-        })?;
+        let id = elf
+            .btf
+            .struct_by_name(struct_name)
+            .ok_or_else(|| GadgetError::Tracer {
+                tracer: name.to_string(),
+                reason: format!("struct `{struct_name}` is not in the object's BTF"),
+            })?;
         if !elf.maps.iter().any(|m| m == map) {
             return Err(GadgetError::Tracer {
                 tracer: name.to_string(),
@@ -155,7 +172,11 @@ fn find_tracers(elf: &BpfElf) -> Result<Vec<Tracer>, GadgetError> {
             });
         }
         let layout = event_layout(&elf.btf, id, struct_name)?;
-        tracers.push(Tracer { name: name.to_string(), map: map.to_string(), layout });
+        tracers.push(Tracer {
+            name: name.to_string(),
+            map: map.to_string(),
+            layout,
+        });
     }
     tracers.sort_by(|a, b| a.name.cmp(&b.name));
     tracers.dedup_by(|a, b| a.name == b.name);
@@ -175,7 +196,11 @@ pub fn event_layout(btf: &Btf, id: TypeId, struct_name: &str) -> Result<EventLay
             fields[i].kind = FieldKind::StrList { len, count };
         }
     }
-    Ok(EventLayout { struct_name: struct_name.to_string(), size, fields })
+    Ok(EventLayout {
+        struct_name: struct_name.to_string(),
+        size,
+        fields,
+    })
 }
 
 fn collect_fields(
@@ -198,23 +223,44 @@ fn collect_fields(
         if m.name.starts_with("__") || m.bitfield_size != 0 {
             continue;
         }
-        let name = if prefix.is_empty() { m.name.clone() } else { format!("{prefix}.{}", m.name) };
+        let name = if prefix.is_empty() {
+            m.name.clone()
+        } else {
+            format!("{prefix}.{}", m.name)
+        };
         let offset = base + m.bit_offset / 8;
         let typedefs = btf.typedef_chain(m.ty);
         let semantic = semantic_of(&typedefs);
         let concrete = btf.resolve(m.ty);
         let kind = match btf.get(concrete).map(|t| &t.kind) {
-            Some(Kind::Int { size, signed, is_bool, .. }) => {
+            Some(Kind::Int {
+                size,
+                signed,
+                is_bool,
+                ..
+            }) => {
                 if *is_bool {
                     FieldKind::Bool
                 } else {
-                    FieldKind::Int { size: *size, signed: *signed }
+                    FieldKind::Int {
+                        size: *size,
+                        signed: *signed,
+                    }
                 }
             }
-            Some(Kind::Enum { size, signed, values }) => {
-                FieldKind::Enum { size: *size, signed: *signed, values: values.clone() }
-            }
-            Some(Kind::Ptr) => FieldKind::Int { size: 8, signed: false },
+            Some(Kind::Enum {
+                size,
+                signed,
+                values,
+            }) => FieldKind::Enum {
+                size: *size,
+                signed: *signed,
+                values: values.clone(),
+            },
+            Some(Kind::Ptr) => FieldKind::Int {
+                size: 8,
+                signed: false,
+            },
             Some(Kind::Array { elem, len }) => {
                 let elem_typedefs = btf.typedef_chain(*elem);
                 let elem_concrete = btf.resolve(*elem);
@@ -224,13 +270,19 @@ fn collect_fields(
                 );
                 let elem_size = btf.size_of(*elem).unwrap_or(1);
                 if elem_typedefs.contains(&"gadget_strlist") {
-                    FieldKind::StrList { len: *len, count: None }
-                } else if is_char && (btf.get(elem_concrete).is_some_and(|t| t.name == "char")
-                    || !elem_typedefs.is_empty())
+                    FieldKind::StrList {
+                        len: *len,
+                        count: None,
+                    }
+                } else if is_char
+                    && (btf.get(elem_concrete).is_some_and(|t| t.name == "char")
+                        || !elem_typedefs.is_empty())
                 {
                     FieldKind::Str { len: *len }
                 } else {
-                    FieldKind::Bytes { len: len * elem_size }
+                    FieldKind::Bytes {
+                        len: len * elem_size,
+                    }
                 }
             }
             Some(Kind::Struct { .. }) | Some(Kind::Union { .. }) => {
@@ -239,7 +291,12 @@ fn collect_fields(
             }
             _ => continue,
         };
-        out.push(RawField { name, offset, kind, semantic });
+        out.push(RawField {
+            name,
+            offset,
+            kind,
+            semantic,
+        });
     }
     Ok(())
 }
@@ -288,9 +345,13 @@ fn find_params(elf: &BpfElf, metadata: &Metadata) -> Result<Vec<ParamSpec>, Gadg
         let meta = declared.iter().find(|d| &d.var == var);
         params.push(ParamSpec {
             var: var.clone(),
-            key: meta.map(|m| m.key.clone()).unwrap_or_else(|| var.replace('_', "-")),
+            key: meta
+                .map(|m| m.key.clone())
+                .unwrap_or_else(|| var.replace('_', "-")),
             description: meta.map(|m| m.description.clone()).unwrap_or_default(),
-            default: meta.and_then(|m| m.default_value.clone()).unwrap_or(compiled),
+            default: meta
+                .and_then(|m| m.default_value.clone())
+                .unwrap_or(compiled),
             ty,
             offset,
             size,
@@ -310,8 +371,14 @@ fn param_type(elf: &BpfElf, var: &str) -> Result<ParamType, GadgetError> {
         .ok_or_else(|| GadgetError::UnknownParam(var.to_string()))?;
     match btf.get(btf.resolve(ty)).map(|t| &t.kind) {
         Some(Kind::Int { is_bool: true, .. }) => Ok(ParamType::Bool),
-        Some(Kind::Int { size, signed, .. }) => Ok(ParamType::Int { size: *size, signed: *signed }),
-        Some(Kind::Enum { size, signed, .. }) => Ok(ParamType::Int { size: *size, signed: *signed }),
+        Some(Kind::Int { size, signed, .. }) => Ok(ParamType::Int {
+            size: *size,
+            signed: *signed,
+        }),
+        Some(Kind::Enum { size, signed, .. }) => Ok(ParamType::Int {
+            size: *size,
+            signed: *signed,
+        }),
         _ => Err(GadgetError::Metadata(format!(
             "parameter `{var}` has a type ig cannot set (use a bool or an integer)"
         ))),
@@ -396,8 +463,14 @@ mod tests {
 
     #[test]
     fn encodes_params() {
-        let u32p = param(ParamType::Int { size: 4, signed: false });
-        assert_eq!(encode_param(&u32p, "12345").unwrap(), Some(12345u32.to_le_bytes().to_vec()));
+        let u32p = param(ParamType::Int {
+            size: 4,
+            signed: false,
+        });
+        assert_eq!(
+            encode_param(&u32p, "12345").unwrap(),
+            Some(12345u32.to_le_bytes().to_vec())
+        );
         assert_eq!(encode_param(&u32p, "").unwrap(), None);
         assert!(encode_param(&u32p, "-1").is_err());
         assert!(encode_param(&u32p, "4294967296").is_err());
@@ -405,14 +478,38 @@ mod tests {
         let b = param(ParamType::Bool);
         assert_eq!(encode_param(&b, "false").unwrap(), Some(vec![0]));
         assert!(encode_param(&b, "maybe").is_err());
-        let i16p = param(ParamType::Int { size: 2, signed: true });
-        assert_eq!(encode_param(&i16p, "-2").unwrap(), Some((-2i16).to_le_bytes().to_vec()));
+        let i16p = param(ParamType::Int {
+            size: 2,
+            signed: true,
+        });
+        assert_eq!(
+            encode_param(&i16p, "-2").unwrap(),
+            Some((-2i16).to_le_bytes().to_vec())
+        );
     }
 
     #[test]
     fn renders_compiled_defaults() {
         assert_eq!(render_param(ParamType::Bool, &[1]), "true");
-        assert_eq!(render_param(ParamType::Int { size: 4, signed: false }, &[255, 255, 255, 255]), "4294967295");
-        assert_eq!(render_param(ParamType::Int { size: 4, signed: true }, &[255, 255, 255, 255]), "-1");
+        assert_eq!(
+            render_param(
+                ParamType::Int {
+                    size: 4,
+                    signed: false
+                },
+                &[255, 255, 255, 255]
+            ),
+            "4294967295"
+        );
+        assert_eq!(
+            render_param(
+                ParamType::Int {
+                    size: 4,
+                    signed: true
+                },
+                &[255, 255, 255, 255]
+            ),
+            "-1"
+        );
     }
 }

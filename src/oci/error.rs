@@ -15,9 +15,15 @@ pub enum OciError {
     #[error("image {reference}: {reason}")]
     Invalid { reference: String, reason: String },
     #[error("local store {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("local store {path}: invalid JSON: {source}")]
-    Json { path: PathBuf, source: serde_json::Error },
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
 }
 
 impl OciError {

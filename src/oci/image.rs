@@ -52,7 +52,11 @@ fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
 }
 
 /// Writes the blobs of an image and tags it. Returns the index descriptor.
-pub fn write_image(store: &Store, reference: &Reference, parts: &ImageParts<'_>) -> Result<Descriptor, OciError> {
+pub fn write_image(
+    store: &Store,
+    reference: &Reference,
+    parts: &ImageParts<'_>,
+) -> Result<Descriptor, OciError> {
     let mut annotations = BTreeMap::new();
     for (key, value) in [
         (ANNOTATION_TITLE, parts.name),
@@ -76,7 +80,9 @@ pub fn write_image(store: &Store, reference: &Reference, parts: &ImageParts<'_>)
     for (arch, object) in &parts.objects {
         store.put_blob(object)?;
         let mut layer = Descriptor::new(MEDIA_EBPF, object);
-        layer.annotations.insert(ANNOTATION_TITLE.into(), "program.o".into());
+        layer
+            .annotations
+            .insert(ANNOTATION_TITLE.into(), "program.o".into());
         let manifest = Manifest {
             schema_version: 2,
             media_type: Some(MEDIA_MANIFEST.into()),
@@ -91,7 +97,10 @@ pub fn write_image(store: &Store, reference: &Reference, parts: &ImageParts<'_>)
         // No artifactType on the index entry: skopeo drops it when it re-serializes an index,
         // which would change the index digest (and void its signature) on `skopeo copy`.
         let mut desc = Descriptor::new(MEDIA_MANIFEST, &bytes);
-        desc.platform = Some(Platform { architecture: arch.to_string(), os: "linux".into() });
+        desc.platform = Some(Platform {
+            architecture: arch.to_string(),
+            os: "linux".into(),
+        });
         manifests.push(desc);
     }
     let mut index = Index::new(manifests);
@@ -103,7 +112,11 @@ pub fn write_image(store: &Store, reference: &Reference, parts: &ImageParts<'_>)
     Ok(desc)
 }
 
-fn parse_blob<T: serde::de::DeserializeOwned>(store: &Store, reference: &str, digest: &str) -> Result<T, OciError> {
+fn parse_blob<T: serde::de::DeserializeOwned>(
+    store: &Store,
+    reference: &str,
+    digest: &str,
+) -> Result<T, OciError> {
     let bytes = store.blob(digest)?;
     serde_json::from_slice(&bytes).map_err(|e| OciError::Invalid {
         reference: reference.to_string(),
@@ -125,22 +138,41 @@ pub fn platform_manifest(
     let chosen = index
         .manifests
         .iter()
-        .find(|m| m.platform.as_ref().is_some_and(|p| p.architecture == arch && p.os == "linux"))
+        .find(|m| {
+            m.platform
+                .as_ref()
+                .is_some_and(|p| p.architecture == arch && p.os == "linux")
+        })
         .or_else(|| index.manifests.iter().find(|m| m.platform.is_none()))
-        .ok_or_else(|| OciError::NoPlatform { reference: reference.to_string(), arch: arch.to_string() })?;
-    Ok((chosen.clone(), parse_blob(store, reference, &chosen.digest)?))
+        .ok_or_else(|| OciError::NoPlatform {
+            reference: reference.to_string(),
+            arch: arch.to_string(),
+        })?;
+    Ok((
+        chosen.clone(),
+        parse_blob(store, reference, &chosen.digest)?,
+    ))
 }
 
 /// Reads the gadget for `arch` from the store, re-checking every digest on the way.
-pub fn read_gadget(store: &Store, reference: &Reference, arch: &str) -> Result<GadgetImage, OciError> {
+pub fn read_gadget(
+    store: &Store,
+    reference: &Reference,
+    arch: &str,
+) -> Result<GadgetImage, OciError> {
     let name = reference.to_string();
     let _lock = store.lock_shared()?;
-    let desc = store.resolve(&name)?.ok_or_else(|| OciError::NotFound(name.clone()))?;
+    let desc = store
+        .resolve(&name)?
+        .ok_or_else(|| OciError::NotFound(name.clone()))?;
     let (mdesc, manifest) = platform_manifest(store, &name, &desc, arch)?;
     if manifest.config.media_type != MEDIA_CONFIG {
         return Err(OciError::Invalid {
             reference: name,
-            reason: format!("config has media type {}, not {MEDIA_CONFIG}", manifest.config.media_type),
+            reason: format!(
+                "config has media type {}, not {MEDIA_CONFIG}",
+                manifest.config.media_type
+            ),
         });
     }
     let metadata_yaml = store.blob(&manifest.config.digest)?;
@@ -149,7 +181,10 @@ pub fn read_gadget(store: &Store, reference: &Reference, arch: &str) -> Result<G
         if layer.media_type == MEDIA_EBPF {
             object = Some(store.blob(&layer.digest)?);
         } else {
-            eprintln!("ig: warning: {name}: skipping layer of unknown type {}", layer.media_type);
+            eprintln!(
+                "ig: warning: {name}: skipping layer of unknown type {}",
+                layer.media_type
+            );
         }
     }
     let object = object.ok_or_else(|| OciError::Invalid {

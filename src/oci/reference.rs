@@ -35,13 +35,18 @@ impl Reference {
     }
 
     pub fn parse_with(input: &str, default_repo: &str) -> Result<Self, OciError> {
-        let bad = |reason: &str| OciError::Reference { reference: input.to_string(), reason: reason.to_string() };
+        let bad = |reason: &str| OciError::Reference {
+            reference: input.to_string(),
+            reason: reason.to_string(),
+        };
         if input.is_empty() {
             return Err(bad("empty"));
         }
         let (rest, digest) = match input.split_once('@') {
             Some((r, d)) => {
-                let hex = d.strip_prefix("sha256:").ok_or_else(|| bad("digest must be sha256:<hex>"))?;
+                let hex = d
+                    .strip_prefix("sha256:")
+                    .ok_or_else(|| bad("digest must be sha256:<hex>"))?;
                 if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
                     return Err(bad("digest must be sha256 followed by 64 hex digits"));
                 }
@@ -55,7 +60,9 @@ impl Reference {
         };
         if tag.is_empty()
             || tag.len() > 128
-            || !tag.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            || !tag
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
         {
             return Err(bad("invalid tag"));
         }
@@ -65,11 +72,15 @@ impl Reference {
             name.to_string()
         };
         let (registry, repository) = match full.split_once('/') {
-            Some((first, rest)) if looks_like_registry(first) => (first.to_string(), rest.to_string()),
+            Some((first, rest)) if looks_like_registry(first) => {
+                (first.to_string(), rest.to_string())
+            }
             _ => (DOCKER_HUB.to_string(), full.clone()),
         };
         let port_ok = match registry.split_once(':') {
-            Some((host, port)) => !host.is_empty() && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()),
+            Some((host, port)) => {
+                !host.is_empty() && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
+            }
             None => true,
         };
         if !port_ok {
@@ -82,9 +93,16 @@ impl Reference {
             || repository.ends_with('/')
             || repository.contains("//")
         {
-            return Err(bad("repository must be lowercase letters, digits and . _ - /"));
+            return Err(bad(
+                "repository must be lowercase letters, digits and . _ - /",
+            ));
         }
-        Ok(Reference { registry, repository, tag, digest })
+        Ok(Reference {
+            registry,
+            repository,
+            tag,
+            digest,
+        })
     }
 
     /// `registry/repository`.
@@ -94,7 +112,10 @@ impl Reference {
 
     /// The short gadget name (last path component).
     pub fn short_name(&self) -> &str {
-        self.repository.rsplit('/').next().unwrap_or(&self.repository)
+        self.repository
+            .rsplit('/')
+            .next()
+            .unwrap_or(&self.repository)
     }
 }
 
@@ -132,7 +153,14 @@ mod tests {
 
     #[test]
     fn rejects_bad_references() {
-        for bad in ["", "UPPER", "a:b:c/d", "x@sha256:12", "a//b/c", "trace_exec:bad tag"] {
+        for bad in [
+            "",
+            "UPPER",
+            "a:b:c/d",
+            "x@sha256:12",
+            "a//b/c",
+            "trace_exec:bad tag",
+        ] {
             assert!(Reference::parse_with(bad, "d/g").is_err(), "{bad}");
         }
     }

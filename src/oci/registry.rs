@@ -173,8 +173,11 @@ impl Registry {
             source = s.source();
         }
         // Only a failed TLS exchange suggests plain HTTP; a name that does not resolve does not.
-        let looks_like_tls = detail.contains("tls") || detail.contains("TLS") || detail.contains("certificate")
-            || detail.contains("InvalidContentType") || detail.contains("CorruptMessage");
+        let looks_like_tls = detail.contains("tls")
+            || detail.contains("TLS")
+            || detail.contains("certificate")
+            || detail.contains("InvalidContentType")
+            || detail.contains("CorruptMessage");
         let hint = if self.insecure || !looks_like_tls {
             String::new()
         } else {

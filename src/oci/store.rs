@@ -30,7 +30,10 @@ fn flock(file: &File, op: i32, path: &Path) -> Result<(), OciError> {
         }
         let err = std::io::Error::last_os_error();
         if err.kind() != std::io::ErrorKind::Interrupted {
-            return Err(OciError::Io { path: path.to_path_buf(), source: err });
+            return Err(OciError::Io {
+                path: path.to_path_buf(),
+                source: err,
+            });
         }
     }
 }
@@ -99,7 +102,10 @@ impl Store {
         let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(OciError::io(dir))?;
         tmp.write_all(bytes).map_err(OciError::io(path))?;
         tmp.as_file().sync_all().map_err(OciError::io(path))?;
-        tmp.persist(path).map_err(|e| OciError::Io { path: path.to_path_buf(), source: e.error })?;
+        tmp.persist(path).map_err(|e| OciError::Io {
+            path: path.to_path_buf(),
+            source: e.error,
+        })?;
         Ok(())
     }
 
@@ -107,7 +113,10 @@ impl Store {
         let hex = digest
             .strip_prefix("sha256:")
             .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-            .ok_or_else(|| OciError::Invalid { reference: digest.into(), reason: "not a sha256 digest".into() })?;
+            .ok_or_else(|| OciError::Invalid {
+                reference: digest.into(),
+                reason: "not a sha256 digest".into(),
+            })?;
         Ok(self.root.join("blobs/sha256").join(hex))
     }
 
@@ -137,7 +146,10 @@ impl Store {
         };
         let actual = digest_of(&bytes);
         if actual != digest {
-            return Err(OciError::Corrupted { digest: digest.to_string(), actual });
+            return Err(OciError::Corrupted {
+                digest: digest.to_string(),
+                actual,
+            });
         }
         Ok(bytes)
     }
@@ -151,7 +163,10 @@ impl Store {
     /// Call with the lock held.
     pub fn write_index(&self, index: &Index) -> Result<(), OciError> {
         let path = self.root.join("index.json");
-        let bytes = serde_json::to_vec(index).map_err(|source| OciError::Json { path: path.clone(), source })?;
+        let bytes = serde_json::to_vec(index).map_err(|source| OciError::Json {
+            path: path.clone(),
+            source,
+        })?;
         self.write_atomic(&path, &bytes)
     }
 
@@ -166,14 +181,21 @@ impl Store {
     }
 
     pub fn resolve(&self, reference: &str) -> Result<Option<Descriptor>, OciError> {
-        Ok(self.tags()?.into_iter().find(|(r, _)| r == reference).map(|(_, d)| d))
+        Ok(self
+            .tags()?
+            .into_iter()
+            .find(|(r, _)| r == reference)
+            .map(|(_, d)| d))
     }
 
     /// Points `reference` at `desc`. Call with the lock held.
     pub fn set_tag(&self, reference: &str, mut desc: Descriptor) -> Result<(), OciError> {
         let mut index = self.read_index()?;
-        index.manifests.retain(|d| d.annotations.get(ANNOTATION_REF_NAME).map(String::as_str) != Some(reference));
-        desc.annotations.insert(ANNOTATION_REF_NAME.to_string(), reference.to_string());
+        index.manifests.retain(|d| {
+            d.annotations.get(ANNOTATION_REF_NAME).map(String::as_str) != Some(reference)
+        });
+        desc.annotations
+            .insert(ANNOTATION_REF_NAME.to_string(), reference.to_string());
         index.manifests.push(desc);
         self.write_index(&index)
     }
@@ -182,7 +204,9 @@ impl Store {
     pub fn remove_tag(&self, reference: &str) -> Result<bool, OciError> {
         let mut index = self.read_index()?;
         let before = index.manifests.len();
-        index.manifests.retain(|d| d.annotations.get(ANNOTATION_REF_NAME).map(String::as_str) != Some(reference));
+        index.manifests.retain(|d| {
+            d.annotations.get(ANNOTATION_REF_NAME).map(String::as_str) != Some(reference)
+        });
         let removed = index.manifests.len() != before;
         if removed {
             self.write_index(&index)?;
@@ -191,7 +215,10 @@ impl Store {
     }
 
     /// Deletes blobs no tag reaches. Call with the lock held.
-    pub fn gc(&self, reachable_from: impl Fn(&Store, &Descriptor, &mut BTreeSet<String>)) -> Result<usize, OciError> {
+    pub fn gc(
+        &self,
+        reachable_from: impl Fn(&Store, &Descriptor, &mut BTreeSet<String>),
+    ) -> Result<usize, OciError> {
         let mut keep = BTreeSet::new();
         for (_, desc) in self.tags()? {
             reachable_from(self, &desc, &mut keep);

@@ -7,9 +7,24 @@ use crate::event::{Align, Event, FieldDef, Schema, Value};
 const FIELDS: [(&str, usize, bool, &str); 8] = [
     ("runtime.containerName", 30, false, "Name of the container"),
     ("runtime.containerId", 13, true, "Id of the container"),
-    ("runtime.containerImageName", 30, true, "Image of the container"),
-    ("runtime.runtimeName", 10, true, "Container runtime (docker, containerd)"),
-    ("runtime.containerPid", 8, true, "Pid of the container's init process"),
+    (
+        "runtime.containerImageName",
+        30,
+        true,
+        "Image of the container",
+    ),
+    (
+        "runtime.runtimeName",
+        10,
+        true,
+        "Container runtime (docker, containerd)",
+    ),
+    (
+        "runtime.containerPid",
+        8,
+        true,
+        "Pid of the container's init process",
+    ),
     ("k8s.namespace", 20, true, "Kubernetes namespace"),
     ("k8s.podName", 30, true, "Kubernetes pod name"),
     ("k8s.containerName", 30, true, "Kubernetes container name"),
@@ -66,7 +81,11 @@ impl ContainerFields {
             return;
         }
         for i in 0..FIELDS.len() {
-            let v = if i == 4 { Value::U64(0) } else { Value::Str(String::new()) };
+            let v = if i == 4 {
+                Value::U64(0)
+            } else {
+                Value::Str(String::new())
+            };
             event.set(self.first + i, v);
         }
     }

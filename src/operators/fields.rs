@@ -8,18 +8,30 @@ pub enum FieldSelection {
     #[default]
     Default,
     Exact(Vec<String>),
-    Modify { add: Vec<String>, remove: Vec<String> },
+    Modify {
+        add: Vec<String>,
+        remove: Vec<String>,
+    },
 }
 
 impl FieldSelection {
     pub fn parse(spec: &str) -> Result<Self, String> {
-        let items: Vec<&str> = spec.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+        let items: Vec<&str> = spec
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
         if items.is_empty() {
             return Ok(FieldSelection::Default);
         }
-        let modifiers = items.iter().filter(|i| i.starts_with('+') || i.starts_with('-')).count();
+        let modifiers = items
+            .iter()
+            .filter(|i| i.starts_with('+') || i.starts_with('-'))
+            .count();
         if modifiers == 0 {
-            return Ok(FieldSelection::Exact(items.iter().map(|s| s.to_string()).collect()));
+            return Ok(FieldSelection::Exact(
+                items.iter().map(|s| s.to_string()).collect(),
+            ));
         }
         if modifiers != items.len() {
             return Err(format!(
@@ -29,7 +41,11 @@ impl FieldSelection {
         let (mut add, mut remove) = (Vec::new(), Vec::new());
         for i in items {
             let (sign, name) = i.split_at(1);
-            if sign == "+" { add.push(name.to_string()) } else { remove.push(name.to_string()) }
+            if sign == "+" {
+                add.push(name.to_string())
+            } else {
+                remove.push(name.to_string())
+            }
         }
         Ok(FieldSelection::Modify { add, remove })
     }
@@ -38,20 +54,33 @@ impl FieldSelection {
     pub fn apply(&self, schema: &Schema, order: &[usize]) -> Result<Vec<usize>, String> {
         let find = |name: &str| {
             schema.index(name).ok_or_else(|| {
-                let known: Vec<&str> = order.iter().map(|&i| schema.fields[i].name.as_str()).collect();
-                format!("unknown field {name:?}; this gadget has: {}", known.join(", "))
+                let known: Vec<&str> = order
+                    .iter()
+                    .map(|&i| schema.fields[i].name.as_str())
+                    .collect();
+                format!(
+                    "unknown field {name:?}; this gadget has: {}",
+                    known.join(", ")
+                )
             })
         };
         match self {
-            FieldSelection::Default => Ok(order.iter().copied().filter(|&i| !schema.fields[i].hidden).collect()),
+            FieldSelection::Default => Ok(order
+                .iter()
+                .copied()
+                .filter(|&i| !schema.fields[i].hidden)
+                .collect()),
             FieldSelection::Exact(names) => names.iter().map(|n| find(n)).collect(),
             FieldSelection::Modify { add, remove } => {
                 let add: Vec<usize> = add.iter().map(|n| find(n)).collect::<Result<_, _>>()?;
-                let remove: Vec<usize> = remove.iter().map(|n| find(n)).collect::<Result<_, _>>()?;
+                let remove: Vec<usize> =
+                    remove.iter().map(|n| find(n)).collect::<Result<_, _>>()?;
                 Ok(order
                     .iter()
                     .copied()
-                    .filter(|i| (!schema.fields[*i].hidden || add.contains(i)) && !remove.contains(i))
+                    .filter(|i| {
+                        (!schema.fields[*i].hidden || add.contains(i)) && !remove.contains(i)
+                    })
                     .collect())
             }
         }
@@ -90,7 +119,12 @@ mod tests {
 
     fn schema() -> Schema {
         let mut s = Schema::default();
-        for (n, hidden) in [("pid", false), ("comm", false), ("uid", true), ("runtime.containerName", false)] {
+        for (n, hidden) in [
+            ("pid", false),
+            ("comm", false),
+            ("uid", true),
+            ("runtime.containerName", false),
+        ] {
             let mut f = FieldDef::new(n);
             f.hidden = hidden;
             s.push(f);
@@ -103,13 +137,19 @@ mod tests {
         let s = schema();
         let order = display_order(&s, &["comm".into()]);
         assert_eq!(order, vec![3, 1, 0, 2]);
-        assert_eq!(FieldSelection::Default.apply(&s, &order).unwrap(), vec![3, 1, 0]);
+        assert_eq!(
+            FieldSelection::Default.apply(&s, &order).unwrap(),
+            vec![3, 1, 0]
+        );
         let sel = FieldSelection::parse("+uid,-comm").unwrap();
         assert_eq!(sel.apply(&s, &order).unwrap(), vec![3, 0, 2]);
         let sel = FieldSelection::parse("PID,comm").unwrap();
         assert_eq!(sel.apply(&s, &order).unwrap(), vec![0, 1]);
         assert!(FieldSelection::parse("pid,+uid").is_err());
-        let err = FieldSelection::parse("nope").unwrap().apply(&s, &order).unwrap_err();
+        let err = FieldSelection::parse("nope")
+            .unwrap()
+            .apply(&s, &order)
+            .unwrap_err();
         assert!(err.contains("unknown field \"nope\""), "{err}");
     }
 }

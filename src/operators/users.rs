@@ -51,7 +51,10 @@ mod tests {
 
     #[test]
     fn resolves_and_falls_back() {
-        let t = NameTable::parse("root:x:0:0:root:/root:/bin/sh\nbad line\nnobody:x:65534:65534::/:/bin/false\n", "uid");
+        let t = NameTable::parse(
+            "root:x:0:0:root:/root:/bin/sh\nbad line\nnobody:x:65534:65534::/:/bin/false\n",
+            "uid",
+        );
         assert_eq!(t.name(0), "root");
         assert_eq!(t.name(65534), "nobody");
         assert_eq!(t.name(4294967295), "uid:4294967295");

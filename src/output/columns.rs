@@ -11,6 +11,8 @@ pub struct ColumnsSink<W: Write> {
     header_done: bool,
     header: String,
     line: String,
+    /// One cell's text, reused.
+    cell: String,
 }
 
 impl<W: Write> ColumnsSink<W> {
@@ -22,8 +24,19 @@ impl<W: Write> ColumnsSink<W> {
                 (i, f.width.max(1), f.align)
             })
             .collect();
-        let mut sink = ColumnsSink { out, columns, header_done: false, header: String::new(), line: String::new() };
-        let names: Vec<String> = sink.columns.iter().map(|&(i, ..)| schema.fields[i].name.to_uppercase()).collect();
+        let mut sink = ColumnsSink {
+            out,
+            columns,
+            header_done: false,
+            header: String::new(),
+            line: String::new(),
+            cell: String::new(),
+        };
+        let names: Vec<String> = sink
+            .columns
+            .iter()
+            .map(|&(i, ..)| schema.fields[i].name.to_uppercase())
+            .collect();
         sink.header = sink.render(names.iter().map(String::as_str));
         sink
     }
@@ -78,8 +91,44 @@ fn fit(s: &str, width: usize) -> String {
 impl<W: Write> Sink for ColumnsSink<W> {
     fn event(&mut self, event: &Event) -> io::Result<bool> {
         self.ensure_header()?;
-        let cells: Vec<String> = self.columns.iter().map(|&(i, ..)| event.get(i).display()).collect();
-        self.line = self.render(cells.iter().map(String::as_str));
+        // Like `render`, without an allocation per cell.
+        let ColumnsSink {
+            columns,
+            line,
+            cell,
+            ..
+        } = self;
+        line.clear();
+        let n = columns.len();
+        for (k, &(i, width, align)) in columns.iter().enumerate() {
+            cell.clear();
+            event.get(i).write_display(cell);
+            let text = escape_control(cell);
+            if k > 0 {
+                line.push(' ');
+            }
+            let chars = text.chars().count();
+            if chars > width {
+                line.extend(text.chars().take(width.saturating_sub(1)));
+                line.push('…');
+                continue;
+            }
+            let pad = width - chars;
+            match align {
+                Align::Right => {
+                    line.extend(std::iter::repeat_n(' ', pad));
+                    line.push_str(&text);
+                }
+                Align::Left => {
+                    line.push_str(&text);
+                    if k + 1 < n {
+                        line.extend(std::iter::repeat_n(' ', pad));
+                    }
+                }
+            }
+        }
+        line.truncate(line.trim_end().len());
+        line.push('\n');
         self.out.write_all(self.line.as_bytes())?;
         Ok(true)
     }
@@ -118,10 +167,59 @@ mod tests {
         let mut buf = Vec::new();
         {
             let mut sink = ColumnsSink::new(&schema, vec![0, 1], &mut buf);
-            let ev = Event { values: vec![Value::U64(42), Value::Str("long\nname".into())] };
+            let ev = Event {
+                values: vec![Value::U64(42), Value::Str("long\nname".into())],
+            };
             sink.event(&ev).unwrap();
             sink.finish().unwrap();
         }
         assert_eq!(String::from_utf8(buf).unwrap(), "  PID COMM\n   42 lon…\n");
+    }
+
+    #[test]
+    fn rows_match_the_header_renderer() {
+        let mut schema = Schema::default();
+        for (name, width, align) in [
+            ("pid", 7, Align::Right),
+            ("args", 6, Align::Left),
+            ("ok", 5, Align::Left),
+            ("e", 1, Align::Left),
+        ] {
+            let mut f = FieldDef::new(name);
+            f.width = width;
+            f.align = align;
+            schema.push(f);
+        }
+        let events = [
+            vec![
+                Value::I64(-3),
+                Value::List(vec!["a".into(), "b\tc".into()]),
+                Value::Bool(true),
+                Value::Str("xy".into()),
+            ],
+            vec![
+                Value::U64(12345678),
+                Value::List(vec![]),
+                Value::Null,
+                Value::Str(String::new()),
+            ],
+            vec![
+                Value::U64(1),
+                Value::Str("ünïcødé-long".into()),
+                Value::Bool(false),
+                Value::Str("  ".into()),
+            ],
+        ];
+        for values in events {
+            let ev = Event { values };
+            let mut buf = Vec::new();
+            let mut sink = ColumnsSink::new(&schema, vec![0, 1, 2, 3], &mut buf);
+            sink.event(&ev).unwrap();
+            let cells: Vec<String> = (0..4).map(|i| ev.get(i).display()).collect();
+            let expected = sink.render(cells.iter().map(String::as_str));
+            drop(sink);
+            let text = String::from_utf8(buf).unwrap();
+            assert_eq!(text.split_once('\n').unwrap().1, expected);
+        }
     }
 }

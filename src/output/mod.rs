@@ -39,7 +39,9 @@ impl OutputMode {
             "json" => Ok(OutputMode::Json),
             "jsonpretty" => Ok(OutputMode::JsonPretty),
             "yaml" => Ok(OutputMode::Yaml),
-            _ => Err(format!("unknown output mode {s:?} (use columns, json, jsonpretty or yaml)")),
+            _ => Err(format!(
+                "unknown output mode {s:?} (use columns, json, jsonpretty or yaml)"
+            )),
         }
     }
 }
@@ -54,7 +56,9 @@ pub fn make_sink<'a, W: Write + 'a>(
     match mode {
         OutputMode::Columns => Box::new(ColumnsSink::new(schema, columns, out)),
         OutputMode::Json => Box::new(JsonSink::new(JsonTree::new(schema, &columns), out, false)),
-        OutputMode::JsonPretty => Box::new(JsonSink::new(JsonTree::new(schema, &columns), out, true)),
+        OutputMode::JsonPretty => {
+            Box::new(JsonSink::new(JsonTree::new(schema, &columns), out, true))
+        }
         OutputMode::Yaml => Box::new(YamlSink::new(JsonTree::new(schema, &columns), out)),
     }
 }

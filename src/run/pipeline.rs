@@ -32,7 +32,10 @@ pub struct Pipeline<'a> {
 /// Builds the schema of a tracer: decoded fields, then the enrichers' fields, with gadget.yaml's
 /// annotations applied to both. Returns the schema, the enrichers, and yaml's field order.
 pub fn build_schema(tracer: &Tracer, metadata: &Metadata) -> (Schema, Enrichers, Vec<String>) {
-    let mut schema = Schema { name: tracer.name.clone(), fields: Vec::new() };
+    let mut schema = Schema {
+        name: tracer.name.clone(),
+        fields: Vec::new(),
+    };
     let mut typed = Vec::new();
     for (i, f) in tracer.layout.fields.iter().enumerate() {
         let mut def = FieldDef::new(&f.name);
@@ -66,7 +69,11 @@ pub fn build_schema(tracer: &Tracer, metadata: &Metadata) -> (Schema, Enrichers,
             }
         }
     }
-    (schema, Enrichers { basic, containers }, metas.into_iter().map(|m| m.name).collect())
+    (
+        schema,
+        Enrichers { basic, containers },
+        metas.into_iter().map(|m| m.name).collect(),
+    )
 }
 
 /// The enrichers a schema was built with.
@@ -94,7 +101,9 @@ impl<'a> Pipeline<'a> {
             pid_field,
             held: HashMap::new(),
             sink,
-            event: Event { values: Vec::with_capacity(tracer.layout.fields.len() + 16) },
+            event: Event {
+                values: Vec::with_capacity(tracer.layout.fields.len() + 16),
+            },
             emitted: 0,
             max_events,
             stopped: false,
@@ -107,8 +116,13 @@ impl<'a> Pipeline<'a> {
         if self.stopped {
             return 0;
         }
-        self.event.values.clear();
-        self.decoder.decode(data, &mut self.event.values);
+        // The event's slots are overwritten in place (decoded fields here, derived ones by the
+        // enrichers), so their string buffers are reused from one record to the next.
+        let n = self.decoder.layout().fields.len();
+        if self.event.values.len() < n {
+            self.event.values.resize(n, crate::event::Value::Null);
+        }
+        self.decoder.decode_into(data, &mut self.event.values[..n]);
         let Some(i) = self.mntns_field else {
             self.enricher.process(&mut self.event);
             return self.emit_current();
@@ -118,7 +132,10 @@ impl<'a> Pipeline<'a> {
             held.push(self.event.clone());
             return 0;
         }
-        let pid = self.pid_field.and_then(|p| self.event.get(p).as_u64()).unwrap_or(0) as u32;
+        let pid = self
+            .pid_field
+            .and_then(|p| self.event.get(p).as_u64())
+            .unwrap_or(0) as u32;
         match selection.decide(mntns, pid) {
             Decision::Drop => 0,
             Decision::Hold => {

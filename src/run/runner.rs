@@ -30,7 +30,9 @@ pub struct Prepared {
 /// Reads the image for this machine's architecture (seeding a built-in gadget if needed).
 pub fn prepare(store: &Store, reference: &Reference) -> Result<Prepared, RunError> {
     crate::builtin::seed_if_builtin(store, reference)?;
-    let arch = crate::gadget::build::Arch::host().map(|a| a.oci_name()).unwrap_or("amd64");
+    let arch = crate::gadget::build::Arch::host()
+        .map(|a| a.oci_name())
+        .unwrap_or("amd64");
     let image = read_gadget(store, reference, arch)?;
     let metadata = Metadata::parse(&image.metadata_yaml)?;
     let spec = GadgetSpec::analyze(&image.object, metadata)?;
@@ -39,13 +41,21 @@ pub fn prepare(store: &Store, reference: &Reference) -> Result<Prepared, RunErro
 
 fn mntns_of(pid: &str) -> Option<u64> {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(format!("/proc/{pid}/ns/mnt")).ok().map(|m| m.ino())
+    std::fs::metadata(format!("/proc/{pid}/ns/mnt"))
+        .ok()
+        .map(|m| m.ino())
 }
 
 /// The container collection a run enriches from, and the tokio runtime that keeps it current.
-pub type Containers = (std::sync::Arc<crate::containers::ContainerCollection>, tokio::runtime::Handle);
+pub type Containers = (
+    std::sync::Arc<crate::containers::ContainerCollection>,
+    tokio::runtime::Handle,
+);
 
-pub(super) fn apply_verdicts(loaded: &LoadedGadget, selection: &mut Selection) -> Result<(), RunError> {
+pub(super) fn apply_verdicts(
+    loaded: &LoadedGadget,
+    selection: &mut Selection,
+) -> Result<(), RunError> {
     for (mntns, verdict) in selection.map_updates.drain(..) {
         match verdict {
             Some(keep) => loaded.set_mntns_verdict(mntns, keep)?,
@@ -92,9 +102,18 @@ pub fn run(
         }
     }
     let host_mntns = mntns_of("1");
-    let settings = LoadSettings { params, filter_by_mntns: true, ..Default::default() };
+    let settings = LoadSettings {
+        params,
+        filter_by_mntns: true,
+        ..Default::default()
+    };
     let mut loaded = LoadedGadget::load(&image.object, &spec, &settings)?;
-    let mut selection = Selection::new(config.containers.clone(), config.host, host_mntns, containers);
+    let mut selection = Selection::new(
+        config.containers.clone(),
+        config.host,
+        host_mntns,
+        containers,
+    );
     apply_verdicts(&loaded, &mut selection)?;
 
     let stdout = std::io::stdout();
@@ -109,29 +128,51 @@ pub fn run(
         };
         let out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
         let sink = make_sink(config.output, &schema, columns, out);
-        pipelines.push(RefCell::new(Pipeline::new(tracer, enricher, sink, config.max_events)));
+        pipelines.push(RefCell::new(Pipeline::new(
+            tracer,
+            enricher,
+            sink,
+            config.max_events,
+        )));
     }
     let selection = RefCell::new(selection);
 
     loaded.attach()?;
-    let maps: Vec<_> = spec.tracers.iter().map(|t| loaded.map(&t.map)).collect::<Result<_, _>>()?;
+    let maps: Vec<_> = spec
+        .tracers
+        .iter()
+        .map(|t| loaded.map(&t.map))
+        .collect::<Result<_, _>>()?;
     let mut builder = RingBufferBuilder::new();
     for (map, pipeline) in maps.iter().zip(&pipelines) {
         let selection = &selection;
         builder
             .add(map as &dyn MapCore, move |data: &[u8]| {
-                pipeline.borrow_mut().on_record(data, &mut selection.borrow_mut())
+                pipeline
+                    .borrow_mut()
+                    .on_record(data, &mut selection.borrow_mut())
             })
-            .map_err(|e| RunError::Gadget(crate::gadget::GadgetError::Map { map: map.name().to_string_lossy().into(), reason: e.to_string() }))?;
+            .map_err(|e| {
+                RunError::Gadget(crate::gadget::GadgetError::Map {
+                    map: map.name().to_string_lossy().into(),
+                    reason: e.to_string(),
+                })
+            })?;
     }
-    let ring = builder.build().map_err(|e| RunError::Config(format!("ring buffer: {e}")))?;
+    let ring = builder
+        .build()
+        .map_err(|e| RunError::Config(format!("ring buffer: {e}")))?;
 
     let started = Instant::now();
     let mut reported: Vec<(String, u64)> = Vec::new();
     let mut last_lost_check = Instant::now();
     let report_losses = |loaded: &LoadedGadget, reported: &mut Vec<(String, u64)>| {
         for (map, total) in loaded.lost() {
-            let before = reported.iter().find(|(m, _)| *m == map).map(|(_, c)| *c).unwrap_or(0);
+            let before = reported
+                .iter()
+                .find(|(m, _)| *m == map)
+                .map(|(_, c)| *c)
+                .unwrap_or(0);
             if total > before {
                 if let Some(p) = spec.tracers.iter().position(|t| t.map == map) {
                     pipelines[p].borrow_mut().lost(&map, total - before);
@@ -191,7 +232,10 @@ pub fn run(
     }
     if std::env::var_os("IG_STATS").is_some() {
         // For tests and debugging: what the run holds at its end (churn must not grow it).
-        let entries = loaded.map(crate::gadget::loader::MNTNS_FILTER_MAP).map(|m| m.keys().count()).unwrap_or(0);
+        let entries = loaded
+            .map(crate::gadget::loader::MNTNS_FILTER_MAP)
+            .map(|m| m.keys().count())
+            .unwrap_or(0);
         eprintln!(
             "ig: stats: events {total}, filter-map entries {entries}, known namespaces {}, held namespaces {}",
             selection.borrow().known_count(),

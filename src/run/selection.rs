@@ -32,6 +32,80 @@ enum Known {
     NotContainer,
 }
 
+/// What a process told about its mount namespace.
+enum Resolution {
+    Container(Arc<Container>),
+    /// Not in a container's cgroup and not a runtime setting one up: a host process in a
+    /// namespace of its own (a service with a private /tmp, a sandbox).
+    Plain,
+    Unknown,
+}
+
+/// Runtimes' helpers that run in a container's namespaces before it has its cgroup.
+const RUNTIME_COMMS: [&str; 5] = ["runc", "crun", "containerd-shim", "conmon", "runc:["];
+
+fn comm_of(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The comm may hold spaces and parentheses: the fields follow the last ')'.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// A live process in a mount namespace (the one an event came from may have exited already).
+fn any_pid_in(mntns: u64) -> Option<u32> {
+    let want = format!("mnt:[{mntns}]");
+    std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(Result::ok)
+        .find_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let link = std::fs::read_link(e.path().join("ns/mnt")).ok()?;
+            (link.to_str() == Some(want.as_str())).then_some(pid)
+        })
+}
+
+async fn resolve(collection: &ContainerCollection, pid: u32, mntns: u64) -> Resolution {
+    if let Some(c) = collection.resolve_pid(pid).await {
+        return Resolution::Container(c);
+    }
+    let pid = match crate::containers::procfs::mntns_of(pid) {
+        Ok(m) if m == mntns => pid,
+        _ => match any_pid_in(mntns) {
+            Some(other) => {
+                if let Some(c) = collection.resolve_pid(other).await {
+                    return Resolution::Container(c);
+                }
+                other
+            }
+            None => return Resolution::Unknown,
+        },
+    };
+    let still_there = crate::containers::procfs::mntns_of(pid).ok() == Some(mntns);
+    let hints = crate::containers::procfs::cgroup_hints(pid)
+        .await
+        .unwrap_or_default();
+    let runtime_helper = [Some(pid), parent_of(pid)]
+        .into_iter()
+        .flatten()
+        .any(|p| RUNTIME_COMMS.iter().any(|r| comm_of(p).starts_with(r)));
+    if still_there && hints.is_empty() && !runtime_helper {
+        Resolution::Plain
+    } else {
+        Resolution::Unknown
+    }
+}
+
 struct Pending {
     since: Instant,
     resolving: bool,
@@ -43,8 +117,8 @@ pub struct Selection {
     collection: Option<Arc<ContainerCollection>>,
     events: Option<broadcast::Receiver<ContainerEvent>>,
     runtime: Option<tokio::runtime::Handle>,
-    resolved_tx: mpsc::Sender<(u64, Option<Arc<Container>>)>,
-    resolved_rx: mpsc::Receiver<(u64, Option<Arc<Container>>)>,
+    resolved_tx: mpsc::Sender<(u64, Resolution)>,
+    resolved_rx: mpsc::Receiver<(u64, Resolution)>,
     known: HashMap<u64, Known>,
     pending: HashMap<u64, Pending>,
     forget: Vec<(Instant, u64)>,
@@ -92,14 +166,17 @@ impl Selection {
     }
 
     fn is_live(&self, mntns: u64) -> bool {
-        self.collection.as_ref().is_some_and(|col| col.all().iter().any(|c| c.mntns_id == mntns))
+        self.collection
+            .as_ref()
+            .is_some_and(|col| col.all().iter().any(|c| c.mntns_id == mntns))
     }
 
     fn learn(&mut self, c: Arc<Container>) {
         if !self.is_live(c.mntns_id) {
             // A container that is already gone (its last events are late): forget it soon, so
             // churn never grows the map.
-            self.forget.push((Instant::now() + FORGET_AFTER, c.mntns_id));
+            self.forget
+                .push((Instant::now() + FORGET_AFTER, c.mntns_id));
         }
         self.map_updates.push((c.mntns_id, Some(self.selected(&c))));
         self.known.insert(c.mntns_id, Known::Container(c));
@@ -128,13 +205,16 @@ impl Selection {
             self.map_updates.push((mntns, Some(self.host)));
             return self.verdict(&Known::NotContainer);
         };
-        let pending = self.pending.entry(mntns).or_insert(Pending { since: Instant::now(), resolving: false });
+        let pending = self.pending.entry(mntns).or_insert(Pending {
+            since: Instant::now(),
+            resolving: false,
+        });
         if !pending.resolving && pid != 0 {
             pending.resolving = true;
             let (collection, tx) = (collection.clone(), self.resolved_tx.clone());
             runtime.spawn(async move {
-                let c = collection.resolve_pid(pid).await;
-                let _ = tx.send((mntns, c));
+                let r = resolve(&collection, pid, mntns).await;
+                let _ = tx.send((mntns, r));
             });
         }
         Decision::Hold
@@ -148,16 +228,22 @@ impl Selection {
             loop {
                 match rx.try_recv() {
                     Ok(ContainerEvent::Added(c)) => learned.push(c),
-                    Ok(ContainerEvent::Removed(c)) => self.forget.push((Instant::now() + FORGET_AFTER, c.mntns_id)),
+                    Ok(ContainerEvent::Removed(c)) => self
+                        .forget
+                        .push((Instant::now() + FORGET_AFTER, c.mntns_id)),
                     Err(TryRecvError::Lagged(_)) => continue,
                     Err(_) => break,
                 }
             }
         }
-        while let Ok((mntns, c)) = self.resolved_rx.try_recv() {
-            match c {
-                Some(c) => learned.push(c),
-                None => {
+        while let Ok((mntns, r)) = self.resolved_rx.try_recv() {
+            match r {
+                Resolution::Container(c) => learned.push(c),
+                Resolution::Plain => {
+                    self.known.insert(mntns, Known::NotContainer);
+                    self.map_updates.push((mntns, Some(self.host)));
+                }
+                Resolution::Unknown => {
                     if let Some(p) = self.pending.get_mut(&mntns) {
                         p.resolving = false;
                     }

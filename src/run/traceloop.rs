@@ -40,7 +40,10 @@ const RETRY_EVERY: Duration = Duration::from_millis(100);
 const PIDS_FROM: u32 = 64;
 
 fn map_err(map: &str, e: impl std::fmt::Display) -> RunError {
-    RunError::Gadget(crate::gadget::GadgetError::Map { map: map.to_string(), reason: e.to_string() })
+    RunError::Gadget(crate::gadget::GadgetError::Map {
+        map: map.to_string(),
+        reason: e.to_string(),
+    })
 }
 
 fn param_u32(spec: &GadgetSpec, config: &RunConfig, var: &str) -> Result<u32, RunError> {
@@ -48,13 +51,22 @@ fn param_u32(spec: &GadgetSpec, config: &RunConfig, var: &str) -> Result<u32, Ru
         .params
         .iter()
         .find(|p| p.var == var)
-        .ok_or_else(|| RunError::Unsupported { gadget: "traceloop".into(), reason: format!("no parameter {var}") })?;
-    let value = config.params.iter().find(|(k, _)| *k == p.key).map(|(_, v)| v.as_str()).unwrap_or(&p.default);
-    value
-        .parse()
-        .ok()
-        .filter(|v: &u32| *v > 0)
-        .ok_or_else(|| RunError::Config(format!("--{} must be a positive number, not {value:?}", p.key)))
+        .ok_or_else(|| RunError::Unsupported {
+            gadget: "traceloop".into(),
+            reason: format!("no parameter {var}"),
+        })?;
+    let value = config
+        .params
+        .iter()
+        .find(|(k, _)| *k == p.key)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or(&p.default);
+    value.parse().ok().filter(|v: &u32| *v > 0).ok_or_else(|| {
+        RunError::Config(format!(
+            "--{} must be a positive number, not {value:?}",
+            p.key
+        ))
+    })
 }
 
 fn u64_at(bytes: &[u8]) -> u64 {
@@ -75,21 +87,25 @@ pub fn run(
     let total = per_container
         .checked_mul(max_containers)
         .filter(|t| (*t as u64) * RECORD_SIZE as u64 <= 4 << 30)
-        .ok_or_else(|| RunError::Config("--records × --max-containers is too large (over 4 GiB)".into()))?;
+        .ok_or_else(|| {
+            RunError::Config("--records × --max-containers is too large (over 4 GiB)".into())
+        })?;
 
     let arch = Arch::host().unwrap_or(Arch::X86_64);
     let mut params = Vec::new();
     for (key, value) in &config.params {
-        let p = spec.param(key).ok_or_else(|| RunError::Config(format!("unknown gadget parameter --{key}")))?;
+        let p = spec
+            .param(key)
+            .ok_or_else(|| RunError::Config(format!("unknown gadget parameter --{key}")))?;
         if let Some(bytes) = encode_param(p, value)? {
             params.push((p.var.clone(), bytes));
         }
     }
     let mut filter_nrs = Vec::new();
     for name in &config.syscall_filters {
-        let nr = arch
-            .syscall_nr(name)
-            .ok_or_else(|| RunError::Config(format!("--syscall-filters: unknown syscall {name:?}")))?;
+        let nr = arch.syscall_nr(name).ok_or_else(|| {
+            RunError::Config(format!("--syscall-filters: unknown syscall {name:?}"))
+        })?;
         filter_nrs.push(nr);
     }
     if !filter_nrs.is_empty() {
@@ -112,16 +128,26 @@ pub fn run(
     if !filter_nrs.is_empty() {
         let map = loaded.map(SYSCALL_FILTERS)?;
         for nr in &filter_nrs {
-            map.update(&nr.to_le_bytes(), &[1], MapFlags::ANY).map_err(|e| map_err(SYSCALL_FILTERS, e))?;
+            map.update(&nr.to_le_bytes(), &[1], MapFlags::ANY)
+                .map_err(|e| map_err(SYSCALL_FILTERS, e))?;
         }
     }
-    let host_mntns = std::fs::metadata("/proc/1/ns/mnt").ok().map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+    let host_mntns = std::fs::metadata("/proc/1/ns/mnt")
+        .ok()
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m));
     let collection = containers.as_ref().map(|(c, _)| c.clone());
     let handle = containers.as_ref().map(|(_, h)| h.clone());
-    let mut selection = Selection::new(config.containers.clone(), config.host, host_mntns, containers);
+    let mut selection = Selection::new(
+        config.containers.clone(),
+        config.host,
+        host_mntns,
+        containers,
+    );
     apply_verdicts(&loaded, &mut selection)?;
     loaded.attach()?;
-    eprintln!("ig: recording syscalls; the history is printed when the run stops (Ctrl-C or --timeout)");
+    eprintln!(
+        "ig: recording syscalls; the history is printed when the run stops (Ctrl-C or --timeout)"
+    );
 
     let started = Instant::now();
     let mut scan = Scan {
@@ -239,12 +265,19 @@ fn container_by_cgroup(
     mntns: u64,
 ) -> Option<Arc<Container>> {
     let (collection, handle) = (collection?, handle?);
-    let value = loaded.map(CGROUPS).ok()?.lookup(&slot.to_le_bytes(), MapFlags::ANY).ok()??;
+    let value = loaded
+        .map(CGROUPS)
+        .ok()?
+        .lookup(&slot.to_le_bytes(), MapFlags::ANY)
+        .ok()??;
     // { u64 mntns_id; char parent[64]; char leaf[96]; }
     if value.len() < 168 || u64_at(&value[..8]) != mntns {
         return None;
     }
-    let text = |b: &[u8]| String::from_utf8_lossy(&b[..b.iter().position(|&c| c == 0).unwrap_or(b.len())]).into_owned();
+    let text = |b: &[u8]| {
+        String::from_utf8_lossy(&b[..b.iter().position(|&c| c == 0).unwrap_or(b.len())])
+            .into_owned()
+    };
     let (parent, leaf) = (text(&value[8..72]), text(&value[72..168]));
     if leaf.is_empty() {
         return None;
@@ -277,7 +310,10 @@ impl Scan<'_> {
     fn run(&mut self, selection: &Selection) -> Result<(), RunError> {
         for (mntns, slot) in slots(self.loaded)? {
             let now = Instant::now();
-            let entry = self.seen.entry(mntns).or_insert((now, now - RETRY_EVERY, false));
+            let entry = self
+                .seen
+                .entry(mntns)
+                .or_insert((now, now - RETRY_EVERY, false));
             if entry.2 {
                 continue;
             }
@@ -296,7 +332,13 @@ impl Scan<'_> {
             let (first, last) = (entry.0, entry.1);
             if now.duration_since(first) > RESOLVE_FOR || self.collection.is_none() {
                 entry.2 = true;
-                let c = container_by_cgroup(self.loaded, self.collection.as_deref(), self.handle, slot, mntns);
+                let c = container_by_cgroup(
+                    self.loaded,
+                    self.collection.as_deref(),
+                    self.handle,
+                    slot,
+                    mntns,
+                );
                 self.settle(mntns, slot, c, selection)?;
                 continue;
             }
@@ -305,7 +347,13 @@ impl Scan<'_> {
             }
             entry.1 = now;
             // The cgroup BPF noted names the container, also one already gone.
-            if let Some(c) = container_by_cgroup(self.loaded, self.collection.as_deref(), self.handle, slot, mntns) {
+            if let Some(c) = container_by_cgroup(
+                self.loaded,
+                self.collection.as_deref(),
+                self.handle,
+                slot,
+                mntns,
+            ) {
                 entry.2 = true;
                 self.settle(mntns, slot, Some(c), selection)?;
                 continue;
@@ -323,7 +371,13 @@ impl Scan<'_> {
         Ok(())
     }
 
-    fn settle(&mut self, mntns: u64, slot: u32, c: Option<Arc<Container>>, selection: &Selection) -> Result<(), RunError> {
+    fn settle(
+        &mut self,
+        mntns: u64,
+        slot: u32,
+        c: Option<Arc<Container>>,
+        selection: &Selection,
+    ) -> Result<(), RunError> {
         let keep = selection.shows(mntns, c.as_deref());
         if let Some(c) = c {
             self.named.insert(mntns, c);
@@ -338,10 +392,19 @@ impl Scan<'_> {
 /// Stops recording a mount namespace and gives its slot back to BPF.
 fn close_slot(loaded: &LoadedGadget, mntns: u64, slot: u32) -> Result<(), RunError> {
     loaded.set_mntns_verdict(mntns, false)?;
-    loaded.map(SLOTS)?.delete(&mntns.to_le_bytes()).map_err(|e| map_err(SLOTS, e))?;
+    loaded
+        .map(SLOTS)?
+        .delete(&mntns.to_le_bytes())
+        .map_err(|e| map_err(SLOTS, e))?;
     let empty = [0u8; 168];
-    loaded.map(CGROUPS)?.update(&slot.to_le_bytes(), &empty, MapFlags::ANY).map_err(|e| map_err(CGROUPS, e))?;
-    loaded.map(FREE_SLOTS)?.update(&[], &slot.to_le_bytes(), MapFlags::ANY).map_err(|e| map_err(FREE_SLOTS, e))?;
+    loaded
+        .map(CGROUPS)?
+        .update(&slot.to_le_bytes(), &empty, MapFlags::ANY)
+        .map_err(|e| map_err(CGROUPS, e))?;
+    loaded
+        .map(FREE_SLOTS)?
+        .update(&[], &slot.to_le_bytes(), MapFlags::ANY)
+        .map_err(|e| map_err(FREE_SLOTS, e))?;
     Ok(())
 }
 
@@ -384,7 +447,6 @@ fn container_json(c: Option<&Container>) -> serde_json::Map<String, serde_json::
 }
 
 impl Dump<'_> {
-
     fn print(&self, config: &RunConfig, selection: &Selection) -> Result<u64, RunError> {
         let decoder = Decoder::new(self.arch, SyscallFormats::load());
         let heads = self.loaded.map(HEADS)?;
@@ -395,7 +457,9 @@ impl Dump<'_> {
                 .get(&mntns)
                 .cloned()
                 .or_else(|| self.collection.and_then(|c| c.lookup_mntns(mntns)))
-                .or_else(|| container_by_cgroup(self.loaded, self.collection, self.handle, slot, mntns));
+                .or_else(|| {
+                    container_by_cgroup(self.loaded, self.collection, self.handle, slot, mntns)
+                });
             if !selection.shows(mntns, container.as_deref()) {
                 continue;
             }
@@ -420,7 +484,12 @@ impl Dump<'_> {
                 let base = Timebase::of(events);
                 if config.output == OutputMode::Columns {
                     let who = match container {
-                        Some(c) => format!("container {} ({} {})", c.name, c.runtime, &c.id[..c.id.len().min(12)]),
+                        Some(c) => format!(
+                            "container {} ({} {})",
+                            c.name,
+                            c.runtime,
+                            &c.id[..c.id.len().min(12)]
+                        ),
                         None => format!("mount namespace {mntns} (not a known container)"),
                     };
                     writeln!(out, "# traceloop of {who}: {} syscalls", events.len())?;
@@ -435,7 +504,8 @@ impl Dump<'_> {
                         match config.output {
                             OutputMode::JsonPretty => serde_json::to_writer_pretty(&mut out, &v)?,
                             OutputMode::Yaml => {
-                                let text = serde_norway::to_string(&v).map_err(std::io::Error::other)?;
+                                let text =
+                                    serde_norway::to_string(&v).map_err(std::io::Error::other)?;
                                 write!(out, "---\n{text}")?;
                                 continue;
                             }
