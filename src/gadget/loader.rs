@@ -19,6 +19,8 @@ pub struct LoadSettings {
     pub wakeup_bytes: u64,
     /// Map name → max_entries, set before load.
     pub map_sizes: Vec<(String, u32)>,
+    /// Programs not loaded nor attached (the gadget says a parameter makes them useless).
+    pub skip_programs: Vec<String>,
 }
 
 pub const MNTNS_FILTER_MAP: &str = "gadget_mntns_filter_map";
@@ -90,6 +92,15 @@ impl LoadedGadget {
             0 => smallest_ring / 4,
             n => n,
         };
+        for mut prog in open.progs_mut() {
+            if settings
+                .skip_programs
+                .iter()
+                .any(|p| prog.name() == p.as_str())
+            {
+                prog.set_autoload(false);
+            }
+        }
         let mut writes: Vec<(u32, Vec<u8>)> = Vec::new();
         for (var, bytes) in &settings.params {
             let p = spec
@@ -145,6 +156,9 @@ impl LoadedGadget {
     /// named.
     pub fn attach(&mut self) -> Result<(), GadgetError> {
         for prog in self.object.progs_mut() {
+            if !prog.autoload() {
+                continue;
+            }
             let name = prog.name().to_string_lossy().into_owned();
             let section = prog.section().to_string_lossy().into_owned();
             take_libbpf_log();

@@ -128,6 +128,20 @@ impl Metadata {
         self.extra.get(name)
     }
 
+    /// Programs to leave out when a boolean parameter is true
+    /// (`programs: {prog: {skipWhen: param_var}}`): work the parameter makes useless.
+    pub fn skip_when(&self) -> Vec<(String, String)> {
+        let Some(progs) = self.section("programs").and_then(Value::as_mapping) else {
+            return Vec::new();
+        };
+        progs
+            .iter()
+            .filter_map(|(name, meta)| {
+                Some((scalar(name)?, meta.get("skipWhen").and_then(scalar)?))
+            })
+            .collect()
+    }
+
     pub fn datasource_names(&self) -> Vec<String> {
         self.datasources.keys().filter_map(scalar).collect()
     }

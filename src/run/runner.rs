@@ -39,11 +39,38 @@ pub fn prepare(store: &Store, reference: &Reference) -> Result<Prepared, RunErro
     Ok(Prepared { image, spec })
 }
 
+/// The host's mount namespace: init's, or ours where init's cannot be read (a sandbox
+/// without access to pid 1).
+pub(super) fn host_mntns() -> Option<u64> {
+    mntns_of("1").or_else(|| mntns_of("self"))
+}
+
 fn mntns_of(pid: &str) -> Option<u64> {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(format!("/proc/{pid}/ns/mnt"))
         .ok()
         .map(|m| m.ino())
+}
+
+/// Programs whose `skipWhen` parameter is true for this run.
+fn skipped_programs(spec: &GadgetSpec, params: &[(String, Vec<u8>)]) -> Vec<String> {
+    spec.metadata
+        .skip_when()
+        .into_iter()
+        .filter(|(_, var)| {
+            let set = params
+                .iter()
+                .find(|(v, _)| v == var)
+                .map(|(_, b)| b.first() == Some(&1));
+            let default = spec
+                .params
+                .iter()
+                .find(|p| &p.var == var)
+                .map(|p| p.default == "true");
+            set.or(default).unwrap_or(false)
+        })
+        .map(|(prog, _)| prog)
+        .collect()
 }
 
 /// The container collection a run enriches from, and the tokio runtime that keeps it current.
@@ -101,10 +128,12 @@ pub fn run(
             params.push((p.var.clone(), bytes));
         }
     }
-    let host_mntns = mntns_of("1");
+    let host_mntns = host_mntns();
+    let skip_programs = skipped_programs(&spec, &params);
     let settings = LoadSettings {
         params,
         filter_by_mntns: true,
+        skip_programs,
         ..Default::default()
     };
     let mut loaded = LoadedGadget::load(&image.object, &spec, &settings)?;

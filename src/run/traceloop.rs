@@ -132,9 +132,7 @@ pub fn run(
                 .map_err(|e| map_err(SYSCALL_FILTERS, e))?;
         }
     }
-    let host_mntns = std::fs::metadata("/proc/1/ns/mnt")
-        .ok()
-        .map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+    let host_mntns = super::runner::host_mntns();
     let collection = containers.as_ref().map(|(c, _)| c.clone());
     let handle = containers.as_ref().map(|(_, h)| h.clone());
     let mut selection = Selection::new(
