@@ -21,7 +21,7 @@ if [[ -z "${BENCH_NO_CONTAINER:-}" ]]; then
     bash tests/setup/busybox-image.sh
 fi
 # The image must be in the local store before start-to-first-event is measured.
-target/release/ig image list >/dev/null
+target/release/ig image inspect trace_exec >/dev/null
 
 echo "bench: $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ)" >&2
 exec python3 bench/bench.py
