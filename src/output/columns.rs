@@ -45,23 +45,7 @@ impl<W: Write> ColumnsSink<W> {
         let mut line = String::new();
         let n = self.columns.len();
         for (k, (cell, &(_, width, align))) in cells.zip(&self.columns).enumerate() {
-            let text = fit(cell, width);
-            let pad = width.saturating_sub(text.chars().count());
-            if k > 0 {
-                line.push(' ');
-            }
-            match align {
-                Align::Right => {
-                    line.extend(std::iter::repeat_n(' ', pad));
-                    line.push_str(&text);
-                }
-                Align::Left => {
-                    line.push_str(&text);
-                    if k + 1 < n {
-                        line.extend(std::iter::repeat_n(' ', pad));
-                    }
-                }
-            }
+            push_cell(&mut line, &escape_control(cell), width, align, k, n);
         }
         line.truncate(line.trim_end().len());
         line.push('\n');
@@ -77,15 +61,31 @@ impl<W: Write> ColumnsSink<W> {
     }
 }
 
-/// Cuts a cell to its width, marking the cut with `…`.
-fn fit(s: &str, width: usize) -> String {
-    let s = escape_control(s);
-    if s.chars().count() <= width {
-        return s.into_owned();
+/// Appends cell `k` of `n`: cut to its width (the cut marked with `…`), padded on the side its
+/// alignment says, separated from the previous one by a space.
+fn push_cell(line: &mut String, text: &str, width: usize, align: Align, k: usize, n: usize) {
+    if k > 0 {
+        line.push(' ');
     }
-    let mut out: String = s.chars().take(width.saturating_sub(1)).collect();
-    out.push('…');
-    out
+    let chars = text.chars().count();
+    if chars > width {
+        line.extend(text.chars().take(width.saturating_sub(1)));
+        line.push('…');
+        return;
+    }
+    let pad = width - chars;
+    match align {
+        Align::Right => {
+            line.extend(std::iter::repeat_n(' ', pad));
+            line.push_str(text);
+        }
+        Align::Left => {
+            line.push_str(text);
+            if k + 1 < n {
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+    }
 }
 
 impl<W: Write> Sink for ColumnsSink<W> {
@@ -103,29 +103,7 @@ impl<W: Write> Sink for ColumnsSink<W> {
         for (k, &(i, width, align)) in columns.iter().enumerate() {
             cell.clear();
             event.get(i).write_display(cell);
-            let text = escape_control(cell);
-            if k > 0 {
-                line.push(' ');
-            }
-            let chars = text.chars().count();
-            if chars > width {
-                line.extend(text.chars().take(width.saturating_sub(1)));
-                line.push('…');
-                continue;
-            }
-            let pad = width - chars;
-            match align {
-                Align::Right => {
-                    line.extend(std::iter::repeat_n(' ', pad));
-                    line.push_str(&text);
-                }
-                Align::Left => {
-                    line.push_str(&text);
-                    if k + 1 < n {
-                        line.extend(std::iter::repeat_n(' ', pad));
-                    }
-                }
-            }
+            push_cell(line, &escape_control(cell), width, align, k, n);
         }
         line.truncate(line.trim_end().len());
         line.push('\n');

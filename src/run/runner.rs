@@ -52,6 +52,23 @@ fn mntns_of(pid: &str) -> Option<u64> {
         .map(|m| m.ino())
 }
 
+/// The user's gadget parameters as `.rodata` bytes, by variable.
+pub(super) fn encode_params(
+    spec: &GadgetSpec,
+    config: &RunConfig,
+) -> Result<Vec<(String, Vec<u8>)>, RunError> {
+    let mut params = Vec::new();
+    for (key, value) in &config.params {
+        let p = spec
+            .param(key)
+            .ok_or_else(|| RunError::Config(format!("unknown gadget parameter --{key}")))?;
+        if let Some(bytes) = encode_param(p, value)? {
+            params.push((p.var.clone(), bytes));
+        }
+    }
+    Ok(params)
+}
+
 /// Programs whose `skipWhen` parameter is true for this run.
 fn skipped_programs(spec: &GadgetSpec, params: &[(String, Vec<u8>)]) -> Vec<String> {
     spec.metadata
@@ -119,15 +136,7 @@ pub fn run(
         });
     }
 
-    let mut params = Vec::new();
-    for (key, value) in &config.params {
-        let p = spec
-            .param(key)
-            .ok_or_else(|| RunError::Config(format!("unknown gadget parameter --{key}")))?;
-        if let Some(bytes) = encode_param(p, value)? {
-            params.push((p.var.clone(), bytes));
-        }
-    }
+    let params = encode_params(&spec, config)?;
     let host_mntns = host_mntns();
     let skip_programs = skipped_programs(&spec, &params);
     let settings = LoadSettings {

@@ -16,7 +16,6 @@ use super::selection::Selection;
 use super::{RunConfig, RunError};
 use crate::containers::{Container, ContainerCollection};
 use crate::gadget::loader::{LoadSettings, LoadedGadget};
-use crate::gadget::spec::encode_param;
 use crate::gadget::GadgetSpec;
 use crate::oci::image::GadgetImage;
 use crate::output::OutputMode;
@@ -92,15 +91,7 @@ pub fn run(
         })?;
 
     let arch = Arch::host().unwrap_or(Arch::X86_64);
-    let mut params = Vec::new();
-    for (key, value) in &config.params {
-        let p = spec
-            .param(key)
-            .ok_or_else(|| RunError::Config(format!("unknown gadget parameter --{key}")))?;
-        if let Some(bytes) = encode_param(p, value)? {
-            params.push((p.var.clone(), bytes));
-        }
-    }
+    let mut params = super::runner::encode_params(spec, config)?;
     let mut filter_nrs = Vec::new();
     for name in &config.syscall_filters {
         let nr = arch.syscall_nr(name).ok_or_else(|| {
