@@ -15,16 +15,7 @@ fn record(name: &str, script: &str, extra: &[&str]) -> (Vec<String>, String) {
     let ig = Ig::new();
     let mut args = vec!["run", "traceloop", "-c", name, "--timeout", "60"];
     args.extend_from_slice(extra);
-    let tracer = ig.spawn(&args);
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !tracer.stderr_text().contains("recording syscalls") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "traceloop did not start: {}",
-            tracer.stderr_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let tracer = start(&ig, &args);
     let out = Command::new("docker")
         .args(["run", "--rm", "--name", name, IMAGE, "sh", "-c", script])
         .output()
@@ -34,6 +25,21 @@ fn record(name: &str, script: &str, extra: &[&str]) -> (Vec<String>, String) {
     let (status, lines, stderr) = tracer.stop();
     assert!(status.success(), "ig exited with {status}: {stderr}");
     (lines, stderr)
+}
+
+/// Starts `ig run traceloop` and returns once it records.
+fn start(ig: &Ig, args: &[&str]) -> Running {
+    let tracer = ig.spawn(args);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !tracer.stderr_text().contains("recording syscalls") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "traceloop did not start: {}",
+            tracer.stderr_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    tracer
 }
 
 fn header_of(lines: &[String]) -> Vec<&String> {
@@ -218,27 +224,21 @@ fn json_output_and_syscall_filters() {
     setup();
     let name = unique("jsonpod");
     let ig = Ig::new();
-    let tracer = ig.spawn(&[
-        "run",
-        "traceloop",
-        "-c",
-        &name,
-        "-o",
-        "json",
-        "--syscall-filters",
-        "openat,write",
-        "--timeout",
-        "60",
-    ]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !tracer.stderr_text().contains("recording syscalls") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{}",
-            tracer.stderr_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let tracer = start(
+        &ig,
+        &[
+            "run",
+            "traceloop",
+            "-c",
+            &name,
+            "-o",
+            "json",
+            "--syscall-filters",
+            "openat,write",
+            "--timeout",
+            "60",
+        ],
+    );
     run(
         "docker",
         &[
