@@ -115,10 +115,17 @@ async fn resolve_pid_of_a_container_just_starting() -> Result<()> {
         .ok()
         .and_then(|m| coll.lookup_mntns(m))
         .is_some();
-    let resolved = coll
-        .resolve_pid(pid)
-        .await
-        .context("resolve_pid found nothing")?;
+    // While runc still sets the namespaces up, the pid may not be in the container's mount
+    // namespace yet and resolve_pid rightly answers nothing: ask again, as ig run does.
+    let mut resolved = None;
+    for _ in 0..100 {
+        resolved = coll.resolve_pid(pid).await;
+        if resolved.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let resolved = resolved.context("resolve_pid found nothing")?;
     eprintln!("resolve_pid: container known before the call: {known_before}");
     assert_eq!(resolved.id, id);
     assert_eq!(resolved.name, name);
