@@ -26,7 +26,7 @@ run: build
 
 test: test-deps lint
 	$(CARGO) build --tests
-	$(CARGO) test -- --test-threads 4
+	$(CARGO) test --lib --bins --tests -- --test-threads 4
 
 lint:
 	$(CARGO) fmt --all -- --check
