@@ -162,6 +162,12 @@ impl ContainerCollection {
         c
     }
 
+    /// The live container owning a mount namespace. A namespace inode is reused soon after
+    /// its namespace dies, so a first sighting must not be matched with a removed container.
+    pub fn lookup_live_mntns(&self, mntns_id: u64) -> Option<Arc<Container>> {
+        self.read().by_mntns.get(&mntns_id).cloned()
+    }
+
     /// Live containers with this name.
     pub fn by_name(&self, name: &str) -> Vec<Arc<Container>> {
         let mut v: Vec<_> = self

@@ -62,6 +62,26 @@ fn parent_of(pid: u32) -> Option<u32> {
         .ok()
 }
 
+/// How often decisions about dead namespaces are dropped.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// The mount namespaces some process lives in.
+fn live_namespaces() -> Option<std::collections::HashSet<u64>> {
+    use std::os::unix::fs::MetadataExt;
+    let mut set = std::collections::HashSet::new();
+    for e in std::fs::read_dir("/proc").ok()?.filter_map(Result::ok) {
+        if e.file_name()
+            .to_str()
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        {
+            if let Ok(m) = std::fs::metadata(e.path().join("ns/mnt")) {
+                set.insert(m.ino());
+            }
+        }
+    }
+    Some(set)
+}
+
 /// A live process in a mount namespace (the one an event came from may have exited already).
 fn any_pid_in(mntns: u64) -> Option<u32> {
     let want = format!("mnt:[{mntns}]");
@@ -122,6 +142,8 @@ pub struct Selection {
     known: HashMap<u64, Known>,
     pending: HashMap<u64, Pending>,
     forget: Vec<(Instant, u64)>,
+    host_mntns: Option<u64>,
+    last_sweep: Instant,
     /// Verdicts for the BPF map: `Some(keep)` to set, `None` to delete.
     pub map_updates: Vec<(u64, Option<bool>)>,
 }
@@ -149,6 +171,8 @@ impl Selection {
             known: HashMap::new(),
             pending: HashMap::new(),
             forget: Vec::new(),
+            host_mntns,
+            last_sweep: Instant::now(),
             map_updates: Vec::new(),
         };
         if let Some(h) = host_mntns {
@@ -196,7 +220,11 @@ impl Selection {
         if let Some(k) = self.known.get(&mntns) {
             return self.verdict(k);
         }
-        if let Some(c) = self.collection.as_ref().and_then(|c| c.lookup_mntns(mntns)) {
+        if let Some(c) = self
+            .collection
+            .as_ref()
+            .and_then(|c| c.lookup_live_mntns(mntns))
+        {
             self.learn(c);
             return self.verdict(&self.known[&mntns]);
         }
@@ -224,16 +252,29 @@ impl Selection {
     /// can now be released, with their decision.
     pub fn poll(&mut self) -> Vec<(u64, Decision)> {
         let mut learned = Vec::new();
+        let mut removed = Vec::new();
         if let Some(rx) = &mut self.events {
             loop {
                 match rx.try_recv() {
-                    Ok(ContainerEvent::Added(c)) => learned.push(c),
-                    Ok(ContainerEvent::Removed(c)) => self
-                        .forget
-                        .push((Instant::now() + FORGET_AFTER, c.mntns_id)),
+                    Ok(ContainerEvent::Added(c)) => {
+                        removed.retain(|r: &Arc<Container>| r.mntns_id != c.mntns_id);
+                        learned.push(c)
+                    }
+                    // Its namespace is dead or dying; its inode may soon name another one.
+                    Ok(ContainerEvent::Removed(c)) => {
+                        learned.retain(|l| l.id != c.id);
+                        removed.push(c.clone());
+                    }
                     Err(TryRecvError::Lagged(_)) => continue,
                     Err(_) => break,
                 }
+            }
+        }
+        for gone in removed {
+            // Only if the namespace still means that container (its inode may name a newer one).
+            if matches!(self.known.get(&gone.mntns_id), Some(Known::Container(k)) if k.id == gone.id)
+            {
+                self.forget_now(gone.mntns_id);
             }
         }
         while let Ok((mntns, r)) = self.resolved_rx.try_recv() {
@@ -265,8 +306,16 @@ impl Selection {
         for mntns in done {
             self.pending.remove(&mntns);
             if !self.known.contains_key(&mntns) {
-                // A late lookup, then give up: not a container.
-                match self.collection.as_ref().and_then(|c| c.lookup_mntns(mntns)) {
+                // A late lookup, then give up: not a container. A removed container may only
+                // name a namespace no process lives in any more (its last events).
+                let late = match any_pid_in(mntns) {
+                    Some(_) => self
+                        .collection
+                        .as_ref()
+                        .and_then(|c| c.lookup_live_mntns(mntns)),
+                    None => self.collection.as_ref().and_then(|c| c.lookup_mntns(mntns)),
+                };
+                match late {
                     Some(c) => self.learn(c),
                     None => {
                         self.known.insert(mntns, Known::NotContainer);
@@ -275,6 +324,10 @@ impl Selection {
                 }
             }
             released.push((mntns, self.verdict(&self.known[&mntns])));
+        }
+        if now.duration_since(self.last_sweep) >= SWEEP_EVERY {
+            self.last_sweep = now;
+            self.sweep_dead_namespaces();
         }
         let (due, later): (Vec<_>, Vec<_>) = self.forget.drain(..).partition(|(t, _)| *t <= now);
         self.forget = later;
@@ -285,6 +338,31 @@ impl Selection {
             }
         }
         released
+    }
+
+    fn forget_now(&mut self, mntns: u64) {
+        if self.known.remove(&mntns).is_some() {
+            self.map_updates.push((mntns, None));
+        }
+    }
+
+    /// Forgets decisions about namespaces no process lives in any more: their inodes get
+    /// reused by new namespaces (a new container must not inherit an old verdict).
+    fn sweep_dead_namespaces(&mut self) {
+        let Some(alive) = live_namespaces() else {
+            return;
+        };
+        let dead: Vec<u64> = self
+            .known
+            .keys()
+            .copied()
+            .filter(|m| {
+                Some(*m) != self.host_mntns && !alive.contains(m) && !self.pending.contains_key(m)
+            })
+            .collect();
+        for mntns in dead {
+            self.forget_now(mntns);
+        }
     }
 
     /// Whether a mount namespace's records are shown (flight-recorder gadgets): a selected

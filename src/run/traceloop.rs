@@ -313,7 +313,11 @@ impl Scan<'_> {
                 }
                 continue;
             }
-            if let Some(c) = self.collection.as_ref().and_then(|c| c.lookup_mntns(mntns)) {
+            if let Some(c) = self
+                .collection
+                .as_ref()
+                .and_then(|c| c.lookup_live_mntns(mntns))
+            {
                 entry.2 = true;
                 self.settle(mntns, slot, Some(c), selection)?;
                 continue;
@@ -441,14 +445,17 @@ impl Dump<'_> {
         let heads = self.loaded.map(HEADS)?;
         let mut by_start: BTreeMap<(u64, u64), ContainerTrace> = BTreeMap::new();
         for (mntns, slot) in slots(self.loaded)? {
+            // Most precise first: named during the run, the cgroup BPF noted for this very
+            // namespace, a live container; a removed one only as a last resort (inodes get reused).
             let container = self
                 .named
                 .get(&mntns)
                 .cloned()
-                .or_else(|| self.collection.and_then(|c| c.lookup_mntns(mntns)))
                 .or_else(|| {
                     container_by_cgroup(self.loaded, self.collection, self.handle, slot, mntns)
-                });
+                })
+                .or_else(|| self.collection.and_then(|c| c.lookup_live_mntns(mntns)))
+                .or_else(|| self.collection.and_then(|c| c.lookup_mntns(mntns)));
             if !selection.shows(mntns, container.as_deref()) {
                 continue;
             }
