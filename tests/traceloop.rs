@@ -198,10 +198,10 @@ fn other_containers_never_appear() {
     )
     .expect("noisy container");
     let name = unique("quiet");
-    let (lines, _) = record(&name, "cat /etc/passwd >/dev/null; sleep 1", &[]);
+    let (lines, stderr) = record(&name, "cat /etc/passwd >/dev/null; sleep 1", &[]);
     let _ = run("docker", &["rm", "-f", &other]);
     let headers = header_of(&lines);
-    assert_eq!(headers.len(), 1, "{headers:?}");
+    assert_eq!(headers.len(), 1, "{headers:?}\n{stderr}");
     assert!(headers[0].contains(&name));
     assert!(
         lines.iter().any(|l| l.contains("/etc/passwd")),

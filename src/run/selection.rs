@@ -63,10 +63,10 @@ fn parent_of(pid: u32) -> Option<u32> {
 }
 
 /// How often decisions about dead namespaces are dropped.
-const SWEEP_EVERY: Duration = Duration::from_secs(1);
+pub(super) const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// The mount namespaces some process lives in.
-fn live_namespaces() -> Option<std::collections::HashSet<u64>> {
+pub(super) fn live_namespaces() -> Option<std::collections::HashSet<u64>> {
     use std::os::unix::fs::MetadataExt;
     let mut set = std::collections::HashSet::new();
     for e in std::fs::read_dir("/proc").ok()?.filter_map(Result::ok) {

@@ -148,6 +148,8 @@ pub fn run(
         handle: handle.as_ref(),
         seen: HashMap::new(),
         named: HashMap::new(),
+        closed: Vec::new(),
+        last_sweep: Instant::now(),
     };
     loop {
         std::thread::sleep(SCAN_INTERVAL);
@@ -293,10 +295,42 @@ struct Scan<'a> {
     /// mntns → (first seen, last resolution try, settled).
     seen: HashMap<u64, (Instant, Instant, bool)>,
     named: HashMap<u64, Arc<Container>>,
+    /// Namespaces closed here, and when dead namespaces were last looked for.
+    closed: Vec<u64>,
+    last_sweep: Instant,
 }
 
 impl Scan<'_> {
+    /// A closed namespace that died must not keep its verdict: its inode will name a new
+    /// namespace, perhaps the very container the user selected.
+    fn sweep(&mut self) {
+        if self.last_sweep.elapsed() < super::selection::SWEEP_EVERY || self.closed.is_empty() {
+            return;
+        }
+        self.last_sweep = Instant::now();
+        let Some(alive) = super::selection::live_namespaces() else {
+            return;
+        };
+        let loaded = self.loaded;
+        let seen = &mut self.seen;
+        self.closed.retain(|m| {
+            if alive.contains(m) {
+                return true;
+            }
+            loaded.forget_mntns(*m);
+            seen.remove(m);
+            false
+        });
+    }
+
+    fn close(&mut self, mntns: u64, slot: u32) -> Result<(), RunError> {
+        close_slot(self.loaded, mntns, slot)?;
+        self.closed.push(mntns);
+        Ok(())
+    }
+
     fn run(&mut self, selection: &Selection) -> Result<(), RunError> {
+        self.sweep();
         for (mntns, slot) in slots(self.loaded)? {
             let now = Instant::now();
             let entry = self
@@ -309,7 +343,7 @@ impl Scan<'_> {
             if Some(mntns) == self.host_mntns {
                 entry.2 = true;
                 if !self.host {
-                    close_slot(self.loaded, mntns, slot)?;
+                    self.close(mntns, slot)?;
                 }
                 continue;
             }
@@ -376,7 +410,7 @@ impl Scan<'_> {
             self.named.insert(mntns, c);
         }
         if !keep {
-            close_slot(self.loaded, mntns, slot)?;
+            self.close(mntns, slot)?;
         }
         Ok(())
     }
