@@ -216,6 +216,18 @@ impl ContainerdClient {
 }
 
 impl ContainerdClient {
+    /// The namespace given (none when Docker owns it), or every namespace.
+    async fn namespaces_to_search(
+        &self,
+        namespace: Option<&str>,
+    ) -> Result<Vec<String>, ContainerError> {
+        Ok(match namespace {
+            Some(ns) if self.is_hidden(ns) => Vec::new(),
+            Some(ns) => vec![ns.to_string()],
+            None => self.namespaces().await?,
+        })
+    }
+
     async fn describe_in(&self, ns: &str, id: &str) -> Result<Option<Container>, ContainerError> {
         let get = GetContainerRequest { id: id.to_string() };
         match ContainersClient::new(self.channel.clone())
@@ -349,11 +361,7 @@ impl RuntimeClient for ContainerdClient {
         namespace: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Option<Container>, ContainerError>> {
         async move {
-            let namespaces = match namespace {
-                Some(ns) if self.is_hidden(ns) => return Ok(None),
-                Some(ns) => vec![ns.to_string()],
-                None => self.namespaces().await?,
-            };
+            let namespaces = self.namespaces_to_search(namespace).await?;
             for ns in namespaces {
                 match self.describe_in(&ns, id).await {
                     Ok(Some(c)) => return Ok(Some(c)),
@@ -373,11 +381,7 @@ impl RuntimeClient for ContainerdClient {
         pid_hint: Option<u32>,
     ) -> BoxFuture<'a, Result<Option<Container>, ContainerError>> {
         async move {
-            let namespaces = match namespace {
-                Some(ns) if self.is_hidden(ns) => return Ok(None),
-                Some(ns) => vec![ns.to_string()],
-                None => self.namespaces().await?,
-            };
+            let namespaces = self.namespaces_to_search(namespace).await?;
             for ns in namespaces {
                 match self.inspect_in(&ns, id, pid_hint).await {
                     Ok(Some(c)) => return Ok(Some(c)),
