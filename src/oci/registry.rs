@@ -509,19 +509,8 @@ impl Registry {
         url.push(if url.contains('?') { '&' } else { '?' });
         url.push_str("digest=");
         url.push_str(digest);
-        let body = bytes.to_vec();
-        let resp = self
-            .send(&what, |h| {
-                h.put(&url)
-                    .header(CONTENT_TYPE, "application/octet-stream")
-                    .body(body.clone())
-            })
-            .await?;
-        if resp.status().is_success() {
-            Ok(())
-        } else {
-            Err(self.status_error(resp, &what).await)
-        }
+        self.put(&what, &url, "application/octet-stream", bytes)
+            .await
     }
 
     /// Uploads a manifest or index under a tag or its digest.
@@ -536,18 +525,29 @@ impl Registry {
             "upload of manifest {}/{}:{tag_or_digest}",
             self.registry, self.repository
         );
+        self.put(&what, &url, media_type, bytes).await
+    }
+
+    /// PUTs `bytes` and maps a refusal to an error naming `what`.
+    async fn put(
+        &self,
+        what: &str,
+        url: &str,
+        content_type: &str,
+        bytes: &[u8],
+    ) -> Result<(), DistError> {
         let body = bytes.to_vec();
         let resp = self
-            .send(&what, |h| {
-                h.put(&url)
-                    .header(CONTENT_TYPE, media_type)
+            .send(what, |h| {
+                h.put(url)
+                    .header(CONTENT_TYPE, content_type)
                     .body(body.clone())
             })
             .await?;
         if resp.status().is_success() {
             Ok(())
         } else {
-            Err(self.status_error(resp, &what).await)
+            Err(self.status_error(resp, what).await)
         }
     }
 }

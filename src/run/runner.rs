@@ -96,6 +96,22 @@ pub type Containers = (
     tokio::runtime::Handle,
 );
 
+/// The run's container selection, with its first verdicts already in the BPF filter map.
+pub(super) fn selection_for(
+    config: &RunConfig,
+    containers: Option<Containers>,
+    loaded: &LoadedGadget,
+) -> Result<Selection, RunError> {
+    let mut selection = Selection::new(
+        config.containers.clone(),
+        config.host,
+        host_mntns(),
+        containers,
+    );
+    apply_verdicts(loaded, &mut selection)?;
+    Ok(selection)
+}
+
 pub(super) fn apply_verdicts(
     loaded: &LoadedGadget,
     selection: &mut Selection,
@@ -137,7 +153,6 @@ pub fn run(
     }
 
     let params = encode_params(&spec, config)?;
-    let host_mntns = host_mntns();
     let skip_programs = skipped_programs(&spec, &params);
     let settings = LoadSettings {
         params,
@@ -146,13 +161,7 @@ pub fn run(
         ..Default::default()
     };
     let mut loaded = LoadedGadget::load(&image.object, &spec, &settings)?;
-    let mut selection = Selection::new(
-        config.containers.clone(),
-        config.host,
-        host_mntns,
-        containers,
-    );
-    apply_verdicts(&loaded, &mut selection)?;
+    let selection = selection_for(config, containers, &loaded)?;
 
     let stdout = std::io::stdout();
     let mut pipelines = Vec::new();

@@ -126,13 +126,7 @@ pub fn run(
     let host_mntns = super::runner::host_mntns();
     let collection = containers.as_ref().map(|(c, _)| c.clone());
     let handle = containers.as_ref().map(|(_, h)| h.clone());
-    let mut selection = Selection::new(
-        config.containers.clone(),
-        config.host,
-        host_mntns,
-        containers,
-    );
-    apply_verdicts(&loaded, &mut selection)?;
+    let mut selection = super::runner::selection_for(config, containers, &loaded)?;
     loaded.attach()?;
     eprintln!(
         "ig: recording syscalls; the history is printed when the run stops (Ctrl-C or --timeout)"
