@@ -5,9 +5,13 @@ Called by bench/run.sh (which builds the storm, the no-op target and ig). One in
 ROUNDS interleaved rounds of every configuration, then the start-to-first-event, idle-latency and
 overflow checks, and prints a Markdown table.
 
+Every traced storm is paired with an untraced storm run just before it, in the same place (host
+or container): this VM's speed drifts by 10-20% within a minute, much more than the 5% measured,
+and a ratio of neighbours cancels most of the drift where a ratio of medians does not.
+
 Measures, per configuration:
-  rate      execs/s of the storm (its own wall clock), median of the rounds, as a ratio of the
-            untraced median (the container rows use the untraced-in-container median)
+  rate      execs/s of the storm (its own wall clock); the ratio is the median over the rounds of
+            traced rate / the paired untraced rate
   captured  output lines naming the storm's target / execs done (n/a when output is /dev/null)
   cpu/ev    utime+stime (/proc/PID/stat) of the tracer over the storm and its drain, per exec
   rss       VmHWM of the tracer (/proc/PID/status) after the storm
@@ -31,7 +35,9 @@ NOOP = os.path.join(BIN, "igbnoop")
 STORM = os.path.join(BIN, "igbstorm")
 EXECS = int(os.environ.get("BENCH_EXECS", "20000"))
 WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "7"))
+# A trace_exec record of the storm is ~150 bytes: 60,000 of them do not fit in a 4 MiB ring.
+OVERFLOW_EXECS = int(os.environ.get("BENCH_OVERFLOW_EXECS", str(3 * EXECS)))
 FIRST_TRIALS = int(os.environ.get("BENCH_FIRST_TRIALS", "3"))
 CONTAINER = "igbench"
 IMAGE = os.environ.get("BENCH_IMAGE", "ig-test/busybox:latest")
@@ -43,7 +49,8 @@ DRAIN = 0.6
 TICK = os.sysconf("SC_CLK_TCK")
 TMP = tempfile.mkdtemp(prefix="igbench.")
 # How the storm's own exec shows in each tracer's output (its argv names the target too).
-STORM_LINE = [f"igbstorm {EXECS}".encode(), f'igbstorm","{EXECS}"'.encode()]
+# (its argv[0] is the storm's path; the no-op's lines only name it as the parent's comm)
+STORM_LINE = [b"/igbstorm"]
 
 
 def log(msg):
@@ -114,24 +121,37 @@ def count_lines(path, *needles):
 
 # --- the storm -----------------------------------------------------------------------------
 
-def storm(in_container):
+def cpu_jiffies():
+    """(all, steal) jiffies of every CPU so far, from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return sum(v), v[7]
+
+
+def storm(in_container, token, execs=EXECS):
+    """Runs the storm; every exec of the no-op carries `token` as its argument, so a tracer's
+    lines for this storm are told from any other exec. Returns (execs, rate, steal fraction)."""
     if in_container:
-        cmd = ["docker", "exec", CONTAINER, "/bench/igbstorm", str(EXECS), str(WORKERS),
-               "/bench/igbnoop", "x"]
+        cmd = ["docker", "exec", CONTAINER, "/bench/igbstorm", str(execs), str(WORKERS),
+               "/bench/igbnoop", token]
     else:
-        cmd = [STORM, str(EXECS), str(WORKERS), NOOP, "x"]
+        cmd = [STORM, str(execs), str(WORKERS), NOOP, token]
+    all0, steal0 = cpu_jiffies()
     out = subprocess.run(cmd, capture_output=True, text=True)
+    all1, steal1 = cpu_jiffies()
     m = re.search(r"execs=(\d+) failed=(\d+) seconds=([\d.]+) rate=([\d.]+)", out.stdout)
     if not m:
         raise RuntimeError(f"storm failed: {out.stdout} {out.stderr}")
-    return int(m.group(1)), float(m.group(4))
+    steal = (steal1 - steal0) / max(all1 - all0, 1)
+    return int(m.group(1)), float(m.group(4)), steal
 
 
 def run_config(kind, rnd):
     in_container = kind.endswith("container")
+    token = f"s{rnd}{kind.replace('-', '')}"
     if kind.startswith("untraced"):
-        execs, rate = storm(in_container)
-        return {"rate": rate, "execs": execs}
+        execs, rate, steal = storm(in_container, token)
+        return {"rate": rate, "execs": execs, "steal": steal}
     cmd, kept = tracer_cmd(kind)
     out_path = os.path.join(TMP, f"{kind}.{rnd}.out") if kept else os.devnull
     err_path = os.path.join(TMP, f"{kind}.{rnd}.err")
@@ -144,14 +164,15 @@ def run_config(kind, rnd):
         raise RuntimeError(f"{kind} exited early: {open(err_path).read()}")
     pid = tracer_pid(p)
     cpu0 = proc_cpu_ticks(pid)
-    execs, rate = storm(in_container)
+    execs, rate, steal = storm(in_container, token)
     time.sleep(DRAIN)
     cpu1 = proc_cpu_ticks(pid)
     hwm = proc_hwm_kb(pid)
     stop(p)
-    res = {"rate": rate, "execs": execs, "cpu_s": (cpu1 - cpu0) / TICK, "rss_kb": hwm}
+    res = {"rate": rate, "execs": execs, "steal": steal, "cpu_s": (cpu1 - cpu0) / TICK,
+           "rss_kb": hwm}
     if kept:
-        needles = [b"igbnoop"] + ([CONTAINER.encode()] if in_container else [])
+        needles = [b"igbnoop", token.encode()] + ([CONTAINER.encode()] if in_container else [])
         res["captured"] = count_lines(out_path, *needles)
         os.unlink(out_path)
     return res
@@ -168,7 +189,9 @@ def first_event(kind):
     out_path = os.path.join(TMP, f"first.{kind}.out")
     loop = "while :; do %s marker; usleep 10000 2>/dev/null || sleep 0.01; done"
     if in_container:
-        marker = subprocess.Popen(["docker", "exec", CONTAINER, "sh", "-c", loop % "/bench/igbnoop"])
+        # `docker exec`'s client going away does not end the loop: it is killed by its pid.
+        marker = subprocess.Popen(["docker", "exec", CONTAINER, "sh", "-c",
+                                   "echo $$ > /tmp/marker.pid; " + loop % "/bench/igbnoop"])
     else:
         marker = subprocess.Popen(["sh", "-c", loop % NOOP])
     time.sleep(0.5)
@@ -189,7 +212,8 @@ def first_event(kind):
                 time.sleep(0.001)
     stop(p)
     if in_container:
-        subprocess.run(["docker", "exec", CONTAINER, "pkill", "-f", "while :"], capture_output=True)
+        subprocess.run(["docker", "exec", CONTAINER, "sh", "-c", "kill $(cat /tmp/marker.pid)"],
+                       capture_output=True)
     marker.kill()
     marker.wait()
     os.unlink(out_path)
@@ -239,9 +263,10 @@ def idle_latency(trials=20):
 # --- overflow --------------------------------------------------------------------------------
 
 def overflow(in_container):
-    """Stops ig (SIGSTOP) for a whole storm so its 4 MiB ring overflows; checks the loss report.
-    In the container (-c), BPF drops every other exec of the machine before the ring, so
-    captured + lost can be compared with the storm exactly (+1: the storm's own exec)."""
+    """Stops ig (SIGSTOP) for a whole storm of OVERFLOW_EXECS, more records than its 4 MiB ring
+    holds, and checks the loss report. In the container (-c), BPF drops every other exec of the
+    machine before the ring, so captured + lost can be compared with the storm exactly (+1: the
+    storm's own exec)."""
     out_path = os.path.join(TMP, "overflow.out")
     err_path = os.path.join(TMP, "overflow.err")
     sel = ["-c", CONTAINER] if in_container else ["--host"]
@@ -249,13 +274,13 @@ def overflow(in_container):
         p = subprocess.Popen([IG, "run", "trace_exec", *sel, "-o", "json"], stdout=out, stderr=err)
     time.sleep(1.5)
     os.kill(p.pid, signal.SIGSTOP)
-    execs, _ = storm(in_container)
+    execs, _, _ = storm(in_container, "overflow", OVERFLOW_EXECS)
     os.kill(p.pid, signal.SIGCONT)
     time.sleep(2.5)
     stop(p)
     err = open(err_path).read()
     lost = sum(int(m) for m in re.findall(r"(\d+) events lost", err))
-    captured = count_lines(out_path, b"igbnoop")
+    captured = count_lines(out_path, b"igbnoop", b"overflow")
     import collections
     import json
     comms = collections.Counter()
@@ -299,18 +324,28 @@ def main():
     results = {c: [] for c in configs}
     t_start = time.monotonic()
     try:
+        traced = [c for c in configs if not c.startswith("untraced")]
         for rnd in range(ROUNDS):
-            order = configs[:]
+            order = traced[:]
             random.shuffle(order)
             for kind in order:
+                base_kind = "untraced-container" if kind.endswith("container") else "untraced"
+                u = run_config(base_kind, rnd)
+                results[base_kind].append(u)
                 r = run_config(kind, rnd)
+                r["ratio"] = r["rate"] / u["rate"]
+                # the same, on the CPU time the VM was given (steal time taken out)
+                r["ratio_ns"] = r["ratio"] * (1 - u["steal"]) / (1 - r["steal"])
                 results[kind].append(r)
                 extra = ""
                 if "cpu_s" in r:
                     extra = f" cpu={r['cpu_s']:.2f}s rss={r['rss_kb']}kB"
                 if "captured" in r:
                     extra += f" captured={r['captured']}/{r['execs']}"
-                log(f"round {rnd + 1}/{ROUNDS} {kind:19s} rate={r['rate']:8.0f}/s{extra}")
+                log(f"round {rnd + 1}/{ROUNDS} {kind:19s} rate={r['rate']:8.0f}/s "
+                    f"(untraced just before {u['rate']:8.0f}/s, ratio {100 * r['ratio']:.1f}%, "
+                    f"steal {100 * u['steal']:.0f}%/{100 * r['steal']:.0f}%, without steal "
+                    f"{100 * r['ratio_ns']:.1f}%){extra}")
         first = {}
         for kind in configs:
             if kind.startswith("untraced"):
@@ -328,10 +363,6 @@ def main():
             subprocess.run(["docker", "rm", "-f", CONTAINER], capture_output=True)
 
     # --- report ---
-    base = {
-        False: med([r["rate"] for r in results.get("untraced", [])]),
-        True: med([r["rate"] for r in results.get("untraced-container", [])]),
-    }
     names = {
         "untraced": "untraced (host)",
         "ig-json": "`ig run trace_exec --host -o json` → /dev/null",
@@ -343,25 +374,32 @@ def main():
     }
     print()
     print(f"Exec storm: {EXECS} spawns of a static no-op from {WORKERS} workers, "
-          f"{ROUNDS} interleaved rounds, medians ({time.monotonic() - t_start:.0f} s in all).")
+          f"{ROUNDS} interleaved rounds, each traced storm paired with an untraced one run just "
+          f"before it; medians ({time.monotonic() - t_start:.0f} s in all).")
     print()
-    print("| configuration | execs/s | rate vs untraced | captured / execs | tracer CPU per event "
-          "| tracer peak RSS | start → first event |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| configuration | execs/s | rate vs untraced (min–max) | same, steal time removed "
+          "| captured / execs | tracer CPU per event | tracer peak RSS | start → first event |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for kind in configs:
         rs = results[kind]
         rate = med([r["rate"] for r in rs])
-        ratio = rate / base[kind.endswith("container")]
         if kind.startswith("untraced"):
-            print(f"| {names[kind]} | {rate:,.0f} | 100% | | | | |")
+            lo, hi = min(r["rate"] for r in rs), max(r["rate"] for r in rs)
+            steal = med([r["steal"] for r in rs])
+            print(f"| {names[kind]} | {rate:,.0f} | 100% ({100 * lo / rate:.0f}–{100 * hi / rate:.0f}% "
+                  f"of the median) | 100% (median steal {100 * steal:.0f}%) | | | | |")
             continue
+        ratios = [r["ratio"] for r in rs]
+        ratio_txt = f"{100 * med(ratios):.1f}% ({100 * min(ratios):.0f}–{100 * max(ratios):.0f}%)"
+        ratios = [r["ratio_ns"] for r in rs]
+        ratio_txt += f" | {100 * med(ratios):.1f}% ({100 * min(ratios):.0f}–{100 * max(ratios):.0f}%)"
         caps = [r["captured"] / r["execs"] for r in rs if "captured" in r]
         cap = f"{100 * min(caps):.2f}% (min)" if caps else "n/a (/dev/null)"
         cpu = med([r["cpu_s"] / r["execs"] for r in rs])
         rss = med([r["rss_kb"] for r in rs])
         f = med(first.get(kind, []))
         ftxt = f"{f * 1e3:.0f} ms" if f is not None else "none"
-        print(f"| {names[kind]} | {rate:,.0f} | {100 * ratio:.1f}% | {cap} | {cpu * 1e6:.1f} µs "
+        print(f"| {names[kind]} | {rate:,.0f} | {ratio_txt} | {cap} | {cpu * 1e6:.1f} µs "
               f"| {rss / 1024:.1f} MiB | {ftxt} |")
     print()
     if lat:

@@ -79,12 +79,22 @@ fn failed_exec_is_reported_only_when_asked() {
     let sentinel = marker("sentinel");
 
     let run = start(&ig, &["--ignore-failed=false"]);
-    exec(&missing, &[]);
+    // Two in a row: the second must not carry anything of the first.
+    exec(&missing, &["first", "call"]);
+    exec(&missing, &["2nd"]);
     let e = run
-        .wait_event(WAIT, || {}, |e| args_of(e).first() == Some(&missing))
+        .wait_event(
+            WAIT,
+            || {},
+            |e| args_of(e).first() == Some(&missing) && args_of(e).len() == 2,
+        )
         .expect("failed exec reported");
     assert_eq!(e["error"], "ENOENT");
     assert_eq!(e["error_raw"], 2);
+    assert_eq!(args_of(&e), [missing.as_str(), "2nd"]);
+    assert_eq!(e["args_count"], 2);
+    assert_eq!(e["args_size"].as_u64(), Some(missing.len() as u64 + 1 + 4));
+    assert_eq!(e["args_truncated"], false);
     drop(run);
 
     let run = start(&ig, &[]);
@@ -295,6 +305,13 @@ else:
         args.len()
     );
     assert_eq!(e["args_count"].as_u64(), Some(args.len() as u64));
+    // only complete args are kept: the last one is whole, none is skipped
+    for (i, a) in args[2..].iter().enumerate() {
+        assert_eq!(a, &format!("arg{i:05}"));
+    }
+    let size: usize = args.iter().map(|a| a.len() + 1).sum();
+    assert_eq!(e["args_size"].as_u64(), Some(size as u64));
+    assert!(size <= 4096 && size > 4096 - 9, "kept {size} bytes");
 }
 
 #[test]

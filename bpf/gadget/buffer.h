@@ -8,14 +8,31 @@
 
 /* Set by the runtime before load. 0: the kernel's default wakeup policy. */
 const volatile __u64 gadget_wakeup_bytes = 0;
+/* Set by the runtime: a record also wakes the reader when the last wakeup is older (0: never). */
+const volatile __u64 gadget_wakeup_interval_ns = 0;
+/* When a record last woke the reader, on any CPU (a lost race costs one wakeup more). */
+__u64 gadget__last_wakeup_ns SEC(".bss");
 
+/*
+ * The reader is woken by a fill level or by the first record after a quiet
+ * interval: an exec on an idle machine shows at once, and a storm costs one
+ * wakeup per interval instead of one per record.
+ */
 static __always_inline __u64 gadget__wakeup_flags(void *map, __u64 size)
 {
+	__u64 now;
+
 	if (!gadget_wakeup_bytes)
 		return 0;
 	if (bpf_ringbuf_query(map, BPF_RB_AVAIL_DATA) + size >= gadget_wakeup_bytes)
 		return BPF_RB_FORCE_WAKEUP;
-	return BPF_RB_NO_WAKEUP;
+	if (!gadget_wakeup_interval_ns)
+		return BPF_RB_NO_WAKEUP;
+	now = bpf_ktime_get_ns();
+	if (now - gadget__last_wakeup_ns < gadget_wakeup_interval_ns)
+		return BPF_RB_NO_WAKEUP;
+	gadget__last_wakeup_ns = now;
+	return BPF_RB_FORCE_WAKEUP;
 }
 
 static __always_inline void *gadget__reserve_buf(void *map, __u64 size, __u64 *lost)

@@ -22,11 +22,13 @@ struct {
 const volatile bool gadget_filter_by_mntns = false;
 const volatile bool gadget_drop_unknown_mntns = false;
 
+/*
+ * A BTF pointer is read with plain loads (faulting ones read as 0) instead of
+ * a helper call per pointer: this runs on every event of every gadget.
+ */
 static __always_inline __u64 gadget_get_current_mntns_id(void)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-
-	return BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+	return bpf_get_current_task_btf()->nsproxy->mnt_ns->ns.inum;
 }
 
 static __always_inline bool gadget_should_discard_mntns_id(__u64 mntns_id)

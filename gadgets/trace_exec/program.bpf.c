@@ -25,13 +25,14 @@ struct event {
 	bool args_truncated;
 	__u32 args_count;
 	__u32 args_size;
+	gadget_strlist args[ARGS_MAX];
+	/* last: without --paths a record ends with its args (~100 bytes + args) */
 	char cwd[PATH_LEN];
 	char file[PATH_LEN];
 	char exepath[PATH_LEN];
-	gadget_strlist args[ARGS_MAX];
 };
 
-/* A record is sent up to the end of its args; slack lets bounded reads overrun. */
+/* Slack lets bounded reads and the args tail's zeroing overrun. */
 struct scratch {
 	struct event e;
 	char slack[ARGS_MAX];
@@ -76,7 +77,10 @@ static __always_inline bool discard(void)
 	return targ_uid != INVALID_UID && (__u32)bpf_get_current_uid_gid() != targ_uid;
 }
 
-/* Fills what successful and failed execs share; zeroes everything before args. */
+/*
+ * Fills what successful and failed execs share; zeroes everything before args.
+ * `task` is a BTF pointer: fields are read with plain loads, not helper calls.
+ */
 static __always_inline struct event *event_init(struct task_struct *task)
 {
 	struct task_struct *parent;
@@ -87,9 +91,12 @@ static __always_inline struct event *event_init(struct task_struct *task)
 	e = bpf_map_lookup_elem(&heap, &zero);
 	if (!e)
 		return NULL;
-	/* the scratch is reused: no stale bytes; volatile keeps clang-14 from calling memset */
+	/*
+	 * The scratch is reused: no stale bytes (rounded up: the words may run
+	 * into args, written next). volatile keeps clang-14 from calling memset.
+	 */
 #pragma unroll
-	for (i = 0; i < offsetof(struct event, args) / 8; i++)
+	for (i = 0; i < (offsetof(struct event, args) + 7) / 8; i++)
 		((volatile __u64 *)e)[i] = 0;
 
 	e->timestamp_raw = bpf_ktime_get_boot_ns();
@@ -102,12 +109,12 @@ static __always_inline struct event *event_init(struct task_struct *task)
 	e->gid = id >> 32;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 
-	parent = BPF_CORE_READ(task, real_parent);
-	e->ppid = BPF_CORE_READ(parent, tgid);
-	BPF_CORE_READ_INTO(&e->pcomm, parent, comm);
+	parent = task->real_parent;
+	e->ppid = parent->tgid;
+	bpf_probe_read_kernel(e->pcomm, sizeof(e->pcomm), parent->comm);
 	if (bpf_core_field_exists(task->loginuid)) {
-		e->loginuid = BPF_CORE_READ(task, loginuid.val);
-		e->sessionid = BPF_CORE_READ(task, sessionid);
+		e->loginuid = task->loginuid.val;
+		e->sessionid = task->sessionid;
 	} else {
 		e->loginuid = INVALID_UID;
 		e->sessionid = INVALID_UID;
@@ -115,63 +122,80 @@ static __always_inline struct event *event_init(struct task_struct *task)
 	return e;
 }
 
-/* args_size is read back from the map value so the verifier does not track its origin. */
+/*
+ * Without --paths the record ends with the args; with it, the paths follow the
+ * whole args array, whose unused tail is zeroed (a read from NULL fails and
+ * zeroes its destination) so no earlier exec's bytes are sent.
+ * args_size is read back from the map value so the verifier does not track its origin.
+ */
 static __always_inline void output(void *ctx, struct event *e)
 {
-	__u64 size = offsetof(struct event, args) + *(volatile __u32 *)&e->args_size;
+	__u32 used = *(volatile __u32 *)&e->args_size;
 
-	if (size > sizeof(*e))
-		size = sizeof(*e);
-	gadget_output_buf(ctx, events, e, size);
+	if (used > ARGS_MAX)	/* never: bounds the size for the verifier */
+		used = ARGS_MAX;
+	if (!paths) {
+		gadget_output_buf(ctx, events, e, offsetof(struct event, args) + used);
+		return;
+	}
+	if (used < ARGS_MAX)
+		bpf_probe_read_kernel(&e->args[used], ARGS_MAX - used, NULL);
+	gadget_output_buf(ctx, events, e, sizeof(*e));
 }
 
 struct count_args_ctx {
 	struct event *e;
-	__u32 len;
 	__u32 count;
 	__u32 kept;
 };
 
+#define ONES	0x0101010101010101ULL
+#define LOW7	0x7f7f7f7f7f7f7f7fULL
+
+/* One 8-byte word of a cut argument list: its NULs counted, the last one noted. */
 static long count_args_step(__u64 i, void *data)
 {
 	struct count_args_ctx *c = data;
+	__u64 w = *(__u64 *)&c->e->args[(i * 8) & (ARGS_MAX - 8)];
+	/* 0x80 in each byte of w that is zero, and nowhere else */
+	__u64 z = ~(((w & LOW7) + LOW7) | w | LOW7);
+	int b;
 
-	if (i >= c->len)
-		return 1;
-	if (c->e->args[i & (ARGS_MAX - 1)] == '\0') {
-		c->count++;
-		c->kept = i + 1;
+	if (!z)
+		return 0;
+	c->count += ((z >> 7) * ONES) >> 56;
+	for (b = 7; b >= 0; b--) {
+		if (z & (0x80ULL << (b * 8))) {
+			c->kept = i * 8 + b + 1;
+			break;
+		}
 	}
 	return 0;
 }
 
 /*
- * Counts the args in e->args[0, len) and keeps them up to their last NUL, so
- * only complete args are sent. bpf_loop: the verifier checks the step once
- * instead of walking up to ARGS_MAX iterations (which cost ~180 ms of load
- * time, most of the time from start to first event).
+ * An argument list cut at ARGS_MAX bytes keeps its complete args only: up to
+ * the last NUL, counted. bpf_loop: the verifier checks the step once instead
+ * of walking every iteration (load time is most of start to first event).
  */
-static __always_inline void count_args(struct event *e, __u32 len)
+static __always_inline void keep_complete_args(struct event *e)
 {
-	struct count_args_ctx c = { .e = e, .len = len };
+	struct count_args_ctx c = { .e = e };
 
-	bpf_loop(ARGS_MAX, count_args_step, &c, 0);
+	bpf_loop(ARGS_MAX / 8, count_args_step, &c, 0);
 	e->args_count = c.count;
 	e->args_size = c.kept;
 }
 
 static __always_inline void read_cwd(struct task_struct *task, struct event *e)
 {
-	struct fs_struct *fs = BPF_CORE_READ(task, fs);
-
-	gadget_read_path(&fs->pwd, e->cwd, sizeof(e->cwd));
+	gadget_read_path(&task->fs->pwd, e->cwd, sizeof(e->cwd));
 }
 
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(ig_sched_exec, struct task_struct *task, pid_t old_pid,
 	     struct linux_binprm *bprm)
 {
-	struct task_struct *parent;
 	unsigned long arg_start, arg_end;
 	struct event *e;
 	__u32 len;
@@ -187,28 +211,32 @@ int BPF_PROG(ig_sched_exec, struct task_struct *task, pid_t old_pid,
 	if (!e)
 		return 0;
 
-	arg_start = BPF_CORE_READ(task, mm, arg_start);
-	arg_end = BPF_CORE_READ(task, mm, arg_end);
+	/* the new image's argv strings, contiguous and each NUL-terminated */
+	arg_start = task->mm->arg_start;
+	arg_end = task->mm->arg_end;
 	len = arg_end - arg_start;
-	if (arg_end - arg_start > ARGS_MAX) {
+	if (arg_end - arg_start > ARGS_MAX)
 		len = ARGS_MAX;
-		e->args_truncated = true;
-	}
 	barrier_var(len);
 	if (len > ARGS_MAX)
 		return 0;
-	if (bpf_probe_read_user(e->args, len, (void *)arg_start))
+	if (bpf_probe_read_user(e->args, len, (void *)arg_start)) {
 		len = 0;
-	count_args(e, len);
+	} else if (arg_end - arg_start > ARGS_MAX) {
+		e->args_truncated = true;
+		keep_complete_args(e);
+	} else {
+		e->args_count = bprm->argc;
+		e->args_size = len;
+	}
 
-	file = BPF_CORE_READ(bprm, file);
+	file = bprm->file;
 	e->upper_layer = gadget_file_upper_layer(file);
-	parent = BPF_CORE_READ(task, real_parent);
-	e->pupper_layer = gadget_file_upper_layer(BPF_CORE_READ(parent, mm, exe_file));
+	e->pupper_layer = gadget_file_upper_layer(task->real_parent->mm->exe_file);
 
 	if (paths) {
 		read_cwd(task, e);
-		bpf_probe_read_kernel_str(e->file, sizeof(e->file), BPF_CORE_READ(bprm, filename));
+		bpf_probe_read_kernel_str(e->file, sizeof(e->file), bprm->filename);
 		gadget_read_path(&file->f_path, e->exepath, sizeof(e->exepath));
 	}
 
@@ -259,7 +287,7 @@ static __always_inline int exit_exec(void *ctx, long ret)
 	if (ret >= 0 || discard())
 		goto cleanup;
 
-	task = (struct task_struct *)bpf_get_current_task();
+	task = bpf_get_current_task_btf();
 	e = event_init(task);
 	if (!e)
 		goto cleanup;

@@ -168,12 +168,27 @@ __u32 traceloop_next_slot;		/* slots handed out from the counter */
 __u64 traceloop_lost_containers;	/* syscalls dropped: no slot left */
 __u64 traceloop_lost_records;		/* records dropped: index outside the array */
 
+/*
+ * A mount namespace as slots are keyed: its inode is reused as soon as it dies,
+ * so a container started later may get it; the namespace id never is reused.
+ */
+struct traceloop_ns {
+	__u64 inum;
+	__u64 id;	/* ns_common.ns_id (6.18+), else mnt_namespace.seq; 0: unknown */
+};
+
+struct traceloop_slot {
+	__u32 slot;
+	__u32 __pad;
+	__u64 first_seq;	/* the slot's head when this namespace got it */
+};
+
 /* mount namespace -> slot. max_entries = max_containers (set by the runtime). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16);
-	__type(key, __u64);
-	__type(value, __u32);
+	__type(key, struct traceloop_ns);
+	__type(value, struct traceloop_slot);
 } traceloop_slots SEC(".maps");
 
 /* slot -> next sequence number. max_entries = max_containers. */
@@ -287,14 +302,33 @@ static __always_inline __u32 syscall_nr_of(void *regs)
 #endif
 }
 
-/* The container's slot, allocated on first use; -1 when none is left. */
-static __always_inline __s64 get_slot(__u64 mntns_id)
-{
-	__u32 *found, slot;
+struct mnt_namespace___seq {
+	__u64 seq;
+} __attribute__((preserve_access_index));
 
-	found = bpf_map_lookup_elem(&traceloop_slots, &mntns_id);
+static __always_inline void current_ns(struct traceloop_ns *ns, __u64 inum)
+{
+	struct mnt_namespace *mnt_ns = bpf_get_current_task_btf()->nsproxy->mnt_ns;
+
+	ns->inum = inum;
+	if (bpf_core_field_exists(mnt_ns->ns.ns_id))
+		ns->id = BPF_CORE_READ(mnt_ns, ns.ns_id);
+	else if (bpf_core_field_exists(((struct mnt_namespace___seq *)mnt_ns)->seq))
+		ns->id = BPF_CORE_READ((struct mnt_namespace___seq *)mnt_ns, seq);
+	else
+		ns->id = 0;
+}
+
+/* The container's slot, allocated on first use; -1 when none is left. */
+static __always_inline __s64 get_slot(const struct traceloop_ns *ns)
+{
+	struct traceloop_slot *found, value = {};
+	__u64 *head;
+	__u32 slot;
+
+	found = bpf_map_lookup_elem(&traceloop_slots, ns);
 	if (found)
-		return *found;
+		return found->slot;
 
 	if (bpf_map_pop_elem(&traceloop_free_slots, &slot)) {
 		slot = __sync_fetch_and_add(&traceloop_next_slot, 1);
@@ -303,12 +337,17 @@ static __always_inline __s64 get_slot(__u64 mntns_id)
 			return -1;
 		}
 	}
-	if (bpf_map_update_elem(&traceloop_slots, &mntns_id, &slot, BPF_NOEXIST)) {
+	/* records before first_seq are a previous owner's */
+	value.slot = slot;
+	head = bpf_map_lookup_elem(&traceloop_heads, &slot);
+	if (head)
+		value.first_seq = *head;
+	if (bpf_map_update_elem(&traceloop_slots, ns, &value, BPF_NOEXIST)) {
 		/* Another CPU won the race (or the map is full): give the slot back. */
 		bpf_map_push_elem(&traceloop_free_slots, &slot, 0);
-		found = bpf_map_lookup_elem(&traceloop_slots, &mntns_id);
+		found = bpf_map_lookup_elem(&traceloop_slots, ns);
 		if (found)
-			return *found;
+			return found->slot;
 		__sync_fetch_and_add(&traceloop_lost_containers, 1);
 		return -1;
 	}
@@ -400,6 +439,7 @@ int traceloop_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct traceloop_record *rec;
 	struct traceloop_spec spec = {};
+	struct traceloop_ns ns;
 	__u64 mntns_id, ts, args[8] = {};	/* 8: indexes are masked with & 7 */
 	__u32 nr = ctx->args[1];
 	__u8 kind = RECORD_ENTER;
@@ -410,7 +450,8 @@ int traceloop_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	mntns_id = gadget_get_current_mntns_id();
 	if (gadget_should_discard_mntns_id(mntns_id) || !wanted(nr))
 		return 0;
-	slot = get_slot(mntns_id);
+	current_ns(&ns, mntns_id);
+	slot = get_slot(&ns);
 	if (slot < 0)
 		return 0;
 
@@ -512,6 +553,7 @@ SEC("raw_tracepoint/sys_exit")
 int traceloop_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct traceloop_record *rec;
+	struct traceloop_ns ns;
 	struct pending *p;
 	__u64 mntns_id, ts;
 	__s64 ret = ctx->args[1], slot;
@@ -521,7 +563,8 @@ int traceloop_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	nr = syscall_nr_of((void *)ctx->args[0]);
 	if (gadget_should_discard_mntns_id(mntns_id) || !wanted(nr))
 		return 0;
-	slot = get_slot(mntns_id);
+	current_ns(&ns, mntns_id);
+	slot = get_slot(&ns);
 	if (slot < 0)
 		return 0;
 

@@ -19,7 +19,7 @@ use ig::oci::transfer::{ensure_local, PullPolicy};
 use ig::oci::Reference;
 use ig::operators::fields::FieldSelection;
 use ig::output::OutputMode;
-use ig::run::RunConfig;
+use ig::run::{RunConfig, RunError};
 
 /// Common flags that take a value, so the image is not mistaken for one.
 const VALUE_FLAGS: [&str; 15] = [
@@ -419,18 +419,24 @@ pub fn main(args: Vec<String>) -> anyhow::Result<ExitCode> {
     for sig in [libc::SIGINT, libc::SIGTERM] {
         register_stop(sig, &stop)?;
     }
-    let containers = if runtimes.is_empty() {
-        None
-    } else {
-        let (collection, notices) = tokio
-            .block_on(ContainerCollection::start(runtimes))
-            .context("connecting to the container runtimes")?;
+    // Connecting runs on the async runtime while the gadget loads; the run waits for it then.
+    let connecting =
+        (!runtimes.is_empty()).then(|| tokio.spawn(ContainerCollection::start(runtimes)));
+    let handle = tokio.handle().clone();
+    let connect: ig::run::ConnectContainers<'_> = Box::new(move || {
+        let Some(connecting) = connecting else {
+            return Ok(None);
+        };
+        let (collection, notices) = handle
+            .block_on(connecting)
+            .map_err(|e| RunError::Containers(format!("connecting to the runtimes: {e}")))?
+            .map_err(|e| RunError::Containers(e.to_string()))?;
         for n in notices {
             eprintln!("ig: {n}");
         }
-        Some((collection, tokio.handle().clone()))
-    };
-    ig::run::run(&store, &config, containers, &stop)?;
+        Ok(Some((collection, handle)))
+    });
+    ig::run::run(&store, &config, connect, &stop)?;
     tokio.shutdown_background();
     Ok(ExitCode::SUCCESS)
 }

@@ -201,12 +201,19 @@ impl RuntimeClient for DockerClient {
         ]);
         let socket = self.socket.clone();
         let end_socket = self.socket.clone();
+        // The request is only sent when the stream is first polled, after the caller's list may
+        // have been taken: events since a second ago are replayed, so a container that starts
+        // (and is maybe gone) in between is still seen. Replays are harmless: events are
+        // applied idempotently.
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_secs().saturating_sub(1).to_string());
         self.docker
             .events(Some(EventsOptions::<String> {
+                since,
+                until: None,
                 filters,
-                // `since`/`until` change type with bollard's time features;
-                // the watcher's settle re-list covers the subscription gap.
-                ..Default::default()
             }))
             .filter_map(move |msg| {
                 let socket = socket.clone();

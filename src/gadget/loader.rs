@@ -17,6 +17,8 @@ pub struct LoadSettings {
     pub drop_unknown_mntns: bool,
     /// Unread bytes in a ring that wake the reader; 0: a quarter of the smallest ring.
     pub wakeup_bytes: u64,
+    /// A record wakes the reader when the last wakeup is older than this; 0: WAKEUP_INTERVAL.
+    pub wakeup_interval: std::time::Duration,
     /// Map name → max_entries, set before load.
     pub map_sizes: Vec<(String, u32)>,
     /// Programs not loaded nor attached (the gadget says a parameter makes them useless).
@@ -24,6 +26,10 @@ pub struct LoadSettings {
 }
 
 pub const MNTNS_FILTER_MAP: &str = "gadget_mntns_filter_map";
+
+/// Under load the reader is woken at most this often (besides fill-level wakeups); on an idle
+/// machine the first record after such a quiet interval wakes it at once.
+pub const WAKEUP_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
 
 static LIBBPF_LOG: Mutex<String> = Mutex::new(String::new());
 
@@ -92,6 +98,10 @@ impl LoadedGadget {
             0 => smallest_ring / 4,
             n => n,
         };
+        let wakeup_interval_ns = match settings.wakeup_interval.as_nanos() {
+            0 => WAKEUP_INTERVAL.as_nanos(),
+            n => n,
+        } as u64;
         for mut prog in open.progs_mut() {
             if settings
                 .skip_programs
@@ -115,6 +125,7 @@ impl LoadedGadget {
                 "gadget_filter_by_mntns" => settings.filter_by_mntns as u64,
                 "gadget_drop_unknown_mntns" => settings.drop_unknown_mntns as u64,
                 "gadget_wakeup_bytes" => wakeup_bytes,
+                "gadget_wakeup_interval_ns" => wakeup_interval_ns,
                 _ => continue,
             };
             writes.push((

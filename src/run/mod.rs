@@ -11,4 +11,4 @@ mod traceloop;
 pub use config::RunConfig;
 pub use error::RunError;
 pub use pipeline::build_schema as schema_for;
-pub use runner::{prepare, run, Containers, Prepared};
+pub use runner::{prepare, run, ConnectContainers, Containers, Prepared};

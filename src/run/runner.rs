@@ -96,6 +96,10 @@ pub type Containers = (
     tokio::runtime::Handle,
 );
 
+/// Finishes connecting to the container runtimes. A run calls it once its BPF object is
+/// loaded: listing the containers (tens of ms) overlaps loading and verifying the programs.
+pub type ConnectContainers<'a> = Box<dyn FnOnce() -> Result<Option<Containers>, RunError> + 'a>;
+
 /// The run's container selection, with its first verdicts already in the BPF filter map.
 pub(super) fn selection_for(
     config: &RunConfig,
@@ -130,7 +134,7 @@ pub(super) fn apply_verdicts(
 pub fn run(
     store: &Store,
     config: &RunConfig,
-    containers: Option<Containers>,
+    containers: ConnectContainers<'_>,
     stop: &AtomicBool,
 ) -> Result<u64, RunError> {
     let Prepared { image, spec } = prepare(store, &config.image)?;
@@ -161,7 +165,7 @@ pub fn run(
         ..Default::default()
     };
     let mut loaded = LoadedGadget::load(&image.object, &spec, &settings)?;
-    let selection = selection_for(config, containers, &loaded)?;
+    let selection = selection_for(config, containers()?, &loaded)?;
 
     let stdout = std::io::stdout();
     let mut pipelines = Vec::new();

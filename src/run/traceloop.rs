@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use libbpf_rs::{MapCore, MapFlags};
 
-use super::runner::{apply_verdicts, Containers};
+use super::runner::{apply_verdicts, ConnectContainers};
 use super::selection::Selection;
 use super::{RunConfig, RunError};
 use crate::containers::{Container, ContainerCollection};
@@ -78,7 +78,7 @@ pub fn run(
     image: &GadgetImage,
     spec: &GadgetSpec,
     config: &RunConfig,
-    containers: Option<Containers>,
+    containers: ConnectContainers<'_>,
     stop: &AtomicBool,
 ) -> Result<u64, RunError> {
     let per_container = param_u32(spec, config, "records_per_container")?;
@@ -124,6 +124,7 @@ pub fn run(
         }
     }
     let host_mntns = super::runner::host_mntns();
+    let containers = containers()?;
     let collection = containers.as_ref().map(|(c, _)| c.clone());
     let handle = containers.as_ref().map(|(_, h)| h.clone());
     let mut selection = super::runner::selection_for(config, containers, &loaded)?;
@@ -174,12 +175,47 @@ pub fn run(
     Ok(written)
 }
 
-fn slots(loaded: &LoadedGadget) -> Result<Vec<(u64, u32)>, RunError> {
+/// A mount namespace's buffer. Inodes are reused as soon as a namespace dies; BPF keys the
+/// buffers by inode and namespace id, so two namespaces with one inode never share one.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    mntns: u64,
+    ns_id: u64,
+    slot: u32,
+    /// The slot's head when this namespace got it: older records are a previous owner's.
+    first_seq: u64,
+}
+
+type NsKey = (u64, u64);
+
+impl Slot {
+    fn key(&self) -> NsKey {
+        (self.mntns, self.ns_id)
+    }
+
+    /// `struct traceloop_ns`
+    fn key_bytes(&self) -> [u8; 16] {
+        let mut k = [0u8; 16];
+        k[..8].copy_from_slice(&self.mntns.to_le_bytes());
+        k[8..].copy_from_slice(&self.ns_id.to_le_bytes());
+        k
+    }
+}
+
+fn slots(loaded: &LoadedGadget) -> Result<Vec<Slot>, RunError> {
     let map = loaded.map(SLOTS)?;
     let mut out = Vec::new();
     for key in map.keys() {
-        if let Ok(Some(v)) = map.lookup(&key, MapFlags::ANY) {
-            out.push((u64_at(&key), u64_at(&v) as u32));
+        // key: struct traceloop_ns; value: struct traceloop_slot
+        if let (16, Ok(Some(v))) = (key.len(), map.lookup(&key, MapFlags::ANY)) {
+            if v.len() >= 16 {
+                out.push(Slot {
+                    mntns: u64_at(&key[..8]),
+                    ns_id: u64_at(&key[8..]),
+                    slot: u64_at(&v[..4]) as u32,
+                    first_seq: u64_at(&v[8..16]),
+                });
+            }
         }
     }
     Ok(out)
@@ -286,11 +322,11 @@ struct Scan<'a> {
     host_mntns: Option<u64>,
     collection: Option<Arc<ContainerCollection>>,
     handle: Option<&'a tokio::runtime::Handle>,
-    /// mntns → (first seen, last resolution try, settled).
-    seen: HashMap<u64, (Instant, Instant, bool)>,
-    named: HashMap<u64, Arc<Container>>,
+    /// namespace → (first seen, last resolution try, settled).
+    seen: HashMap<NsKey, (Instant, Instant, bool)>,
+    named: HashMap<NsKey, Arc<Container>>,
     /// Namespaces closed here, and when dead namespaces were last looked for.
-    closed: Vec<u64>,
+    closed: Vec<NsKey>,
     last_sweep: Instant,
 }
 
@@ -307,29 +343,30 @@ impl Scan<'_> {
         };
         let loaded = self.loaded;
         let seen = &mut self.seen;
-        self.closed.retain(|m| {
-            if alive.contains(m) {
+        self.closed.retain(|key| {
+            if alive.contains(&key.0) {
                 return true;
             }
-            loaded.forget_mntns(*m);
-            seen.remove(m);
+            loaded.forget_mntns(key.0);
+            seen.remove(key);
             false
         });
     }
 
-    fn close(&mut self, mntns: u64, slot: u32) -> Result<(), RunError> {
-        close_slot(self.loaded, mntns, slot)?;
-        self.closed.push(mntns);
+    fn close(&mut self, slot: &Slot) -> Result<(), RunError> {
+        close_slot(self.loaded, slot)?;
+        self.closed.push(slot.key());
         Ok(())
     }
 
     fn run(&mut self, selection: &Selection) -> Result<(), RunError> {
         self.sweep();
-        for (mntns, slot) in slots(self.loaded)? {
+        for slot in slots(self.loaded)? {
+            let mntns = slot.mntns;
             let now = Instant::now();
             let entry = self
                 .seen
-                .entry(mntns)
+                .entry(slot.key())
                 .or_insert((now, now - RETRY_EVERY, false));
             if entry.2 {
                 continue;
@@ -337,7 +374,7 @@ impl Scan<'_> {
             if Some(mntns) == self.host_mntns {
                 entry.2 = true;
                 if !self.host {
-                    self.close(mntns, slot)?;
+                    self.close(&slot)?;
                 }
                 continue;
             }
@@ -347,7 +384,7 @@ impl Scan<'_> {
                 .and_then(|c| c.lookup_live_mntns(mntns))
             {
                 entry.2 = true;
-                self.settle(mntns, slot, Some(c), selection)?;
+                self.settle(&slot, Some(c), selection)?;
                 continue;
             }
             let (first, last) = (entry.0, entry.1);
@@ -357,10 +394,10 @@ impl Scan<'_> {
                     self.loaded,
                     self.collection.as_deref(),
                     self.handle,
-                    slot,
+                    slot.slot,
                     mntns,
                 );
-                self.settle(mntns, slot, c, selection)?;
+                self.settle(&slot, c, selection)?;
                 continue;
             }
             if now.duration_since(last) < RETRY_EVERY {
@@ -372,16 +409,16 @@ impl Scan<'_> {
                 self.loaded,
                 self.collection.as_deref(),
                 self.handle,
-                slot,
+                slot.slot,
                 mntns,
             ) {
                 entry.2 = true;
-                self.settle(mntns, slot, Some(c), selection)?;
+                self.settle(&slot, Some(c), selection)?;
                 continue;
             }
             // Ask while its processes live: their cgroup names the container.
             if let (Some(col), Some(h)) = (&self.collection, self.handle) {
-                for pid in slot_pids(self.loaded, slot, self.per_container)? {
+                for pid in slot_pids(self.loaded, slot.slot, self.per_container)? {
                     let col = col.clone();
                     h.spawn(async move {
                         col.resolve_pid(pid).await;
@@ -394,28 +431,28 @@ impl Scan<'_> {
 
     fn settle(
         &mut self,
-        mntns: u64,
-        slot: u32,
+        slot: &Slot,
         c: Option<Arc<Container>>,
         selection: &Selection,
     ) -> Result<(), RunError> {
-        let keep = selection.shows(mntns, c.as_deref());
+        let keep = selection.shows(slot.mntns, c.as_deref());
         if let Some(c) = c {
-            self.named.insert(mntns, c);
+            self.named.insert(slot.key(), c);
         }
         if !keep {
-            self.close(mntns, slot)?;
+            self.close(slot)?;
         }
         Ok(())
     }
 }
 
 /// Stops recording a mount namespace and gives its slot back to BPF.
-fn close_slot(loaded: &LoadedGadget, mntns: u64, slot: u32) -> Result<(), RunError> {
-    loaded.set_mntns_verdict(mntns, false)?;
+fn close_slot(loaded: &LoadedGadget, s: &Slot) -> Result<(), RunError> {
+    let slot = s.slot;
+    loaded.set_mntns_verdict(s.mntns, false)?;
     loaded
         .map(SLOTS)?
-        .delete(&mntns.to_le_bytes())
+        .delete(&s.key_bytes())
         .map_err(|e| map_err(SLOTS, e))?;
     let empty = [0u8; 168];
     loaded
@@ -439,7 +476,7 @@ struct Dump<'a> {
     collection: Option<&'a ContainerCollection>,
     handle: Option<&'a tokio::runtime::Handle>,
     /// Containers named while the run went on, by mount namespace.
-    named: HashMap<u64, Arc<Container>>,
+    named: HashMap<NsKey, Arc<Container>>,
 }
 
 fn container_json(c: Option<&Container>) -> serde_json::Map<String, serde_json::Value> {
@@ -471,13 +508,14 @@ impl Dump<'_> {
     fn print(&self, config: &RunConfig, selection: &Selection) -> Result<u64, RunError> {
         let decoder = Decoder::new(self.arch, SyscallFormats::load());
         let heads = self.loaded.map(HEADS)?;
-        let mut by_start: BTreeMap<(u64, u64), ContainerTrace> = BTreeMap::new();
-        for (mntns, slot) in slots(self.loaded)? {
+        let mut by_start: BTreeMap<(u64, u64, u64), ContainerTrace> = BTreeMap::new();
+        for s in slots(self.loaded)? {
+            let (mntns, slot) = (s.mntns, s.slot);
             // Most precise first: named during the run, the cgroup BPF noted for this very
             // namespace, a live container; a removed one only as a last resort (inodes get reused).
             let container = self
                 .named
-                .get(&mntns)
+                .get(&s.key())
                 .cloned()
                 .or_else(|| {
                     container_by_cgroup(self.loaded, self.collection, self.handle, slot, mntns)
@@ -495,16 +533,17 @@ impl Dump<'_> {
                 .unwrap_or(0);
             let raw = read_slot(self.loaded, slot, self.per_container)?;
             let records = parse_records(&raw).map_err(|e| RunError::Config(e.to_string()))?;
-            let window = select_window(records, mntns, head, self.per_container as u64);
+            let window =
+                select_window(records, mntns, s.first_seq, head, self.per_container as u64);
             let events = decoder.decode(&window);
             let first = events.first().map(|e| e.timestamp).unwrap_or(0);
-            by_start.insert((first, mntns), (container, events));
+            by_start.insert((first, mntns, s.ns_id), (container, events));
         }
         let stdout = std::io::stdout();
         let mut out = std::io::BufWriter::new(stdout.lock());
         let mut written = 0;
         let result: std::io::Result<()> = (|| {
-            for ((_, mntns), (container, events)) in &by_start {
+            for ((_, mntns, _), (container, events)) in &by_start {
                 let base = Timebase::of(events);
                 if config.output == OutputMode::Columns {
                     let who = match container {

@@ -12,7 +12,7 @@ const HEAD: u64 = 193;
 
 fn lines() -> Vec<String> {
     let records = parse_records(include_bytes!("testdata/multiplication.bin")).expect("parse");
-    let window = select_window(records, MNTNS, HEAD, 4096);
+    let window = select_window(records, MNTNS, 0, HEAD, 4096);
     assert_eq!(window.len(), 193);
     let events = Decoder::new(Arch::X86_64, SyscallFormats::fallback()).decode(&window);
     let base = Timebase::of(&events);

@@ -187,15 +187,17 @@ pub fn parse_records(buf: &[u8]) -> Result<Vec<Record>, TraceloopError> {
 }
 
 /// A container's records in order: those of `mntns_id` whose `seq` is within the last
-/// `capacity` sequence numbers before `head` (the value of the container's head counter),
-/// sorted by `seq`. Stale records of a previous owner of the slot are dropped.
+/// `capacity` sequence numbers before `head` (the value of the slot's head counter) and not
+/// before `first_seq` (the head when the namespace got the slot), sorted by `seq`. Stale
+/// records of a previous owner of the slot are dropped, also one with the same inode.
 pub fn select_window(
     mut records: Vec<Record>,
     mntns_id: u64,
+    first_seq: u64,
     head: u64,
     capacity: u64,
 ) -> Vec<Record> {
-    let low = head.saturating_sub(capacity);
+    let low = head.saturating_sub(capacity).max(first_seq);
     records.retain(|r| r.mntns_id == mntns_id && r.seq >= low && r.seq < head);
     records.sort_by_key(|r| r.seq);
     records
@@ -245,8 +247,11 @@ mod tests {
         dump.extend([0u8; RECORD_SIZE]);
         let all = parse_records(&dump).expect("parse");
         assert_eq!(all.len(), 5);
-        let w = select_window(all, 7, 10, 4);
+        let w = select_window(all.clone(), 7, 0, 10, 4);
         assert_eq!(w.iter().map(|r| r.seq).collect::<Vec<_>>(), [8, 9]);
+        // a previous owner with the same inode wrote seq 8
+        let w = select_window(all, 7, 9, 10, 4);
+        assert_eq!(w.iter().map(|r| r.seq).collect::<Vec<_>>(), [9]);
         assert!(parse_records(&dump[1..]).is_err());
     }
 }
