@@ -14,11 +14,15 @@ Measures, per configuration:
             traced rate / the paired untraced rate
   captured  output lines naming the storm's target / execs done (n/a when output is /dev/null)
   cpu/ev    utime+stime (/proc/PID/stat) of the tracer over the storm and its drain, per exec
+  bpf/exec  run time of the tracer's BPF programs over the storm (run_time_ns), per exec
+  added     (cpu/ev + bpf/exec) / the CPU an exec of the paired untraced storm took (busy
+            jiffies of /proc/stat per exec): the tracer's cost, steadier than wall rates
   rss       VmHWM of the tracer (/proc/PID/status) after the storm
   first     launch of the tracer to the first line naming a marker exec (separate phase)
 """
 
 import os
+import json
 import random
 import re
 import signal
@@ -122,10 +126,21 @@ def count_lines(path, *needles):
 # --- the storm -----------------------------------------------------------------------------
 
 def cpu_jiffies():
-    """(all, steal) jiffies of every CPU so far, from /proc/stat."""
+    """(all, steal, busy) jiffies of every CPU so far, from /proc/stat; busy is user, nice,
+    system, irq and softirq time."""
     with open("/proc/stat") as f:
         v = [int(x) for x in f.readline().split()[1:]]
-    return sum(v), v[7]
+    return sum(v), v[7], v[0] + v[1] + v[2] + v[5] + v[6]
+
+
+def bpf_run_ns():
+    """Time spent in every loaded BPF program so far (kernel.bpf_stats_enabled is on during
+    the benchmark): the tracers' programs are the only ones this machine runs."""
+    out = subprocess.run(["bpftool", "prog", "show", "-j"], capture_output=True, text=True)
+    try:
+        return sum(p.get("run_time_ns", 0) for p in json.loads(out.stdout or "[]"))
+    except ValueError:
+        return 0
 
 
 def storm(in_container, token, execs=EXECS):
@@ -135,23 +150,28 @@ def storm(in_container, token, execs=EXECS):
         cmd = ["docker", "exec", CONTAINER, "/bench/igbstorm", str(execs), str(WORKERS),
                "/bench/igbnoop", token]
     else:
-        cmd = [STORM, str(execs), str(WORKERS), NOOP, token]
-    all0, steal0 = cpu_jiffies()
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    all1, steal1 = cpu_jiffies()
+        # run from its directory: a short argv[0] keeps the token within the args column
+        cmd = [STORM, str(execs), str(WORKERS), "./igbnoop", token]
+    all0, steal0, busy0 = cpu_jiffies()
+    bpf0 = bpf_run_ns()
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=BIN)
+    bpf1 = bpf_run_ns()
+    all1, steal1, busy1 = cpu_jiffies()
     m = re.search(r"execs=(\d+) failed=(\d+) seconds=([\d.]+) rate=([\d.]+)", out.stdout)
     if not m:
         raise RuntimeError(f"storm failed: {out.stdout} {out.stderr}")
     steal = (steal1 - steal0) / max(all1 - all0, 1)
-    return int(m.group(1)), float(m.group(4)), steal
+    execs = int(m.group(1))
+    cost = {"busy_s": (busy1 - busy0) / TICK / max(execs, 1), "bpf_s": (bpf1 - bpf0) / 1e9 / max(execs, 1)}
+    return execs, float(m.group(4)), steal, cost
 
 
 def run_config(kind, rnd):
     in_container = kind.endswith("container")
-    token = f"s{rnd}{kind.replace('-', '')}"
+    token = f"s{rnd}{kind.replace('-', '')[:6]}"
     if kind.startswith("untraced"):
-        execs, rate, steal = storm(in_container, token)
-        return {"rate": rate, "execs": execs, "steal": steal}
+        execs, rate, steal, cost = storm(in_container, token)
+        return {"rate": rate, "execs": execs, "steal": steal, **cost}
     cmd, kept = tracer_cmd(kind)
     out_path = os.path.join(TMP, f"{kind}.{rnd}.out") if kept else os.devnull
     err_path = os.path.join(TMP, f"{kind}.{rnd}.err")
@@ -164,13 +184,13 @@ def run_config(kind, rnd):
         raise RuntimeError(f"{kind} exited early: {open(err_path).read()}")
     pid = tracer_pid(p)
     cpu0 = proc_cpu_ticks(pid)
-    execs, rate, steal = storm(in_container, token)
+    execs, rate, steal, cost = storm(in_container, token)
     time.sleep(DRAIN)
     cpu1 = proc_cpu_ticks(pid)
     hwm = proc_hwm_kb(pid)
     stop(p)
     res = {"rate": rate, "execs": execs, "steal": steal, "cpu_s": (cpu1 - cpu0) / TICK,
-           "rss_kb": hwm}
+           "rss_kb": hwm, **cost}
     if kept:
         needles = [b"igbnoop", token.encode()] + ([CONTAINER.encode()] if in_container else [])
         res["captured"] = count_lines(out_path, *needles)
@@ -274,7 +294,7 @@ def overflow(in_container):
         p = subprocess.Popen([IG, "run", "trace_exec", *sel, "-o", "json"], stdout=out, stderr=err)
     time.sleep(1.5)
     os.kill(p.pid, signal.SIGSTOP)
-    execs, _, _ = storm(in_container, "overflow", OVERFLOW_EXECS)
+    execs, _, _, _ = storm(in_container, "overflow", OVERFLOW_EXECS)
     os.kill(p.pid, signal.SIGCONT)
     time.sleep(2.5)
     stop(p)
@@ -282,7 +302,6 @@ def overflow(in_container):
     lost = sum(int(m) for m in re.findall(r"(\d+) events lost", err))
     captured = count_lines(out_path, b"igbnoop", b"overflow")
     import collections
-    import json
     comms = collections.Counter()
     with open(out_path, "rb") as f:
         for line in f:
@@ -312,6 +331,19 @@ def med(xs):
 
 def main():
     random.seed(6)
+    stats = "/proc/sys/kernel/bpf_stats_enabled"
+    with open(stats) as f:
+        stats_before = f.read().strip()
+    with open(stats, "w") as f:
+        f.write("1")
+    try:
+        run_all()
+    finally:
+        with open(stats, "w") as f:
+            f.write(stats_before)
+
+
+def run_all():
     skip_container = os.environ.get("BENCH_NO_CONTAINER") == "1"
     if not skip_container:
         setup_container()
@@ -336,12 +368,18 @@ def main():
                 r["ratio"] = r["rate"] / u["rate"]
                 # the same, on the CPU time the VM was given (steal time taken out)
                 r["ratio_ns"] = r["ratio"] * (1 - u["steal"]) / (1 - r["steal"])
+                # CPU the tracer adds to an exec (its process + its BPF programs), against the
+                # CPU an untraced exec of the paired storm took: both measured in the same
+                # minute, so the VM's speed drifts cancel out much better than in wall rates
+                r["added"] = (r["cpu_s"] / r["execs"] + r["bpf_s"]) / u["busy_s"]
                 results[kind].append(r)
                 extra = ""
                 if "cpu_s" in r:
                     extra = f" cpu={r['cpu_s']:.2f}s rss={r['rss_kb']}kB"
                 if "captured" in r:
                     extra += f" captured={r['captured']}/{r['execs']}"
+                extra += (f" bpf={1e9 * r['bpf_s']:.0f}ns/exec untraced-cpu={1e6 * u['busy_s']:.0f}us/exec "
+                          f"added={100 * r['added']:.1f}%")
                 log(f"round {rnd + 1}/{ROUNDS} {kind:19s} rate={r['rate']:8.0f}/s "
                     f"(untraced just before {u['rate']:8.0f}/s, ratio {100 * r['ratio']:.1f}%, "
                     f"steal {100 * u['steal']:.0f}%/{100 * r['steal']:.0f}%, without steal "
@@ -378,16 +416,19 @@ def main():
           f"before it; medians ({time.monotonic() - t_start:.0f} s in all).")
     print()
     print("| configuration | execs/s | rate vs untraced (min–max) | same, steal time removed "
-          "| captured / execs | tracer CPU per event | tracer peak RSS | start → first event |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+          "| captured / execs | tracer CPU per event | BPF time per exec "
+          "| CPU added per exec (min–max) | tracer peak RSS | start → first event |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for kind in configs:
         rs = results[kind]
         rate = med([r["rate"] for r in rs])
         if kind.startswith("untraced"):
             lo, hi = min(r["rate"] for r in rs), max(r["rate"] for r in rs)
             steal = med([r["steal"] for r in rs])
+            busy = med([r["busy_s"] for r in rs])
             print(f"| {names[kind]} | {rate:,.0f} | 100% ({100 * lo / rate:.0f}–{100 * hi / rate:.0f}% "
-                  f"of the median) | 100% (median steal {100 * steal:.0f}%) | | | | |")
+                  f"of the median) | 100% (median steal {100 * steal:.0f}%) | | | "
+                  f"| {1e6 * busy:.0f} µs of CPU per exec | | |")
             continue
         ratios = [r["ratio"] for r in rs]
         ratio_txt = f"{100 * med(ratios):.1f}% ({100 * min(ratios):.0f}–{100 * max(ratios):.0f}%)"
@@ -399,8 +440,11 @@ def main():
         rss = med([r["rss_kb"] for r in rs])
         f = med(first.get(kind, []))
         ftxt = f"{f * 1e3:.0f} ms" if f is not None else "none"
+        bpf = med([r["bpf_s"] for r in rs])
+        added = [r["added"] for r in rs]
+        added_txt = f"{100 * med(added):.1f}% ({100 * min(added):.1f}–{100 * max(added):.1f}%)"
         print(f"| {names[kind]} | {rate:,.0f} | {ratio_txt} | {cap} | {cpu * 1e6:.1f} µs "
-              f"| {rss / 1024:.1f} MiB | {ftxt} |")
+              f"| {bpf * 1e6:.1f} µs | {added_txt} | {rss / 1024:.1f} MiB | {ftxt} |")
     print()
     if lat:
         ok = [x for x in lat if x is not None]

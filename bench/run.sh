@@ -11,6 +11,8 @@ if [[ $EUID -ne 0 ]]; then
     exit 1
 fi
 command -v gcc >/dev/null || { apt-get install -y -qq gcc libc6-dev >/dev/null; }
+# BPF time per exec: bpftool reads the programs' run_time_ns (kernel.bpf_stats_enabled).
+command -v bpftool >/dev/null || { apt-get install -y -qq bpftool >/dev/null; }
 mkdir -p target/bench
 # A no-op without libc (exit_group only), static so it also runs in the busybox container.
 gcc -O2 -static -nostdlib -fno-stack-protector -o target/bench/igbnoop bench/noop.c
