@@ -10,11 +10,11 @@ use common::*;
 use containers_common::{run, setup, unique, IMAGE};
 
 /// The tests of this file run one after the other. Each `ig` sees every other test's
-/// containers, closes their buffers and drops them by mount-namespace inode; an inode is reused
-/// as soon as its namespace dies, so a container of one test may take the inode of another
-/// test's container that just died, and inherit its verdict until ig's dead-namespace sweep
-/// (once a second) clears it. That is a known limit (see gadgets/traceloop/README.md), not what
-/// these tests check.
+/// containers; their mount-namespace inodes are reused as soon as a namespace dies, and the
+/// container filter (shared by all gadgets) still keys its verdicts by inode. With tests (and
+/// other tests' containers) started in parallel, a container was seen once in ~30 runs with two
+/// histories under one name: two namespaces with one inode. That is a known limit (see
+/// gadgets/traceloop/README.md), not what these tests check.
 fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())

@@ -178,12 +178,19 @@ struct traceloop_ns {
 };
 
 struct traceloop_slot {
-	__u32 slot;
+	__u32 slot;		/* TRACELOOP_CLOSED: not recorded (set by the runtime) */
 	__u32 __pad;
 	__u64 first_seq;	/* the slot's head when this namespace got it */
 };
 
-/* mount namespace -> slot. max_entries = max_containers (set by the runtime). */
+#define TRACELOOP_CLOSED	0xffffffff
+
+/*
+ * mount namespace -> slot. max_entries = max_containers + closed namespaces the
+ * runtime keeps (set by the runtime). A namespace the runtime does not want is
+ * closed here, by inode *and* id, not in the inode-keyed filter map: a new
+ * namespace that gets a dead one's inode is recorded from its first syscall.
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16);
@@ -328,7 +335,7 @@ static __always_inline __s64 get_slot(const struct traceloop_ns *ns)
 
 	found = bpf_map_lookup_elem(&traceloop_slots, ns);
 	if (found)
-		return found->slot;
+		return found->slot == TRACELOOP_CLOSED ? -1 : found->slot;
 
 	if (bpf_map_pop_elem(&traceloop_free_slots, &slot)) {
 		slot = __sync_fetch_and_add(&traceloop_next_slot, 1);
@@ -347,7 +354,7 @@ static __always_inline __s64 get_slot(const struct traceloop_ns *ns)
 		bpf_map_push_elem(&traceloop_free_slots, &slot, 0);
 		found = bpf_map_lookup_elem(&traceloop_slots, ns);
 		if (found)
-			return found->slot;
+			return found->slot == TRACELOOP_CLOSED ? -1 : found->slot;
 		__sync_fetch_and_add(&traceloop_lost_containers, 1);
 		return -1;
 	}

@@ -26,6 +26,10 @@ const RECORDS: &str = "traceloop_records";
 const HEADS: &str = "traceloop_heads";
 const SLOTS: &str = "traceloop_slots";
 const FREE_SLOTS: &str = "traceloop_free_slots";
+/// `traceloop_slots` value of a namespace the run does not record (TRACELOOP_CLOSED).
+const CLOSED: u32 = u32::MAX;
+/// Closed namespaces kept in `traceloop_slots` besides the open ones; dead ones are swept.
+const CLOSED_KEPT: u32 = 1024;
 const CGROUPS: &str = "traceloop_cgroups";
 const SYSCALL_FILTERS: &str = "syscall_filters";
 const LOST: [&str; 2] = ["traceloop_lost_containers", "traceloop_lost_records"];
@@ -109,7 +113,7 @@ pub fn run(
         map_sizes: vec![
             (RECORDS.into(), total),
             (HEADS.into(), max_containers),
-            (SLOTS.into(), max_containers),
+            (SLOTS.into(), max_containers.saturating_add(CLOSED_KEPT)),
             (FREE_SLOTS.into(), max_containers),
             (CGROUPS.into(), max_containers),
         ],
@@ -193,13 +197,17 @@ impl Slot {
         (self.mntns, self.ns_id)
     }
 
-    /// `struct traceloop_ns`
-    fn key_bytes(&self) -> [u8; 16] {
-        let mut k = [0u8; 16];
-        k[..8].copy_from_slice(&self.mntns.to_le_bytes());
-        k[8..].copy_from_slice(&self.ns_id.to_le_bytes());
-        k
+    fn closed(&self) -> bool {
+        self.slot == CLOSED
     }
+}
+
+/// `struct traceloop_ns`
+fn key_bytes((mntns, ns_id): NsKey) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&mntns.to_le_bytes());
+    k[8..].copy_from_slice(&ns_id.to_le_bytes());
+    k
 }
 
 fn slots(loaded: &LoadedGadget) -> Result<Vec<Slot>, RunError> {
@@ -331,8 +339,8 @@ struct Scan<'a> {
 }
 
 impl Scan<'_> {
-    /// A closed namespace that died must not keep its verdict: its inode will name a new
-    /// namespace, perhaps the very container the user selected.
+    /// A closed namespace that died is forgotten (its entry only takes room: a new namespace
+    /// with its inode has another id).
     fn sweep(&mut self) {
         if self.last_sweep.elapsed() < super::selection::SWEEP_EVERY || self.closed.is_empty() {
             return;
@@ -343,11 +351,14 @@ impl Scan<'_> {
         };
         let loaded = self.loaded;
         let seen = &mut self.seen;
+        let Ok(map) = loaded.map(SLOTS) else {
+            return;
+        };
         self.closed.retain(|key| {
             if alive.contains(&key.0) {
                 return true;
             }
-            loaded.forget_mntns(key.0);
+            let _ = map.delete(&key_bytes(*key));
             seen.remove(key);
             false
         });
@@ -361,8 +372,14 @@ impl Scan<'_> {
 
     fn run(&mut self, selection: &Selection) -> Result<(), RunError> {
         self.sweep();
-        for slot in slots(self.loaded)? {
+        let all = slots(self.loaded)?;
+        for &slot in &all {
+            if slot.closed() {
+                continue;
+            }
             let mntns = slot.mntns;
+            // A newer namespace has this inode now: what the runtimes know by inode is its.
+            let inode_is_ours = !all.iter().any(|o| o.mntns == mntns && o.ns_id > slot.ns_id);
             let now = Instant::now();
             let entry = self
                 .seen
@@ -381,6 +398,7 @@ impl Scan<'_> {
             if let Some(c) = self
                 .collection
                 .as_ref()
+                .filter(|_| inode_is_ours)
                 .and_then(|c| c.lookup_live_mntns(mntns))
             {
                 entry.2 = true;
@@ -446,13 +464,16 @@ impl Scan<'_> {
     }
 }
 
-/// Stops recording a mount namespace and gives its slot back to BPF.
+/// Stops recording a mount namespace and gives its slot back to BPF. The namespace is marked
+/// closed by inode and id, not by a verdict in the inode-keyed filter map, which a new namespace
+/// taking the inode of this one after it dies would inherit.
 fn close_slot(loaded: &LoadedGadget, s: &Slot) -> Result<(), RunError> {
     let slot = s.slot;
-    loaded.set_mntns_verdict(s.mntns, false)?;
+    let mut closed = [0u8; 16];
+    closed[..4].copy_from_slice(&CLOSED.to_le_bytes());
     loaded
         .map(SLOTS)?
-        .delete(&s.key_bytes())
+        .update(&key_bytes(s.key()), &closed, MapFlags::ANY)
         .map_err(|e| map_err(SLOTS, e))?;
     let empty = [0u8; 168];
     loaded
@@ -509,8 +530,15 @@ impl Dump<'_> {
         let decoder = Decoder::new(self.arch, SyscallFormats::load());
         let heads = self.loaded.map(HEADS)?;
         let mut by_start: BTreeMap<(u64, u64, u64), ContainerTrace> = BTreeMap::new();
-        for s in slots(self.loaded)? {
+        let open: Vec<Slot> = slots(self.loaded)?
+            .into_iter()
+            .filter(|s| !s.closed())
+            .collect();
+        for s in &open {
             let (mntns, slot) = (s.mntns, s.slot);
+            // An older namespace with this inode died and the inode now names a newer one
+            // (ids only grow): what the runtimes know by inode is about the newer one.
+            let inode_is_ours = !open.iter().any(|o| o.mntns == mntns && o.ns_id > s.ns_id);
             // Most precise first: named during the run, the cgroup BPF noted for this very
             // namespace, a live container; a removed one only as a last resort (inodes get reused).
             let container = self
@@ -520,8 +548,10 @@ impl Dump<'_> {
                 .or_else(|| {
                     container_by_cgroup(self.loaded, self.collection, self.handle, slot, mntns)
                 })
-                .or_else(|| self.collection.and_then(|c| c.lookup_live_mntns(mntns)))
-                .or_else(|| self.collection.and_then(|c| c.lookup_mntns(mntns)));
+                .or_else(|| {
+                    let c = self.collection.filter(|_| inode_is_ours)?;
+                    c.lookup_live_mntns(mntns).or_else(|| c.lookup_mntns(mntns))
+                });
             if !selection.shows(mntns, container.as_deref()) {
                 continue;
             }
