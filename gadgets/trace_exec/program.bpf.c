@@ -220,14 +220,15 @@ int BPF_PROG(ig_sched_exec, struct task_struct *task, pid_t old_pid,
 	barrier_var(len);
 	if (len > ARGS_MAX)
 		return 0;
-	if (bpf_probe_read_user(e->args, len, (void *)arg_start)) {
-		len = 0;
-	} else if (arg_end - arg_start > ARGS_MAX) {
-		e->args_truncated = true;
-		keep_complete_args(e);
-	} else {
-		e->args_count = bprm->argc;
-		e->args_size = len;
+	/* unreadable args: the event goes out without them (args_count and args_size 0) */
+	if (!bpf_probe_read_user(e->args, len, (void *)arg_start)) {
+		if (arg_end - arg_start > ARGS_MAX) {
+			e->args_truncated = true;
+			keep_complete_args(e);
+		} else {
+			e->args_count = bprm->argc;
+			e->args_size = len;
+		}
 	}
 
 	file = bprm->file;
