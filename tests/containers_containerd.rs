@@ -69,7 +69,7 @@ async fn lists_containers_of_every_namespace() -> Result<()> {
     assert_eq!(p.labels.get("team").map(String::as_str), Some("ig"));
     assert_eq!(p.pid, plain.pid()?);
     assert_eq!(
-        coll.lookup_mntns(p.mntns_id).map(|c| c.id.clone()),
+        coll.lookup_mntns(p.mntns_key()).map(|c| c.id.clone()),
         Some(plain_id)
     );
     Ok(())
@@ -99,7 +99,7 @@ async fn added_and_removed_events_follow_containerd() -> Result<()> {
     wait_event(&mut rx, 20, removed_id(&id)).await?;
     assert!(coll.all().iter().all(|x| x.id != id));
     assert_eq!(
-        coll.lookup_mntns(added.mntns_id).map(|c| c.id.clone()),
+        coll.lookup_mntns(added.mntns_key()).map(|c| c.id.clone()),
         Some(id)
     );
     Ok(())

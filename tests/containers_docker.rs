@@ -40,6 +40,9 @@ async fn lists_running_container_with_its_identity() -> Result<()> {
     assert_eq!(found.runtime.as_str(), "docker");
     assert_eq!(found.pid, pid);
     assert_eq!(found.mntns_id, mntns_of(pid)?);
+    // The namespace's never-reused id, as NS_GET_MNTNS_ID gives it (this kernel has it).
+    assert_eq!(found.mntns_key(), containers::procfs::mntns_key_of(pid)?);
+    assert_ne!(found.mntns_nsid, 0);
     assert_ne!(found.mntns_id, mntns_of(std::process::id())?);
     assert_eq!(found.image_name, IMAGE);
     // Imported, never pushed: no repo digest.
@@ -53,7 +56,9 @@ async fn lists_running_container_with_its_identity() -> Result<()> {
     let age = std::time::SystemTime::now().duration_since(started)?;
     assert!(age < Duration::from_secs(120), "started {age:?} ago");
 
-    let by_mntns = coll.lookup_mntns(found.mntns_id).context("lookup_mntns")?;
+    let by_mntns = coll
+        .lookup_mntns(found.mntns_key())
+        .context("lookup_mntns")?;
     assert_eq!(by_mntns.id, c.id);
     assert_eq!(coll.by_name(&name).len(), 1);
     assert!(coll.by_name("no-such-container").is_empty());
@@ -83,7 +88,7 @@ async fn added_and_removed_events_follow_docker() -> Result<()> {
     assert!(coll.all().iter().all(|x| x.id != c.id));
     // Recently gone: still named by its mount namespace.
     let gone = coll
-        .lookup_mntns(added.mntns_id)
+        .lookup_mntns(added.mntns_key())
         .context("forgotten right away")?;
     assert_eq!(gone.name, name);
     Ok(())
@@ -111,7 +116,7 @@ async fn resolve_pid_of_a_container_just_starting() -> Result<()> {
     });
     // The first pid in the container's cgroup, as early as /proc shows it.
     let pid = eventually(20, || pids_in_cgroup(&id).into_iter().min()).await?;
-    let known_before = mntns_of(pid)
+    let known_before = containers::procfs::mntns_key_of(pid)
         .ok()
         .and_then(|m| coll.lookup_mntns(m))
         .is_some();
@@ -158,6 +163,8 @@ async fn host_process_resolves_to_nothing() -> Result<()> {
     assert!(coll.resolve_pid(std::process::id()).await.is_none());
     assert!(coll.resolve_pid(1).await.is_none());
     assert!(coll.resolve_pid(u32::MAX).await.is_none());
-    assert!(coll.lookup_mntns(mntns_of(std::process::id())?).is_none());
+    assert!(coll
+        .lookup_mntns(containers::procfs::mntns_key_of(std::process::id())?)
+        .is_none());
     Ok(())
 }

@@ -6,18 +6,48 @@
 #include <vmlinux.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
+#include <gadget/cgroup.h>
 
 #ifndef GADGET_MAX_CONTAINERS
 #define GADGET_MAX_CONTAINERS 1024
 #endif
 
-/* mount namespace inode -> verdict: non-zero keep, zero drop */
+/*
+ * A mount namespace as the runtime keys it. The inode (`mntns_id`, what users compare with
+ * /proc/PID/ns/mnt) is reused as soon as a namespace dies; the id is never reused within a
+ * boot. nsid 0: the kernel has neither field (the runtime then falls back to the inode).
+ */
+struct gadget_mntns_key {
+	__u64 inum;
+	__u64 nsid;
+};
+
+/* mount namespace -> verdict: non-zero keep, zero drop */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, GADGET_MAX_CONTAINERS);
-	__type(key, __u64);
+	__type(key, struct gadget_mntns_key);
 	__type(value, __u8);
 } gadget_mntns_filter_map SEC(".maps");
+
+/*
+ * What BPF saw of a namespace the runtime had no verdict for: the cgroup of its processes
+ * (kernfs names of the cgroup and its parent: `docker/<id>`, `<ns>/<id>`,
+ * `system.slice/docker-<id>.scope`). It names the container of a namespace whose processes
+ * died before the runtime announced it (a container that lived a few milliseconds).
+ */
+struct gadget_mntns_note {
+	char cgroup_parent[64];
+	char cgroup_leaf[96];
+	__u64 css_set;		/* the css_set the names were read for */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, GADGET_MAX_CONTAINERS);
+	__type(key, struct gadget_mntns_key);
+	__type(value, struct gadget_mntns_note);
+} gadget_mntns_notes SEC(".maps");
 
 const volatile bool gadget_filter_by_mntns = false;
 const volatile bool gadget_drop_unknown_mntns = false;
@@ -31,16 +61,78 @@ static __always_inline __u64 gadget_get_current_mntns_id(void)
 	return bpf_get_current_task_btf()->nsproxy->mnt_ns->ns.inum;
 }
 
+/* mnt_namespace.seq before 6.18 (where ns_common.ns_id took its place). */
+struct mnt_namespace___seq {
+	__u64 seq;
+} __attribute__((preserve_access_index));
+
+/*
+ * The id of the current mount namespace as NS_GET_MNTNS_ID returns it: ns_common.ns_id
+ * (6.18+), else mnt_namespace.seq (every kernel with BTF). Never reused within a boot.
+ */
+static __always_inline __u64 gadget_get_current_mntns_nsid(void)
+{
+	struct mnt_namespace *mnt_ns = bpf_get_current_task_btf()->nsproxy->mnt_ns;
+
+	if (bpf_core_field_exists(mnt_ns->ns.ns_id))
+		return BPF_CORE_READ(mnt_ns, ns.ns_id);
+	if (bpf_core_field_exists(((struct mnt_namespace___seq *)mnt_ns)->seq))
+		return BPF_CORE_READ((struct mnt_namespace___seq *)mnt_ns, seq);
+	return 0;
+}
+
+/*
+ * Notes the cgroup of a namespace's processes, again whenever it changes: runc runs the
+ * container's first process in its own cgroup before it moves it into the container's. A
+ * css_set is shared by the tasks of one set of cgroups: comparing it costs one load.
+ */
+static __always_inline void gadget__note_mntns(const struct gadget_mntns_key *key)
+{
+	static const struct gadget_mntns_note empty = {};
+	struct gadget_mntns_note *note;
+	__u64 cset = (__u64)bpf_get_current_task_btf()->cgroups;
+
+	note = bpf_map_lookup_elem(&gadget_mntns_notes, key);
+	if (note && note->css_set == cset)
+		return;
+	if (!note) {
+		bpf_map_update_elem(&gadget_mntns_notes, key, &empty, BPF_NOEXIST);
+		note = bpf_map_lookup_elem(&gadget_mntns_notes, key);
+		if (!note)
+			return;
+	}
+	note->css_set = cset;
+	if (!gadget_current_cgroup_names(note->cgroup_parent, sizeof(note->cgroup_parent),
+					 note->cgroup_leaf, sizeof(note->cgroup_leaf)))
+		note->cgroup_leaf[0] = '\0';
+}
+
+/*
+ * Whether to drop an event of mount namespace `mntns_id` (an inode, as read by
+ * gadget_get_current_mntns_id()). Verdicts are keyed by inode and namespace id; the id is
+ * the current task's when the inode is its namespace's (the usual case), else unknown (0).
+ */
 static __always_inline bool gadget_should_discard_mntns_id(__u64 mntns_id)
 {
+	struct gadget_mntns_key key = { .inum = mntns_id };
 	__u8 *verdict;
 
 	if (!gadget_filter_by_mntns)
 		return false;
-	verdict = bpf_map_lookup_elem(&gadget_mntns_filter_map, &mntns_id);
-	if (!verdict)
-		return gadget_drop_unknown_mntns;
-	return *verdict == 0;
+	if (mntns_id == gadget_get_current_mntns_id())
+		key.nsid = gadget_get_current_mntns_nsid();
+	verdict = bpf_map_lookup_elem(&gadget_mntns_filter_map, &key);
+	if (!verdict && key.nsid) {
+		/* Where the runtime cannot learn ids (no NS_GET_MNTNS_ID), it keys by inode alone. */
+		struct gadget_mntns_key by_inode = { .inum = mntns_id };
+
+		verdict = bpf_map_lookup_elem(&gadget_mntns_filter_map, &by_inode);
+	}
+	if (verdict)
+		return *verdict == 0;
+	if (key.nsid)
+		gadget__note_mntns(&key);
+	return gadget_drop_unknown_mntns;
 }
 
 #endif /* __GADGET_MNTNS_FILTER_H */

@@ -6,6 +6,7 @@
 #include <vmlinux.h>
 
 typedef __u64 gadget_mntns_id;		/* mount namespace inode: container */
+typedef __u64 gadget_mntns_nsid;	/* mount namespace id (NS_GET_MNTNS_ID): never reused */
 typedef __u64 gadget_timestamp;		/* bpf_ktime_get_boot_ns() */
 typedef __u32 gadget_uid;		/* user name */
 typedef __u32 gadget_gid;		/* group name */

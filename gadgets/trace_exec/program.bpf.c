@@ -10,6 +10,7 @@
 struct event {
 	gadget_timestamp timestamp_raw;
 	gadget_mntns_id mntns_id;
+	gadget_mntns_nsid mntns_nsid;
 	gadget_comm comm[16];
 	gadget_pid pid;
 	gadget_tid tid;
@@ -63,9 +64,17 @@ struct {
 	__type(value, struct exec_args);
 } execs SEC(".maps");
 
+/*
+ * Per-CPU scratch records: one for sched_process_exec, one for the syscall tracepoints of
+ * failed execs. Syscall tracepoints may be preempted on recent kernels (faultable since
+ * 6.14); a record they hold must not be the one an exec on the same CPU fills meanwhile.
+ */
+#define SCRATCH_EXEC	0
+#define SCRATCH_FAILED	1
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);
 	__type(key, __u32);
 	__type(value, struct scratch);
 } heap SEC(".maps");
@@ -81,14 +90,14 @@ static __always_inline bool discard(void)
  * Fills what successful and failed execs share; zeroes everything before args.
  * `task` is a BTF pointer: fields are read with plain loads, not helper calls.
  */
-static __always_inline struct event *event_init(struct task_struct *task)
+static __always_inline struct event *event_init(struct task_struct *task, __u32 scratch)
 {
 	struct task_struct *parent;
 	struct event *e;
-	__u32 zero = 0, i;
+	__u32 i;
 	__u64 id;
 
-	e = bpf_map_lookup_elem(&heap, &zero);
+	e = bpf_map_lookup_elem(&heap, &scratch);
 	if (!e)
 		return NULL;
 	/*
@@ -101,6 +110,7 @@ static __always_inline struct event *event_init(struct task_struct *task)
 
 	e->timestamp_raw = bpf_ktime_get_boot_ns();
 	e->mntns_id = gadget_get_current_mntns_id();
+	e->mntns_nsid = gadget_get_current_mntns_nsid();
 	id = bpf_get_current_pid_tgid();
 	e->pid = id >> 32;
 	e->tid = (__u32)id;
@@ -187,6 +197,16 @@ static __always_inline void keep_complete_args(struct event *e)
 	e->args_size = c.kept;
 }
 
+/*
+ * The path fields are zeroed as a whole before any is written: the scratch is reused, and a
+ * field a record does not fill (a failed exec has no exepath), or the bytes after a shorter
+ * string, would otherwise carry an earlier exec's. A read from NULL fails and zeroes.
+ */
+static __always_inline void clear_paths(struct event *e)
+{
+	bpf_probe_read_kernel(e->cwd, sizeof(e->cwd) + sizeof(e->file) + sizeof(e->exepath), NULL);
+}
+
 static __always_inline void read_cwd(struct task_struct *task, struct event *e)
 {
 	gadget_read_path(&task->fs->pwd, e->cwd, sizeof(e->cwd));
@@ -207,7 +227,7 @@ int BPF_PROG(ig_sched_exec, struct task_struct *task, pid_t old_pid,
 	if (discard())
 		return 0;
 
-	e = event_init(task);
+	e = event_init(task, SCRATCH_EXEC);
 	if (!e)
 		return 0;
 
@@ -236,6 +256,7 @@ int BPF_PROG(ig_sched_exec, struct task_struct *task, pid_t old_pid,
 	e->pupper_layer = gadget_file_upper_layer(task->real_parent->mm->exe_file);
 
 	if (paths) {
+		clear_paths(e);
 		read_cwd(task, e);
 		bpf_probe_read_kernel_str(e->file, sizeof(e->file), bprm->filename);
 		gadget_read_path(&file->f_path, e->exepath, sizeof(e->exepath));
@@ -289,7 +310,7 @@ static __always_inline int exit_exec(void *ctx, long ret)
 		goto cleanup;
 
 	task = bpf_get_current_task_btf();
-	e = event_init(task);
+	e = event_init(task, SCRATCH_FAILED);
 	if (!e)
 		goto cleanup;
 	e->error_raw = -ret;
@@ -318,6 +339,7 @@ static __always_inline int exit_exec(void *ctx, long ret)
 		e->args_truncated = true;
 
 	if (paths) {
+		clear_paths(e);
 		read_cwd(task, e);
 		bpf_probe_read_user_str(e->file, sizeof(e->file), (void *)args->filename);
 	}

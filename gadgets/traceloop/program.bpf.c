@@ -309,21 +309,10 @@ static __always_inline __u32 syscall_nr_of(void *regs)
 #endif
 }
 
-struct mnt_namespace___seq {
-	__u64 seq;
-} __attribute__((preserve_access_index));
-
 static __always_inline void current_ns(struct traceloop_ns *ns, __u64 inum)
 {
-	struct mnt_namespace *mnt_ns = bpf_get_current_task_btf()->nsproxy->mnt_ns;
-
 	ns->inum = inum;
-	if (bpf_core_field_exists(mnt_ns->ns.ns_id))
-		ns->id = BPF_CORE_READ(mnt_ns, ns.ns_id);
-	else if (bpf_core_field_exists(((struct mnt_namespace___seq *)mnt_ns)->seq))
-		ns->id = BPF_CORE_READ((struct mnt_namespace___seq *)mnt_ns, seq);
-	else
-		ns->id = 0;
+	ns->id = gadget_get_current_mntns_nsid();
 }
 
 /* The container's slot, allocated on first use; -1 when none is left. */
@@ -507,53 +496,15 @@ int traceloop_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
-static __always_inline struct cgroup *current_cgroup(void)
-{
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct cgroup *cg = BPF_CORE_READ(task, cgroups, dfl_cgrp);
-	struct cgroup_subsys_state *css;
-	struct css_set *cset;
-
-	/* The unified hierarchy's root: on cgroup v1, ask the memory controller instead. */
-	if (cg && BPF_CORE_READ(cg, level) > 0)
-		return cg;
-	cset = BPF_CORE_READ(task, cgroups);
-	if (bpf_core_read(&css, sizeof(css),
-			  &cset->subsys[bpf_core_enum_value(enum cgroup_subsys_id, memory_cgrp_id)]))
-		return cg;
-	return css ? BPF_CORE_READ(css, cgroup) : cg;
-}
-
-/* kernfs_node's parent was renamed __parent in 6.15. */
-struct kernfs_node___old {
-	struct kernfs_node *parent;
-} __attribute__((preserve_access_index));
-
-static __always_inline struct kernfs_node *kn_parent(struct kernfs_node *kn)
-{
-	struct kernfs_node___old *old = (void *)kn;
-
-	if (bpf_core_field_exists(old->parent))
-		return BPF_CORE_READ(old, parent);
-	return BPF_CORE_READ(kn, __parent);
-}
-
 /* Notes the slot's cgroup until a non-root one is seen (runc moves its init late). */
 static __always_inline void note_cgroup(__u32 slot, __u64 mntns_id)
 {
 	struct traceloop_cgroup *tc = bpf_map_lookup_elem(&traceloop_cgroups, &slot);
-	struct cgroup *cg;
-	struct kernfs_node *kn;
 
 	if (!tc || (tc->mntns_id == mntns_id && tc->leaf[0]))
 		return;
-	cg = current_cgroup();
-	if (!cg || BPF_CORE_READ(cg, level) == 0)
-		return;
-	kn = BPF_CORE_READ(cg, kn);
-	bpf_probe_read_kernel_str(tc->parent, sizeof(tc->parent), BPF_CORE_READ(kn_parent(kn), name));
-	bpf_probe_read_kernel_str(tc->leaf, sizeof(tc->leaf), BPF_CORE_READ(kn, name));
-	tc->mntns_id = mntns_id;
+	if (gadget_current_cgroup_names(tc->parent, sizeof(tc->parent), tc->leaf, sizeof(tc->leaf)))
+		tc->mntns_id = mntns_id;
 }
 
 SEC("raw_tracepoint/sys_exit")

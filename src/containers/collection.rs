@@ -3,13 +3,15 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 use super::container::Container;
 use super::error::ContainerError;
-use super::procfs;
+use super::mntns::MntnsKey;
+use super::procfs::{self, CgroupHint};
 use super::runtime::{connect_all, RuntimeClient, RuntimeConfig};
 use super::watch;
 
@@ -50,13 +52,44 @@ impl Key {
     }
 }
 
+/// A removed container and when it was removed (or, gone before it was seen, remembered).
+struct Gone {
+    at: Instant,
+    container: Arc<Container>,
+}
+
 #[derive(Default)]
 struct State {
     live: HashMap<Key, Arc<Container>>,
+    /// Live containers by mount namespace inode (live namespaces never share one).
     by_mntns: HashMap<u64, Arc<Container>>,
     /// Recently removed, oldest first; bounded by `GONE_CAPACITY`.
-    gone: VecDeque<Arc<Container>>,
-    gone_by_mntns: HashMap<u64, Arc<Container>>,
+    gone: VecDeque<Gone>,
+}
+
+impl State {
+    fn live_mntns(&self, key: &MntnsKey) -> Option<&Arc<Container>> {
+        self.by_mntns
+            .get(&key.inum)
+            .filter(|c| c.mntns_key().matches(key))
+    }
+
+    fn push_gone(&mut self, container: Arc<Container>) {
+        self.gone.push_back(Gone {
+            at: Instant::now(),
+            container,
+        });
+        while self.gone.len() > GONE_CAPACITY {
+            self.gone.pop_front();
+        }
+    }
+
+    /// Live containers, then removed ones newest first.
+    fn newest_first(&self) -> impl Iterator<Item = &Arc<Container>> {
+        self.live
+            .values()
+            .chain(self.gone.iter().rev().map(|g| &g.container))
+    }
 }
 
 pub struct ContainerCollection {
@@ -106,25 +139,61 @@ impl ContainerCollection {
 
     /// The container owning a mount namespace: a live one, else one removed
     /// recently (so events of a container that exited during a run still
-    /// name it).
-    pub fn lookup_mntns(&self, mntns_id: u64) -> Option<Arc<Container>> {
+    /// name it). A removed one only for the very key (inode and id; both ids 0 on a
+    /// kernel without them, where a newer namespace may have inherited the inode).
+    pub fn lookup_mntns(&self, key: MntnsKey) -> Option<Arc<Container>> {
         let state = self.read();
         state
-            .by_mntns
-            .get(&mntns_id)
-            .or_else(|| state.gone_by_mntns.get(&mntns_id))
+            .live_mntns(&key)
+            .or_else(|| {
+                state
+                    .gone
+                    .iter()
+                    .rev()
+                    .map(|g| &g.container)
+                    .find(|c| c.mntns_id != 0 && c.mntns_key() == key)
+            })
             .cloned()
     }
 
     /// A container by runtime id: live, else recently gone (also one that exited before it
     /// could be watched).
     pub fn lookup_id(&self, id: &str) -> Option<Arc<Container>> {
+        self.read().newest_first().find(|c| c.id == id).cloned()
+    }
+
+    /// The container a cgroup names (live or recently gone). Ids may be reused (`ctr run --rm
+    /// web` twice): the instance whose init pid is among `pids` (pids seen in the namespace)
+    /// wins, else the newest.
+    pub fn claim_cgroup(&self, hint: &CgroupHint, pids: &[u32]) -> Option<Arc<Container>> {
+        let state = self.read();
+        let same = |c: &&Arc<Container>| {
+            c.id == hint.id
+                && hint.runtime.is_none_or(|r| r == c.runtime)
+                && match (&hint.namespace, &c.containerd_namespace) {
+                    (Some(h), Some(n)) => h == n,
+                    _ => true,
+                }
+        };
+        let candidates: Vec<&Arc<Container>> = state.newest_first().filter(same).collect();
+        candidates
+            .iter()
+            .find(|c| c.pid != 0 && pids.contains(&c.pid))
+            .or_else(|| candidates.first())
+            .map(|c| (*c).clone())
+    }
+
+    /// A container that was gone before its namespace could be seen (no mount namespace known)
+    /// whose init pid is among `pids`, remembered at most `within` ago (pids are reused).
+    pub fn claim_init_pid(&self, pids: &[u32], within: Duration) -> Option<Arc<Container>> {
         let state = self.read();
         state
-            .live
-            .values()
-            .find(|c| c.id == id)
-            .or_else(|| state.gone.iter().rev().find(|c| c.id == id))
+            .gone
+            .iter()
+            .rev()
+            .take_while(|g| g.at.elapsed() <= within)
+            .map(|g| &g.container)
+            .find(|c| c.mntns_id == 0 && c.pid != 0 && pids.contains(&c.pid))
             .cloned()
     }
 
@@ -146,26 +215,13 @@ impl ContainerCollection {
     /// known to whoever recorded its activity.
     pub(super) fn remember_exited(&self, c: Container) -> Arc<Container> {
         let c = Arc::new(c);
-        let mut state = self.write();
-        state.gone.push_back(c.clone());
-        while state.gone.len() > GONE_CAPACITY {
-            if let Some(evicted) = state.gone.pop_front() {
-                if state
-                    .gone_by_mntns
-                    .get(&evicted.mntns_id)
-                    .is_some_and(|g| Arc::ptr_eq(g, &evicted))
-                {
-                    state.gone_by_mntns.remove(&evicted.mntns_id);
-                }
-            }
-        }
+        self.write().push_gone(c.clone());
         c
     }
 
-    /// The live container owning a mount namespace. A namespace inode is reused soon after
-    /// its namespace dies, so a first sighting must not be matched with a removed container.
-    pub fn lookup_live_mntns(&self, mntns_id: u64) -> Option<Arc<Container>> {
-        self.read().by_mntns.get(&mntns_id).cloned()
+    /// The live container owning a mount namespace.
+    pub fn lookup_live_mntns(&self, key: MntnsKey) -> Option<Arc<Container>> {
+        self.read().live_mntns(&key).cloned()
     }
 
     /// Live containers with this name.
@@ -205,8 +261,8 @@ impl ContainerCollection {
     /// Costs a file read and, for an unknown container, a few runtime
     /// calls: callers should remember negative answers per mount namespace.
     pub async fn resolve_pid(&self, pid: u32) -> Option<Arc<Container>> {
-        let mntns = procfs::mntns_of(pid).ok()?;
-        if let Some(c) = self.read().by_mntns.get(&mntns) {
+        let mntns = procfs::mntns_key_of(pid).ok()?;
+        if let Some(c) = self.read().live_mntns(&mntns) {
             return Some(c.clone());
         }
         let hints = procfs::cgroup_hints(pid).await.ok()?;
@@ -239,7 +295,7 @@ impl ContainerCollection {
         let key = Key::of(source, &c);
         let mut state = self.write();
         if let Some(old) = state.live.get(&key).cloned() {
-            if old.mntns_id == c.mntns_id {
+            if old.mntns_key().matches(&c.mntns_key()) {
                 if *old == c {
                     return old;
                 }
@@ -281,19 +337,7 @@ impl ContainerCollection {
         {
             state.by_mntns.remove(&old.mntns_id);
         }
-        state.gone.push_back(old.clone());
-        state.gone_by_mntns.insert(old.mntns_id, old.clone());
-        while state.gone.len() > GONE_CAPACITY {
-            if let Some(evicted) = state.gone.pop_front() {
-                if state
-                    .gone_by_mntns
-                    .get(&evicted.mntns_id)
-                    .is_some_and(|c| Arc::ptr_eq(c, &evicted))
-                {
-                    state.gone_by_mntns.remove(&evicted.mntns_id);
-                }
-            }
-        }
+        state.push_gone(old.clone());
         let _ = self.events.send(ContainerEvent::Removed(old));
     }
 
@@ -366,6 +410,7 @@ mod tests {
             image_digest: None,
             pid: 1000 + id as u32,
             mntns_id: mntns,
+            mntns_nsid: mntns + 100_000,
             labels: Default::default(),
             started_at: None,
             k8s: K8sMeta::default(),
@@ -383,13 +428,14 @@ mod tests {
         let state = coll.read();
         assert!(state.live.is_empty() && state.by_mntns.is_empty());
         assert_eq!(state.gone.len(), GONE_CAPACITY);
-        assert_eq!(state.gone_by_mntns.len(), GONE_CAPACITY);
         drop(state);
         assert_eq!(
-            coll.lookup_mntns(5999).map(|c| c.id.clone()),
+            coll.lookup_mntns(MntnsKey::new(5999, 105_999))
+                .map(|c| c.id.clone()),
             Some("c999".into())
         );
-        assert!(coll.lookup_mntns(5000).is_none());
+        assert!(coll.lookup_mntns(MntnsKey::new(5999, 0)).is_none());
+        assert!(coll.lookup_mntns(MntnsKey::new(5000, 105_000)).is_none());
     }
 
     #[test]
@@ -402,7 +448,10 @@ mod tests {
         let mut refreshed = container(1, 7);
         refreshed.pid = 4242;
         coll.insert(0, refreshed);
-        assert_eq!(coll.lookup_mntns(7).map(|c| c.pid), Some(4242));
+        assert_eq!(
+            coll.lookup_mntns(MntnsKey::new(7, 0)).map(|c| c.pid),
+            Some(4242)
+        );
         // Restarted: new namespace, Removed then Added.
         coll.insert(0, container(1, 8));
         let kinds: Vec<bool> = std::iter::from_fn(|| rx.try_recv().ok())
@@ -411,11 +460,74 @@ mod tests {
         assert_eq!(kinds, vec![true, false, true]);
         assert_eq!(coll.all().len(), 1);
         assert_eq!(
-            coll.lookup_mntns(8).map(|c| c.id.clone()),
+            coll.lookup_mntns(MntnsKey::new(8, 0)).map(|c| c.id.clone()),
             Some("c1".into())
         );
         // The old namespace still names it (recently gone).
-        assert!(coll.lookup_mntns(7).is_some());
+        assert!(coll.lookup_mntns(MntnsKey::new(7, 100_007)).is_some());
+    }
+
+    #[test]
+    fn a_reused_inode_is_never_named_after_the_dead_namespace() {
+        let coll = empty();
+        let mut a = container(1, 40);
+        a.mntns_nsid = 6;
+        coll.insert(0, a);
+        coll.remove(&Key::new(0, None, "c1"));
+        // The inode went to a new namespace (id 4102) of another, still unknown, container.
+        assert!(coll.lookup_mntns(MntnsKey::new(40, 4102)).is_none());
+        assert_eq!(
+            coll.lookup_mntns(MntnsKey::new(40, 6))
+                .map(|c| c.id.clone()),
+            Some("c1".into())
+        );
+        let mut b = container(2, 40);
+        b.mntns_nsid = 4102;
+        coll.insert(0, b);
+        assert_eq!(
+            coll.lookup_live_mntns(MntnsKey::new(40, 4102))
+                .map(|c| c.id.clone()),
+            Some("c2".into())
+        );
+        assert!(coll.lookup_live_mntns(MntnsKey::new(40, 6)).is_none());
+        assert_eq!(
+            coll.lookup_mntns(MntnsKey::new(40, 6))
+                .map(|c| c.id.clone()),
+            Some("c1".into())
+        );
+    }
+
+    #[test]
+    fn claims_by_cgroup_prefer_the_instance_with_the_pid() {
+        let coll = empty();
+        let hint = CgroupHint {
+            runtime: Some(RuntimeKind::Containerd),
+            namespace: Some("default".into()),
+            id: "web".into(),
+        };
+        for pid in [300, 400] {
+            let mut c = Container::exited(RuntimeKind::Containerd, "web", "web", None, Some(pid));
+            c.containerd_namespace = Some("default".into());
+            coll.remember_exited(c);
+        }
+        let mut other_ns =
+            Container::exited(RuntimeKind::Containerd, "web", "web", None, Some(500));
+        other_ns.containerd_namespace = Some("team1".into());
+        coll.remember_exited(other_ns);
+        assert_eq!(coll.claim_cgroup(&hint, &[300]).map(|c| c.pid), Some(300));
+        assert_eq!(coll.claim_cgroup(&hint, &[7]).map(|c| c.pid), Some(400));
+        assert_eq!(coll.claim_cgroup(&hint, &[500]).map(|c| c.pid), Some(400));
+        let docker = CgroupHint {
+            runtime: Some(RuntimeKind::Docker),
+            ..hint
+        };
+        assert!(coll.claim_cgroup(&docker, &[300]).is_none());
+        assert_eq!(
+            coll.claim_init_pid(&[500, 1], Duration::from_secs(5))
+                .and_then(|c| c.containerd_namespace.clone()),
+            Some("team1".into())
+        );
+        assert!(coll.claim_init_pid(&[1], Duration::from_secs(5)).is_none());
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::str::FromStr;
 use std::time::SystemTime;
 
 use super::error::ContainerError;
+use super::mntns::MntnsKey;
 
 /// Label keys the kubelet (through CRI) puts on every container.
 pub const LABEL_K8S_NAMESPACE: &str = "io.kubernetes.pod.namespace";
@@ -82,8 +83,8 @@ impl K8sMeta {
 }
 
 /// A running container as its runtime describes it, plus its identity in
-/// the kernel (`mntns_id`, the inode of `/proc/<pid>/ns/mnt`, which BPF
-/// reads as `task->nsproxy->mnt_ns->ns.inum`).
+/// the kernel: its mount namespace's inode (`mntns_id`, `/proc/<pid>/ns/mnt`,
+/// `task->nsproxy->mnt_ns->ns.inum`) and id (`mntns_nsid`, see [`super::mntns`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Container {
     /// Runtime id (Docker: 64 hex digits; containerd: any string).
@@ -99,6 +100,9 @@ pub struct Container {
     /// Init process of the container, in the host pid namespace.
     pub pid: u32,
     pub mntns_id: u64,
+    /// `NS_GET_MNTNS_ID` of the namespace; 0 when unknown (a kernel without the ioctl, or a
+    /// container seen only after it exited).
+    pub mntns_nsid: u64,
     pub labels: BTreeMap<String, String>,
     pub started_at: Option<SystemTime>,
     pub k8s: K8sMeta,
@@ -107,16 +111,29 @@ pub struct Container {
 }
 
 impl Container {
-    /// What is known of a container that exited before it could be inspected.
-    pub fn exited(runtime: RuntimeKind, id: &str, name: &str, image: Option<&str>) -> Self {
+    /// The mount namespace, inode and id.
+    pub fn mntns_key(&self) -> MntnsKey {
+        MntnsKey::new(self.mntns_id, self.mntns_nsid)
+    }
+
+    /// What is known of a container that exited before it could be inspected: its init pid
+    /// when the runtime's event carried it (containerd's does), else 0.
+    pub fn exited(
+        runtime: RuntimeKind,
+        id: &str,
+        name: &str,
+        image: Option<&str>,
+        pid: Option<u32>,
+    ) -> Self {
         Container {
             id: id.to_string(),
             name: name.to_string(),
             runtime,
             image_name: image.unwrap_or_default().to_string(),
             image_digest: None,
-            pid: 0,
+            pid: pid.unwrap_or(0),
             mntns_id: 0,
+            mntns_nsid: 0,
             labels: BTreeMap::new(),
             started_at: None,
             k8s: K8sMeta::default(),

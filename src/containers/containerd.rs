@@ -22,6 +22,7 @@ use tonic::{Code, Request};
 
 use super::container::{Container, K8sMeta, RuntimeKind, LABEL_K8S_CONTAINER_NAME};
 use super::error::ContainerError;
+use super::mntns::MntnsKey;
 use super::procfs;
 use super::runtime::{RuntimeClient, RuntimeEvent};
 
@@ -237,7 +238,7 @@ impl ContainerdClient {
             Ok(r) => Ok(r
                 .into_inner()
                 .container
-                .map(|c| describe_container(c, ns, 0, 0, None))),
+                .map(|c| describe_container(c, ns, 0, MntnsKey::default(), None))),
             Err(s) if s.code() == Code::NotFound => Ok(None),
             Err(s) => Err(ContainerError::containerd(&self.socket, "get container", s)),
         }
@@ -256,8 +257,8 @@ fn to_container(
     pid: u32,
     image_digest: Option<String>,
 ) -> Option<Container> {
-    let mntns_id = procfs::mntns_of(pid).ok()?;
-    Some(describe_container(c, ns, pid, mntns_id, image_digest))
+    let mntns = procfs::mntns_key_of(pid).ok()?;
+    Some(describe_container(c, ns, pid, mntns, image_digest))
 }
 
 /// A container as containerd describes it; pid and mount namespace 0 when it has no process.
@@ -265,7 +266,7 @@ fn describe_container(
     c: CtrContainer,
     ns: &str,
     pid: u32,
-    mntns_id: u64,
+    mntns: MntnsKey,
     image_digest: Option<String>,
 ) -> Container {
     let labels: BTreeMap<String, String> = c.labels.into_iter().collect();
@@ -282,7 +283,8 @@ fn describe_container(
         image_name: c.image,
         image_digest,
         pid,
-        mntns_id,
+        mntns_id: mntns.inum,
+        mntns_nsid: mntns.nsid,
         k8s: K8sMeta::from_labels(&labels),
         labels,
         // containerd does not record when a task started; its init process does.
@@ -303,8 +305,13 @@ fn to_event(env: Envelope) -> Option<RuntimeEvent> {
         any.type_url.insert(0, '/');
     }
     let namespace = Some(env.namespace);
+    let mut pid = None;
     let (started, id) = match env.topic.as_str() {
-        "/tasks/start" => (true, any.to_msg::<TaskStart>().ok()?.container_id),
+        "/tasks/start" => {
+            let start = any.to_msg::<TaskStart>().ok()?;
+            pid = Some(start.pid).filter(|p| *p != 0);
+            (true, start.container_id)
+        }
         "/tasks/exit" => {
             let exit = any.to_msg::<TaskExit>().ok()?;
             // An exec'd process exiting does not stop the container.
@@ -329,6 +336,7 @@ fn to_event(env: Envelope) -> Option<RuntimeEvent> {
             id,
             name: None,
             image: None,
+            pid,
         }
     } else {
         RuntimeEvent::Stopped { namespace, id }

@@ -14,6 +14,7 @@ use futures_util::{FutureExt, StreamExt};
 
 use super::container::{Container, K8sMeta, RuntimeKind};
 use super::error::ContainerError;
+use super::mntns::MntnsKey;
 use super::procfs;
 use super::runtime::{RuntimeClient, RuntimeEvent, CONNECT_TIMEOUT};
 use super::timestamp::parse_rfc3339;
@@ -93,16 +94,17 @@ fn container_from_inspect(
         Some(ContainerStateStatusEnum::CREATED | ContainerStateStatusEnum::RUNNING)
     );
     let pid = pid.or(pid_hint.filter(|_| starting))?;
-    let mntns_id = procfs::mntns_of(pid).ok()?;
-    describe_inspect(info, image_digest, pid, mntns_id)
+    let mntns = procfs::mntns_key_of(pid).ok()?;
+    describe_inspect(info, image_digest, pid, mntns)
 }
 
-/// Any container `docker inspect` knows, running or not (pid and mount namespace 0 then).
+/// Any container `docker inspect` knows, running or not (mount namespace 0 then, and pid 0
+/// once Docker saw it stop).
 fn describe_inspect(
     info: ContainerInspectResponse,
     image_digest: Option<String>,
     pid: u32,
-    mntns_id: u64,
+    mntns: MntnsKey,
 ) -> Option<Container> {
     let state = info.state?;
     let config = info.config.unwrap_or_default();
@@ -118,7 +120,8 @@ fn describe_inspect(
         image_name: config.image.unwrap_or_default(),
         image_digest,
         pid,
-        mntns_id,
+        mntns_id: mntns.inum,
+        mntns_nsid: mntns.nsid,
         k8s: K8sMeta::from_labels(&labels),
         labels,
         started_at: state.started_at.as_deref().and_then(parse_rfc3339),
@@ -177,7 +180,15 @@ impl RuntimeClient for DockerClient {
     ) -> BoxFuture<'a, Result<Option<Container>, ContainerError>> {
         async move {
             match self.docker.inspect_container(id, None).await {
-                Ok(info) => Ok(describe_inspect(info, None, 0, 0)),
+                Ok(info) => {
+                    let pid = info
+                        .state
+                        .as_ref()
+                        .and_then(|s| s.pid)
+                        .and_then(|p| u32::try_from(p).ok())
+                        .unwrap_or(0);
+                    Ok(describe_inspect(info, None, pid, MntnsKey::default()))
+                }
                 Err(bollard::errors::Error::DockerResponseServerError {
                     status_code: 404, ..
                 }) => Ok(None),
@@ -230,6 +241,7 @@ impl RuntimeClient for DockerClient {
                                     namespace: None,
                                     name: attr("name"),
                                     image: attr("image"),
+                                    pid: None,
                                     id,
                                 })),
                                 "die" | "destroy" => Some(Ok(RuntimeEvent::Stopped {

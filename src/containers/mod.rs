@@ -7,21 +7,23 @@
 //! - `docker`, `containerd` — the two clients (bollard, containerd-client).
 //! - [`collection`] — `ContainerCollection`, the live set indexed by mount
 //!   namespace, with a bounded list of recently removed containers.
+//! - [`mntns`] — `MntnsKey`, a mount namespace's inode and never-reused id.
 //! - `watch` — background task per runtime applying its events, reconnecting
 //!   and re-listing when the daemon restarts.
 //! - [`procfs`] — mount namespace of a pid, container id from its cgroup path.
 //! - `timestamp` — RFC 3339 times (Docker's `StartedAt`).
 //! - [`error`] — `ContainerError`.
 //!
-//! A container's identity in the kernel is its mount namespace inode
-//! (`/proc/<pid>/ns/mnt`); BPF reads the same number from
-//! `task->nsproxy->mnt_ns->ns.inum`.
+//! A container's identity in the kernel is its mount namespace: the inode
+//! (`/proc/<pid>/ns/mnt`, `task->nsproxy->mnt_ns->ns.inum`), which the kernel
+//! reuses, and the id (`NS_GET_MNTNS_ID`), which it does not.
 
 pub mod collection;
 pub mod container;
 mod containerd;
 mod docker;
 pub mod error;
+pub mod mntns;
 pub mod procfs;
 pub mod runtime;
 mod timestamp;
@@ -30,4 +32,5 @@ mod watch;
 pub use collection::{ContainerCollection, ContainerEvent, GONE_CAPACITY};
 pub use container::{Container, K8sMeta, RuntimeKind};
 pub use error::ContainerError;
+pub use mntns::{MntnsKey, MntnsMap};
 pub use runtime::{RuntimeClient, RuntimeConfig, RuntimeEvent};

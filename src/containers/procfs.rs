@@ -6,10 +6,41 @@ use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, SystemTime};
 
 use super::container::RuntimeKind;
+use super::mntns::MntnsKey;
 
 /// Inode of `/proc/<pid>/ns/mnt`: the mount namespace id BPF sees.
 pub fn mntns_of(pid: u32) -> io::Result<u64> {
     Ok(std::fs::metadata(format!("/proc/{pid}/ns/mnt"))?.ino())
+}
+
+/// `NS_GET_MNTNS_ID`: `_IOR(0xb7, 5, __u64)` (include/uapi/linux/nsfs.h, since 6.8).
+const NS_GET_MNTNS_ID: libc::c_ulong = (2 << 30) | (8 << 16) | (0xb7 << 8) | 5;
+
+/// The mount namespace of a process, inode and id. The id is 0 where the kernel has no
+/// `NS_GET_MNTNS_ID` (before 6.8): matching then falls back to the inode. Both come from one
+/// open file, so they describe the same namespace even if the process exits meanwhile.
+pub fn mntns_key_of(pid: u32) -> io::Result<MntnsKey> {
+    mntns_key_at(&format!("/proc/{pid}/ns/mnt"))
+}
+
+/// [`mntns_key_of`] for a path to a mount namespace file (`/proc/self/ns/mnt`).
+pub fn mntns_key_at(path: &str) -> io::Result<MntnsKey> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(path)?;
+    let inum = file.metadata()?.ino();
+    let mut nsid: u64 = 0;
+    // SAFETY: the fd is open for the call's duration and the kernel writes one u64 to `nsid`.
+    let rc = unsafe {
+        libc::ioctl(
+            file.as_raw_fd(),
+            NS_GET_MNTNS_ID as _,
+            &mut nsid as *mut u64,
+        )
+    };
+    if rc != 0 {
+        nsid = 0;
+    }
+    Ok(MntnsKey::new(inum, nsid))
 }
 
 /// A container a cgroup path points at.
@@ -202,6 +233,15 @@ mod tests {
                 + Duration::from_secs(1_700_000_002)
                 + Duration::from_millis(500)
         );
+    }
+
+    #[test]
+    fn mntns_key_has_inode_and_id() {
+        let own = mntns_key_of(std::process::id()).unwrap();
+        assert_eq!(own.inum, mntns_of(std::process::id()).unwrap());
+        assert_ne!(own.nsid, 0, "this kernel (6.18) has NS_GET_MNTNS_ID");
+        assert_eq!(own, mntns_key_at("/proc/self/ns/mnt").unwrap());
+        assert!(mntns_key_of(u32::MAX).is_err());
     }
 
     #[test]

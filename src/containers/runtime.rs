@@ -68,6 +68,9 @@ pub enum RuntimeEvent {
         /// container that is gone before it could be inspected.
         name: Option<String>,
         image: Option<String>,
+        /// The init process, when the event carries it (containerd's TaskStart does): what
+        /// matches the events of a container gone before it could be inspected.
+        pid: Option<u32>,
     },
     /// The container's init process exited or the container was deleted.
     Stopped {

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{sleep, Instant};
 
 use super::collection::{ContainerCollection, Key};
-use super::container::Container;
+use super::container::{Container, RuntimeKind};
 use super::error::ContainerError;
 use super::runtime::{RuntimeClient, RuntimeEvent};
 
@@ -128,6 +128,7 @@ async fn apply(
             id,
             name,
             image,
+            pid,
         } => {
             let found = client.inspect(&id, namespace.as_deref(), None).await;
             let Some(c) = collection.upgrade() else {
@@ -139,18 +140,24 @@ async fn apply(
                 }
                 // Already exited: remember its name for what it left behind.
                 Ok(None) => match client.describe(&id, namespace.as_deref()).await {
-                    Ok(Some(gone)) => {
+                    Ok(Some(mut gone)) => {
+                        if gone.pid == 0 {
+                            gone.pid = pid.unwrap_or(0);
+                        }
                         c.remember_exited(gone);
                     }
-                    // Removed already (`docker run --rm`): the event named it.
+                    // Removed already (`docker run --rm`, `ctr run --rm`): the event names it
+                    // (containerd's name is its id: its labels are gone with it).
                     _ => {
+                        let name = match client.kind() {
+                            RuntimeKind::Containerd => name.or_else(|| Some(id.clone())),
+                            RuntimeKind::Docker => name,
+                        };
                         if let Some(name) = name {
-                            c.remember_exited(Container::exited(
-                                client.kind(),
-                                &id,
-                                &name,
-                                image.as_deref(),
-                            ));
+                            let mut gone =
+                                Container::exited(client.kind(), &id, &name, image.as_deref(), pid);
+                            gone.containerd_namespace = namespace.clone();
+                            c.remember_exited(gone);
                         }
                     }
                 },

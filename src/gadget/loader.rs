@@ -7,6 +7,7 @@ use libbpf_rs::{MapCore, MapFlags, Object, ObjectBuilder, PrintLevel};
 
 use super::spec::GadgetSpec;
 use super::GadgetError;
+use crate::containers::MntnsKey;
 
 /// What the runtime decides before load.
 #[derive(Debug, Clone, Default)]
@@ -26,6 +27,7 @@ pub struct LoadSettings {
 }
 
 pub const MNTNS_FILTER_MAP: &str = "gadget_mntns_filter_map";
+pub const MNTNS_NOTES_MAP: &str = "gadget_mntns_notes";
 
 /// Under load the reader is woken at most this often (besides fill-level wakeups); on an idle
 /// machine the first record after such a quiet interval wakes it at once.
@@ -53,6 +55,43 @@ fn log_tail(log: &str) -> String {
     let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
     let start = lines.len().saturating_sub(15);
     lines[start..].join("\n")
+}
+
+/// `struct gadget_mntns_key` (16 bytes), or the inode alone for a gadget whose filter map
+/// is keyed by `__u64` (built with an older or Inspektor Gadget's header).
+fn filter_key(map: &libbpf_rs::Map<'_>, mntns: MntnsKey) -> Vec<u8> {
+    match map.key_size() {
+        8 => mntns.inum.to_le_bytes().to_vec(),
+        _ => mntns.to_bpf_bytes().to_vec(),
+    }
+}
+
+/// `struct gadget_mntns_note`: two NUL-terminated names (then the css_set they are of).
+const NOTE_PARENT: usize = 64;
+const NOTE_SIZE: u32 = 64 + 96;
+
+/// What BPF noted about namespaces the runtime had no verdict for (bpf/gadget/mntns_filter.h).
+pub struct MntnsNotes(libbpf_rs::MapHandle);
+
+impl MntnsNotes {
+    /// The cgroup path BPF saw the namespace's processes in (`parent/leaf`: `docker/<id>`,
+    /// `default/web`), as `/proc/<pid>/cgroup` would show it; `None` when none was noted or
+    /// only a root cgroup was seen.
+    pub fn cgroup(&self, mntns: MntnsKey) -> Option<String> {
+        let value = self.0.lookup(&mntns.to_bpf_bytes(), MapFlags::ANY).ok()??;
+        let text = |b: &[u8]| {
+            String::from_utf8_lossy(&b[..b.iter().position(|&c| c == 0).unwrap_or(b.len())])
+                .into_owned()
+        };
+        let parent = text(value.get(..NOTE_PARENT)?);
+        let leaf = text(value.get(NOTE_PARENT..NOTE_SIZE as usize)?);
+        (!leaf.is_empty()).then(|| format!("/{parent}/{leaf}"))
+    }
+
+    /// Drops the note of a namespace that was decided.
+    pub fn forget(&self, mntns: MntnsKey) {
+        let _ = self.0.delete(&mntns.to_bpf_bytes());
+    }
 }
 
 pub struct LoadedGadget {
@@ -215,19 +254,27 @@ impl LoadedGadget {
     }
 
     /// Sets a mount namespace's verdict in the filter map: kept (true) or dropped (false).
-    pub fn set_mntns_verdict(&self, mntns: u64, keep: bool) -> Result<(), GadgetError> {
+    pub fn set_mntns_verdict(&self, mntns: MntnsKey, keep: bool) -> Result<(), GadgetError> {
         let map = self.map(MNTNS_FILTER_MAP)?;
-        map.update(&mntns.to_le_bytes(), &[keep as u8], MapFlags::ANY)
+        map.update(&filter_key(&map, mntns), &[keep as u8], MapFlags::ANY)
             .map_err(|e| GadgetError::Map {
                 map: MNTNS_FILTER_MAP.into(),
                 reason: e.to_string(),
             })
     }
 
-    pub fn forget_mntns(&self, mntns: u64) {
+    pub fn forget_mntns(&self, mntns: MntnsKey) {
         if let Ok(map) = self.map(MNTNS_FILTER_MAP) {
-            let _ = map.delete(&mntns.to_le_bytes());
+            let _ = map.delete(&filter_key(&map, mntns));
         }
+    }
+
+    /// The gadget's notes about namespaces it had no verdict for (`gadget_mntns_notes`), for
+    /// reading from another thread; `None` for a gadget built without them.
+    pub fn mntns_notes(&self) -> Option<MntnsNotes> {
+        let map = self.map(MNTNS_NOTES_MAP).ok()?;
+        let handle = libbpf_rs::MapHandle::try_from(&map).ok()?;
+        (handle.key_size() == 16 && handle.value_size() >= NOTE_SIZE).then_some(MntnsNotes(handle))
     }
 
     fn bss(&self) -> Option<Vec<u8>> {

@@ -15,6 +15,8 @@ const LOST_PREFIX: &str = "gadget_lost__";
 pub enum Semantic {
     Plain,
     MntnsId,
+    /// `gadget_mntns_nsid`: the mount namespace's never-reused id, beside `MntnsId`.
+    MntnsNsid,
     Timestamp,
     Uid,
     Gid,
@@ -305,6 +307,7 @@ fn semantic_of(typedefs: &[&str]) -> Semantic {
     for t in typedefs {
         let s = match *t {
             "gadget_mntns_id" => Semantic::MntnsId,
+            "gadget_mntns_nsid" => Semantic::MntnsNsid,
             "gadget_timestamp" => Semantic::Timestamp,
             "gadget_uid" => Semantic::Uid,
             "gadget_gid" => Semantic::Gid,

@@ -11,16 +11,21 @@ use crate::operators::containers::ContainerFields;
 use crate::operators::enrich::BasicEnricher;
 use crate::output::Sink;
 
-use super::selection::{Decision, Selection};
+use super::selection::{Decision, Released, Selection};
+use crate::containers::MntnsKey;
 
 pub struct Pipeline<'a> {
     decoder: Decoder,
     enricher: BasicEnricher,
     containers: ContainerFields,
     mntns_field: Option<usize>,
+    /// `gadget_mntns_nsid`: without it namespaces are told apart by inode only.
+    nsid_field: Option<usize>,
     pid_field: Option<usize>,
     /// Events of mount namespaces not resolved yet, in arrival order.
-    held: HashMap<u64, Vec<Event>>,
+    held: HashMap<MntnsKey, Vec<Event>>,
+    /// Events released as "not a container" because no runtime claimed their namespace.
+    pub unclaimed_events: u64,
     sink: Box<dyn Sink + 'a>,
     event: Event,
     pub emitted: u64,
@@ -48,7 +53,8 @@ pub fn build_schema(tracer: &Tracer, metadata: &Metadata) -> (Schema, Enrichers,
             FieldKind::StrList { .. } => def.width = 40,
             _ => {}
         }
-        if f.name.ends_with("_raw") || f.semantic == Semantic::MntnsId {
+        if f.name.ends_with("_raw") || matches!(f.semantic, Semantic::MntnsId | Semantic::MntnsNsid)
+        {
             def.hidden = true;
         }
         schema.push(def);
@@ -92,14 +98,19 @@ impl<'a> Pipeline<'a> {
     ) -> Self {
         let fields = &tracer.layout.fields;
         let mntns_field = fields.iter().position(|f| f.semantic == Semantic::MntnsId);
+        let nsid_field = fields
+            .iter()
+            .position(|f| f.semantic == Semantic::MntnsNsid);
         let pid_field = fields.iter().position(|f| f.name == "pid");
         Pipeline {
             decoder: Decoder::new(tracer.layout.clone()),
             enricher: enrichers.basic,
             containers: enrichers.containers.unwrap_or(ContainerFields::NONE),
             mntns_field,
+            nsid_field,
             pid_field,
             held: HashMap::new(),
+            unclaimed_events: 0,
             sink,
             event: Event {
                 values: Vec::with_capacity(tracer.layout.fields.len() + 16),
@@ -127,15 +138,22 @@ impl<'a> Pipeline<'a> {
             self.enricher.process(&mut self.event);
             return self.emit_current();
         };
-        let mntns = self.event.get(i).as_u64().unwrap_or(0);
-        if let Some(held) = self.held.get_mut(&mntns) {
-            held.push(self.event.clone());
-            return 0;
-        }
+        let mntns = MntnsKey::new(
+            self.event.get(i).as_u64().unwrap_or(0),
+            self.nsid_field
+                .and_then(|f| self.event.get(f).as_u64())
+                .unwrap_or(0),
+        );
         let pid = self
             .pid_field
             .and_then(|p| self.event.get(p).as_u64())
             .unwrap_or(0) as u32;
+        if let Some(held) = self.held.get_mut(&mntns) {
+            held.push(self.event.clone());
+            // Its pid is one more clue for the namespace's resolution.
+            selection.decide(mntns, pid);
+            return 0;
+        }
         match selection.decide(mntns, pid) {
             Decision::Drop => 0,
             Decision::Hold => {
@@ -158,11 +176,14 @@ impl<'a> Pipeline<'a> {
     }
 
     /// Lets the held events of a mount namespace go, now that it is resolved.
-    pub fn release(&mut self, mntns: u64, decision: &Decision) {
-        let Some(events) = self.held.remove(&mntns) else {
+    pub fn release(&mut self, released: &Released) {
+        let Some(events) = self.held.remove(&released.mntns) else {
             return;
         };
-        let Decision::Keep(container) = decision else {
+        if released.unclaimed {
+            self.unclaimed_events += events.len() as u64;
+        }
+        let Decision::Keep(container) = &released.decision else {
             return;
         };
         for event in events {

@@ -10,6 +10,7 @@ use libbpf_rs::{MapCore, RingBufferBuilder};
 use super::pipeline::{build_schema, Pipeline};
 use super::selection::Selection;
 use super::{RunConfig, RunError};
+use crate::containers::{procfs, MntnsKey};
 use crate::gadget::loader::{LoadSettings, LoadedGadget};
 use crate::gadget::spec::encode_param;
 use crate::gadget::{GadgetSpec, Metadata};
@@ -41,15 +42,9 @@ pub fn prepare(store: &Store, reference: &Reference) -> Result<Prepared, RunErro
 
 /// The host's mount namespace: init's, or ours where init's cannot be read (a sandbox
 /// without access to pid 1).
-pub(super) fn host_mntns() -> Option<u64> {
-    mntns_of("1").or_else(|| mntns_of("self"))
-}
-
-fn mntns_of(pid: &str) -> Option<u64> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(format!("/proc/{pid}/ns/mnt"))
-        .ok()
-        .map(|m| m.ino())
+pub(super) fn host_mntns() -> Option<MntnsKey> {
+    let key = |pid: &str| procfs::mntns_key_at(&format!("/proc/{pid}/ns/mnt")).ok();
+    key("1").or_else(|| key("self"))
 }
 
 /// The user's gadget parameters as `.rodata` bytes, by variable.
@@ -111,6 +106,7 @@ pub(super) fn selection_for(
         config.host,
         host_mntns(),
         containers,
+        loaded.mntns_notes(),
     );
     apply_verdicts(loaded, &mut selection)?;
     Ok(selection)
@@ -237,9 +233,9 @@ pub fn run(
         let _ = ring.poll(POLL_INTERVAL);
         let _ = ring.consume();
         let released = selection.borrow_mut().poll();
-        for (mntns, decision) in &released {
+        for r in &released {
             for p in &pipelines {
-                p.borrow_mut().release(*mntns, decision);
+                p.borrow_mut().release(r);
             }
         }
         apply_verdicts(&loaded, &mut selection.borrow_mut())?;
@@ -264,19 +260,21 @@ pub fn run(
     let deadline = Instant::now() + super::selection::HOLD_MAX;
     while selection.borrow().holding() > 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
-        for (mntns, decision) in selection.borrow_mut().poll() {
+        for r in selection.borrow_mut().poll() {
             for p in &pipelines {
-                p.borrow_mut().release(mntns, &decision);
+                p.borrow_mut().release(&r);
             }
         }
     }
     report_losses(&loaded, &mut reported);
     drop(ring);
     let mut total = 0;
+    let mut unclaimed_events = 0;
     let mut error = None;
     for p in &pipelines {
         let mut p = p.borrow_mut();
         total += p.emitted;
+        unclaimed_events += p.unclaimed_events;
         if let Some(e) = p.finish() {
             error.get_or_insert(e);
         }
@@ -288,9 +286,22 @@ pub fn run(
             .map(|m| m.keys().count())
             .unwrap_or(0);
         eprintln!(
-            "ig: stats: events {total}, filter-map entries {entries}, known namespaces {}, held namespaces {}",
+            "ig: stats: events {total}, filter-map entries {entries}, known namespaces {}, held namespaces {}, unclaimed namespaces {} (events {unclaimed_events})",
             selection.borrow().known_count(),
-            selection.borrow().holding()
+            selection.borrow().holding(),
+            selection.borrow().unclaimed(),
+        );
+    }
+    let unclaimed = selection.borrow().unclaimed();
+    if unclaimed_events > 0 {
+        let fate = if config.host {
+            "shown without a container"
+        } else {
+            "dropped"
+        };
+        eprintln!(
+            "ig: note: {unclaimed_events} events of {unclaimed} mount namespaces that no container runtime claimed within {} ms were {fate}",
+            super::selection::HOLD_MAX.as_millis()
         );
     }
     drop(loaded);

@@ -14,7 +14,7 @@ use libbpf_rs::{MapCore, MapFlags};
 use super::runner::{apply_verdicts, ConnectContainers};
 use super::selection::Selection;
 use super::{RunConfig, RunError};
-use crate::containers::{Container, ContainerCollection};
+use crate::containers::{Container, ContainerCollection, MntnsKey};
 use crate::gadget::loader::{LoadSettings, LoadedGadget};
 use crate::gadget::GadgetSpec;
 use crate::oci::image::GadgetImage;
@@ -190,11 +190,11 @@ struct Slot {
     first_seq: u64,
 }
 
-type NsKey = (u64, u64);
+type NsKey = MntnsKey;
 
 impl Slot {
     fn key(&self) -> NsKey {
-        (self.mntns, self.ns_id)
+        MntnsKey::new(self.mntns, self.ns_id)
     }
 
     fn closed(&self) -> bool {
@@ -202,12 +202,9 @@ impl Slot {
     }
 }
 
-/// `struct traceloop_ns`
-fn key_bytes((mntns, ns_id): NsKey) -> [u8; 16] {
-    let mut k = [0u8; 16];
-    k[..8].copy_from_slice(&mntns.to_le_bytes());
-    k[8..].copy_from_slice(&ns_id.to_le_bytes());
-    k
+/// `struct traceloop_ns`: the layout of `struct gadget_mntns_key`.
+fn key_bytes(key: NsKey) -> [u8; 16] {
+    key.to_bpf_bytes()
 }
 
 fn slots(loaded: &LoadedGadget) -> Result<Vec<Slot>, RunError> {
@@ -327,7 +324,7 @@ struct Scan<'a> {
     loaded: &'a LoadedGadget,
     per_container: u32,
     host: bool,
-    host_mntns: Option<u64>,
+    host_mntns: Option<MntnsKey>,
     collection: Option<Arc<ContainerCollection>>,
     handle: Option<&'a tokio::runtime::Handle>,
     /// namespace → (first seen, last resolution try, settled).
@@ -346,16 +343,17 @@ impl Scan<'_> {
             return;
         }
         self.last_sweep = Instant::now();
-        let Some(alive) = super::selection::live_namespaces() else {
+        let alive = super::selection::live_namespaces();
+        if alive.is_empty() {
             return;
-        };
+        }
         let loaded = self.loaded;
         let seen = &mut self.seen;
         let Ok(map) = loaded.map(SLOTS) else {
             return;
         };
         self.closed.retain(|key| {
-            if alive.contains(&key.0) {
+            if alive.contains(&key.inum) {
                 return true;
             }
             let _ = map.delete(&key_bytes(*key));
@@ -378,7 +376,9 @@ impl Scan<'_> {
                 continue;
             }
             let mntns = slot.mntns;
-            // A newer namespace has this inode now: what the runtimes know by inode is its.
+            // Where the runtimes cannot give ids (no NS_GET_MNTNS_ID), a container is known by
+            // inode alone: it is the newest namespace's of that inode (mnt_namespace.seq, the id
+            // BPF reads on those kernels, only grows; 6.18's ns_id does not, but has the ioctl).
             let inode_is_ours = !all.iter().any(|o| o.mntns == mntns && o.ns_id > slot.ns_id);
             let now = Instant::now();
             let entry = self
@@ -388,7 +388,7 @@ impl Scan<'_> {
             if entry.2 {
                 continue;
             }
-            if Some(mntns) == self.host_mntns {
+            if self.host_mntns.is_some_and(|h| h.matches(&slot.key())) {
                 entry.2 = true;
                 if !self.host {
                     self.close(&slot)?;
@@ -398,8 +398,8 @@ impl Scan<'_> {
             if let Some(c) = self
                 .collection
                 .as_ref()
-                .filter(|_| inode_is_ours)
-                .and_then(|c| c.lookup_live_mntns(mntns))
+                .and_then(|c| c.lookup_live_mntns(slot.key()))
+                .filter(|c| inode_is_ours || c.mntns_nsid != 0)
             {
                 entry.2 = true;
                 self.settle(&slot, Some(c), selection)?;
@@ -453,7 +453,7 @@ impl Scan<'_> {
         c: Option<Arc<Container>>,
         selection: &Selection,
     ) -> Result<(), RunError> {
-        let keep = selection.shows(slot.mntns, c.as_deref());
+        let keep = selection.shows(slot.key(), c.as_deref());
         if let Some(c) = c {
             self.named.insert(slot.key(), c);
         }
@@ -536,8 +536,8 @@ impl Dump<'_> {
             .collect();
         for s in &open {
             let (mntns, slot) = (s.mntns, s.slot);
-            // An older namespace with this inode died and the inode now names a newer one
-            // (ids only grow): what the runtimes know by inode is about the newer one.
+            // A container known by inode alone is the newest namespace's of that inode (see
+            // Scan::run).
             let inode_is_ours = !open.iter().any(|o| o.mntns == mntns && o.ns_id > s.ns_id);
             // Most precise first: named during the run, the cgroup BPF noted for this very
             // namespace, a live container; a removed one only as a last resort (inodes get reused).
@@ -549,10 +549,12 @@ impl Dump<'_> {
                     container_by_cgroup(self.loaded, self.collection, self.handle, slot, mntns)
                 })
                 .or_else(|| {
-                    let c = self.collection.filter(|_| inode_is_ours)?;
-                    c.lookup_live_mntns(mntns).or_else(|| c.lookup_mntns(mntns))
+                    let c = self.collection?;
+                    c.lookup_live_mntns(s.key())
+                        .filter(|c| inode_is_ours || c.mntns_nsid != 0)
+                        .or_else(|| c.lookup_mntns(s.key()))
                 });
-            if !selection.shows(mntns, container.as_deref()) {
+            if !selection.shows(s.key(), container.as_deref()) {
                 continue;
             }
             let head = heads
