@@ -9,17 +9,6 @@ use std::time::Duration;
 use common::*;
 use containers_common::{run, setup, unique, IMAGE};
 
-/// The tests of this file run one after the other. Each `ig` sees every other test's
-/// containers; their mount-namespace inodes are reused as soon as a namespace dies, and the
-/// container filter (shared by all gadgets) still keys its verdicts by inode. With tests (and
-/// other tests' containers) started in parallel, a container was seen once in ~30 runs with two
-/// histories under one name: two namespaces with one inode. That is a known limit (see
-/// gadgets/traceloop/README.md), not what these tests check.
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// Starts `ig run traceloop` for `name`, runs the container to completion, stops the trace.
 fn record(name: &str, script: &str, extra: &[&str]) -> (Vec<String>, String) {
     setup();
@@ -62,7 +51,6 @@ fn header_of(lines: &[String]) -> Vec<&String> {
 
 #[test]
 fn multiplication_demo() {
-    let _serial = one_at_a_time();
     let name = unique("mypod");
     let (lines, stderr) = record(
         &name,
@@ -134,7 +122,6 @@ fn regex_like(line: &str) -> bool {
 
 #[test]
 fn listing_demo_recovers_filtered_entries() {
-    let _serial = one_at_a_time();
     let name = unique("lspod");
     let (lines, _) = record(&name, "ls -l /bin | grep wget", &[]);
     let stat_like = ["stat(", "lstat(", "newfstatat(", "statx("];
@@ -162,7 +149,6 @@ fn listing_demo_recovers_filtered_entries() {
 
 #[test]
 fn syscall_storm_stays_bounded_and_keeps_the_newest() {
-    let _serial = one_at_a_time();
     let name = unique("storm");
     let records = 4096;
     let (lines, stderr) = record(
@@ -195,7 +181,6 @@ fn syscall_storm_stays_bounded_and_keeps_the_newest() {
 
 #[test]
 fn other_containers_never_appear() {
-    let _serial = one_at_a_time();
     setup();
     let other = unique("noisy");
     run(
@@ -236,7 +221,6 @@ fn other_containers_never_appear() {
 
 #[test]
 fn json_output_and_syscall_filters() {
-    let _serial = one_at_a_time();
     setup();
     let name = unique("jsonpod");
     let ig = Ig::new();

@@ -69,15 +69,16 @@ struct mnt_namespace___seq {
 /*
  * The id of the current mount namespace as NS_GET_MNTNS_ID returns it: ns_common.ns_id
  * (6.18+), else mnt_namespace.seq (every kernel with BTF). Never reused within a boot.
+ * Plain loads through the BTF pointer, relocated by CO-RE: no helper call.
  */
 static __always_inline __u64 gadget_get_current_mntns_nsid(void)
 {
 	struct mnt_namespace *mnt_ns = bpf_get_current_task_btf()->nsproxy->mnt_ns;
 
 	if (bpf_core_field_exists(mnt_ns->ns.ns_id))
-		return BPF_CORE_READ(mnt_ns, ns.ns_id);
+		return mnt_ns->ns.ns_id;
 	if (bpf_core_field_exists(((struct mnt_namespace___seq *)mnt_ns)->seq))
-		return BPF_CORE_READ((struct mnt_namespace___seq *)mnt_ns, seq);
+		return ((struct mnt_namespace___seq *)mnt_ns)->seq;
 	return 0;
 }
 
