@@ -155,8 +155,9 @@ async fn resolve(collection: &ContainerCollection, key: MntnsKey, clues: Clues) 
             return Resolution::Container(c);
         }
     }
-    // Exited but not removed: the runtime still describes it.
-    for hint in &hints {
+    // Exited but not removed: the runtime still describes it (asked at the pace of the scans:
+    // until its start event arrives, a removed container is unknown to it).
+    for hint in hints.iter().filter(|_| clues.scan) {
         if let Some(c) = collection
             .describe(&hint.id, hint.namespace.as_deref())
             .await
