@@ -112,13 +112,21 @@ pub(super) fn selection_for(
     Ok(selection)
 }
 
+/// Pushes the selection's verdicts to the BPF filter map. A verdict the map refuses (full:
+/// more namespaces came and went than it holds before dead ones were swept) is not an error:
+/// the namespace's events keep reaching user space, where the same verdict applies. Counted.
 pub(super) fn apply_verdicts(
     loaded: &LoadedGadget,
     selection: &mut Selection,
 ) -> Result<(), RunError> {
-    for (mntns, verdict) in selection.map_updates.drain(..) {
+    let updates: Vec<_> = selection.map_updates.drain(..).collect();
+    for (mntns, verdict) in updates {
         match verdict {
-            Some(keep) => loaded.set_mntns_verdict(mntns, keep)?,
+            Some(keep) => {
+                if loaded.set_mntns_verdict(mntns, keep).is_err() {
+                    selection.verdicts_refused += 1;
+                }
+            }
             None => loaded.forget_mntns(mntns),
         }
     }
@@ -286,10 +294,11 @@ pub fn run(
             .map(|m| m.keys().count())
             .unwrap_or(0);
         eprintln!(
-            "ig: stats: events {total}, filter-map entries {entries}, known namespaces {}, held namespaces {}, unclaimed namespaces {} (events {unclaimed_events})",
+            "ig: stats: events {total}, filter-map entries {entries}, known namespaces {}, held namespaces {}, unclaimed namespaces {} (events {unclaimed_events}), verdicts the filter map refused {}",
             selection.borrow().known_count(),
             selection.borrow().holding(),
             selection.borrow().unclaimed(),
+            selection.borrow().verdicts_refused,
         );
     }
     let unclaimed = selection.borrow().unclaimed();

@@ -223,6 +223,8 @@ pub struct Selection {
     unclaimed: u64,
     /// Verdicts for the BPF map: `Some(keep)` to set, `None` to delete.
     pub map_updates: Vec<(MntnsKey, Option<bool>)>,
+    /// Verdicts the BPF map did not take (full); they apply in user space only.
+    pub verdicts_refused: u64,
 }
 
 impl Selection {
@@ -254,6 +256,7 @@ impl Selection {
             last_sweep: Instant::now(),
             unclaimed: 0,
             map_updates: Vec::new(),
+            verdicts_refused: 0,
         };
         if let Some(h) = host_mntns {
             s.known.insert(h, Known::NotContainer);
