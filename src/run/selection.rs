@@ -333,7 +333,13 @@ impl Selection {
             self.learn(key, c.clone());
             return self.verdict(&Known::Container(c));
         }
-        if self.collection.is_none() || self.runtime.is_none() {
+        // No runtime to ask (none connected): nothing can claim the namespace.
+        if self.runtime.is_none()
+            || self
+                .collection
+                .as_ref()
+                .is_none_or(|c| c.runtimes().is_empty())
+        {
             self.not_container(key);
             return self.verdict(&Known::NotContainer);
         }

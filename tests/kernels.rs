@@ -1,0 +1,133 @@
+//! The same `ig` and built-in trace_exec on Debian's own kernels, booted under qemu by
+//! `tests/vm/boot.sh`: 6.1 (Debian 12's) and 6.12 (its backports). On 6.1 the mount namespace
+//! id comes from `mnt_namespace.seq` in BPF and user space has no `NS_GET_MNTNS_ID`: the
+//! explicit fallback of the container identity.
+//!
+//! Each test prints `<kernel-release> trace_exec pass (accel …)`.
+
+mod common;
+
+use std::process::Command;
+
+use common::args_of;
+use serde_json::Value;
+
+struct Boot {
+    release: String,
+    accel: String,
+    ig_exit: Option<i32>,
+    events: Vec<Value>,
+    stderr: Vec<String>,
+    console: String,
+}
+
+/// Boots the newest Debian kernel of `series` with the test build of `ig` and runs
+/// tests/vm/trace_exec.sh in it.
+fn boot(series: &str) -> Boot {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vm");
+    let out = Command::new("bash")
+        .arg(format!("{dir}/boot.sh"))
+        .arg(series)
+        .arg(format!("{dir}/trace_exec.sh"))
+        .env("IG_BIN", env!("CARGO_BIN_EXE_ig"))
+        .output()
+        .expect("run tests/vm/boot.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "boot.sh {series} failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    let accel = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("vm: kernel "))
+        .and_then(|l| l.split_once(", accel "))
+        .map(|(_, a)| a.to_string())
+        .unwrap_or_default();
+    let mut boot = Boot {
+        release: String::new(),
+        accel,
+        ig_exit: None,
+        events: Vec::new(),
+        stderr: Vec::new(),
+        console: format!("{stdout}\n{stderr}"),
+    };
+    for line in stdout.lines() {
+        if let Some(r) = line.strip_prefix("release: ") {
+            boot.release = r.to_string();
+        } else if let Some(code) = line.strip_prefix("ig-exit: ") {
+            boot.ig_exit = code.trim().parse().ok();
+        } else if let Some(e) = line.strip_prefix("stderr: ") {
+            boot.stderr.push(e.to_string());
+        } else if let Ok(v) = serde_json::from_str::<Value>(line) {
+            boot.events.push(v);
+        }
+    }
+    boot
+}
+
+fn event<'a>(b: &'a Boot, args: &[&str]) -> &'a Value {
+    b.events
+        .iter()
+        .find(|e| args_of(e) == args)
+        .unwrap_or_else(|| panic!("{}: no event {args:?}:\n{}", b.release, b.console))
+}
+
+fn check(series: &str) {
+    let b = boot(series);
+    assert!(
+        b.release.starts_with(&format!("{series}.")),
+        "release {:?}:\n{}",
+        b.release,
+        b.console
+    );
+    assert_eq!(b.ig_exit, Some(0), "{}", b.console);
+
+    let ok = event(&b, &["/bin/echo", "vm-marker", "a", "b"]);
+    assert_eq!(ok["comm"], "echo", "{ok}");
+    assert_eq!(ok["error"], "", "{ok}");
+    assert_eq!(ok["args_count"], 4, "{ok}");
+    assert_eq!(ok["user"], "root", "{ok}");
+    assert_eq!(ok["file"], "/bin/echo", "{ok}");
+    assert_eq!(ok["exepath"], "/bin/busybox", "{ok}");
+    assert_eq!(ok["cwd"], "/work", "{ok}");
+
+    let failed = event(&b, &["/nonexistent/vm-failed", "x"]);
+    assert_eq!(failed["error"], "ENOENT", "{failed}");
+    assert_eq!(failed["file"], "/nonexistent/vm-failed", "{failed}");
+    assert_eq!(
+        failed["exepath"], "",
+        "a failed exec has no exepath: {failed}"
+    );
+    assert_eq!(failed["upper_layer"], false, "{failed}");
+
+    // The namespace id, from BPF (mnt_namespace.seq before 6.18): never 0, and another one for
+    // a namespace of its own.
+    let unshared = event(&b, &["/bin/echo", "vm-unshared"]);
+    let nsid = |e: &Value| e["mntns_nsid"].as_u64().unwrap_or(0);
+    assert_ne!(nsid(ok), 0, "{ok}");
+    assert_eq!(nsid(ok), nsid(failed), "{failed}");
+    assert_ne!(nsid(unshared), 0, "{unshared}");
+    assert_ne!(nsid(unshared), nsid(ok), "{unshared}");
+    assert_ne!(unshared["mntns_id"], ok["mntns_id"], "{unshared}");
+    // No runtime in the VM: every namespace is decided at once, none is held and then guessed.
+    assert!(
+        !b.stderr
+            .iter()
+            .any(|l| l.contains("no container runtime claimed")),
+        "{:?}",
+        b.stderr
+    );
+    println!("{} trace_exec pass (accel {})", b.release, b.accel);
+}
+
+#[test]
+fn trace_exec_on_debian_6_1() {
+    check("6.1");
+}
+
+#[test]
+fn trace_exec_on_debian_6_12() {
+    check("6.12");
+}
