@@ -69,7 +69,8 @@ struct mnt_namespace___seq {
 /*
  * The id of the current mount namespace as NS_GET_MNTNS_ID returns it: ns_common.ns_id
  * (6.18+), else mnt_namespace.seq (every kernel with BTF). Never reused within a boot.
- * Plain loads through the BTF pointer, relocated by CO-RE: no helper call.
+ * ns_id is a plain load through the BTF pointer (no helper call); the older flavour is read
+ * with a probe read, which every verifier takes for a cast pointer.
  */
 static __always_inline __u64 gadget_get_current_mntns_nsid(void)
 {
@@ -78,7 +79,7 @@ static __always_inline __u64 gadget_get_current_mntns_nsid(void)
 	if (bpf_core_field_exists(mnt_ns->ns.ns_id))
 		return mnt_ns->ns.ns_id;
 	if (bpf_core_field_exists(((struct mnt_namespace___seq *)mnt_ns)->seq))
-		return ((struct mnt_namespace___seq *)mnt_ns)->seq;
+		return BPF_CORE_READ((struct mnt_namespace___seq *)mnt_ns, seq);
 	return 0;
 }
 

@@ -13,11 +13,11 @@ pub fn mntns_of(pid: u32) -> io::Result<u64> {
     Ok(std::fs::metadata(format!("/proc/{pid}/ns/mnt"))?.ino())
 }
 
-/// `NS_GET_MNTNS_ID`: `_IOR(0xb7, 5, __u64)` (include/uapi/linux/nsfs.h, since 6.8).
+/// `NS_GET_MNTNS_ID`: `_IOR(0xb7, 5, __u64)` (include/uapi/linux/nsfs.h, since 6.9).
 const NS_GET_MNTNS_ID: libc::c_ulong = (2 << 30) | (8 << 16) | (0xb7 << 8) | 5;
 
 /// The mount namespace of a process, inode and id. The id is 0 where the kernel has no
-/// `NS_GET_MNTNS_ID` (before 6.8): matching then falls back to the inode. Both come from one
+/// `NS_GET_MNTNS_ID` (before 6.9): matching then falls back to the inode. Both come from one
 /// open file, so they describe the same namespace even if the process exits meanwhile.
 pub fn mntns_key_of(pid: u32) -> io::Result<MntnsKey> {
     mntns_key_at(&format!("/proc/{pid}/ns/mnt"))

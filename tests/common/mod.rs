@@ -76,7 +76,8 @@ impl Ig {
     }
 }
 
-fn collect<R: std::io::Read + Send + 'static>(r: R) -> Arc<Mutex<Vec<String>>> {
+/// Collects the lines of `r` from a thread of its own.
+pub fn collect<R: std::io::Read + Send + 'static>(r: R) -> Arc<Mutex<Vec<String>>> {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let sink = lines.clone();
     thread::spawn(move || {

@@ -4,30 +4,18 @@
 //! describing events compactly for failure messages.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{args_of, Ig, Running};
+use crate::common::{args_of, collect, Ig, Running};
 use crate::containers_common::{run, CTR_IMAGE, IMAGE};
 
 /// How long `ig` may take to load and attach its programs.
 pub const ATTACH_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn collect<R: std::io::Read + Send + 'static>(r: R) -> Arc<Mutex<Vec<String>>> {
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let sink = lines.clone();
-    thread::spawn(move || {
-        for line in BufReader::new(r).lines().map_while(Result::ok) {
-            sink.lock().expect("lock").push(line);
-        }
-    });
-    lines
-}
 
 /// Starts `ig` (with `IG_STATS=1`) and returns once its BPF programs are attached.
 pub fn start_ig(ig: &Ig, args: &[&str]) -> Running {
