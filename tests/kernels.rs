@@ -3,7 +3,7 @@
 //! id comes from `mnt_namespace.seq` in BPF and user space has no `NS_GET_MNTNS_ID`: the
 //! explicit fallback of the container identity.
 //!
-//! Each test prints `<kernel-release> trace_exec pass (accel …)`.
+//! Each test prints `<kernel-release> trace_exec|traceloop pass (accel …)`.
 
 mod common;
 
@@ -22,13 +22,13 @@ struct Boot {
 }
 
 /// Boots the newest Debian kernel of `series` with the test build of `ig` and runs
-/// tests/vm/trace_exec.sh in it.
-fn boot(series: &str) -> Boot {
+/// tests/vm/`script` in it.
+fn boot(series: &str, script: &str) -> Boot {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vm");
     let out = Command::new("bash")
         .arg(format!("{dir}/boot.sh"))
         .arg(series)
-        .arg(format!("{dir}/trace_exec.sh"))
+        .arg(format!("{dir}/{script}"))
         .env("IG_BIN", env!("CARGO_BIN_EXE_ig"))
         .output()
         .expect("run tests/vm/boot.sh");
@@ -74,8 +74,8 @@ fn event<'a>(b: &'a Boot, args: &[&str]) -> &'a Value {
         .unwrap_or_else(|| panic!("{}: no event {args:?}:\n{}", b.release, b.console))
 }
 
-fn check(series: &str) {
-    let b = boot(series);
+fn check_trace_exec(series: &str) {
+    let b = boot(series, "trace_exec.sh");
     assert!(
         b.release.starts_with(&format!("{series}.")),
         "release {:?}:\n{}",
@@ -122,12 +122,46 @@ fn check(series: &str) {
     println!("{} trace_exec pass (accel {})", b.release, b.accel);
 }
 
+/// traceloop loads and records on the kernel: a write in a namespace of its own, decoded.
+fn check_traceloop(series: &str) {
+    let b = boot(series, "traceloop.sh");
+    assert!(
+        b.release.starts_with(&format!("{series}.")),
+        "{}",
+        b.console
+    );
+    assert_eq!(b.ig_exit, Some(0), "{}", b.console);
+    let write = b
+        .events
+        .iter()
+        .find(|e| e["syscall"] == "write")
+        .unwrap_or_else(|| panic!("{}: no write record:\n{}", b.release, b.console));
+    assert_eq!(write["ret"], 18, "{write}");
+    assert_eq!(write["comm"], "sh", "{write}");
+    let buf = write["params"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["name"] == "buf"))
+        .map(|p| p["value"].clone());
+    assert_eq!(buf, Some(Value::from("vm-unshared-write\n")), "{write}");
+    println!("{} traceloop pass (accel {})", b.release, b.accel);
+}
+
 #[test]
 fn trace_exec_on_debian_6_1() {
-    check("6.1");
+    check_trace_exec("6.1");
 }
 
 #[test]
 fn trace_exec_on_debian_6_12() {
-    check("6.12");
+    check_trace_exec("6.12");
+}
+
+#[test]
+fn traceloop_on_debian_6_1() {
+    check_traceloop("6.1");
+}
+
+#[test]
+fn traceloop_on_debian_6_12() {
+    check_traceloop("6.12");
 }
