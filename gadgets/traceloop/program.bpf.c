@@ -159,6 +159,12 @@ const volatile __u32 records_per_container = 16384;
 const volatile __u32 max_containers = 16;
 const volatile bool filter_syscalls = false;
 
+/*
+ * The runtime's own process, set by it before load: not recorded. Its scans and its final dump
+ * are thousands of syscalls that would push the host's history out of its buffer.
+ */
+const volatile __u32 gadget_runtime_tgid = 0;
+
 GADGET_PARAM(records_per_container);
 GADGET_PARAM(max_containers);
 GADGET_PARAM(filter_syscalls);
@@ -443,6 +449,8 @@ int traceloop_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	__s64 slot;
 	int i;
 
+	if (gadget_runtime_tgid && bpf_get_current_pid_tgid() >> 32 == gadget_runtime_tgid)
+		return 0;
 	mntns_id = gadget_get_current_mntns_id();
 	if (gadget_should_discard_mntns_id(mntns_id) || !wanted(nr))
 		return 0;
@@ -517,6 +525,8 @@ int traceloop_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	__s64 ret = ctx->args[1], slot;
 	__u32 nr, tid;
 
+	if (gadget_runtime_tgid && bpf_get_current_pid_tgid() >> 32 == gadget_runtime_tgid)
+		return 0;
 	mntns_id = gadget_get_current_mntns_id();
 	nr = syscall_nr_of((void *)ctx->args[0]);
 	if (gadget_should_discard_mntns_id(mntns_id) || !wanted(nr))

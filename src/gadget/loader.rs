@@ -165,6 +165,8 @@ impl LoadedGadget {
                 "gadget_drop_unknown_mntns" => settings.drop_unknown_mntns as u64,
                 "gadget_wakeup_bytes" => wakeup_bytes,
                 "gadget_wakeup_interval_ns" => wakeup_interval_ns,
+                // This process, for gadgets that leave the runtime's own activity out.
+                "gadget_runtime_tgid" => std::process::id() as u64,
                 _ => continue,
             };
             writes.push((
