@@ -60,8 +60,14 @@ impl Ig {
 
     /// Starts `ig` in the background, collecting stdout and stderr lines.
     pub fn spawn(&self, args: &[&str]) -> Running {
+        self.spawn_with_env(args, &[])
+    }
+
+    /// [`Ig::spawn`] with extra environment variables.
+    pub fn spawn_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Running {
         let mut child = self
             .cmd(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -76,8 +82,7 @@ impl Ig {
     }
 }
 
-/// Collects the lines of `r` from a thread of its own.
-pub fn collect<R: std::io::Read + Send + 'static>(r: R) -> Arc<Mutex<Vec<String>>> {
+fn collect<R: std::io::Read + Send + 'static>(r: R) -> Arc<Mutex<Vec<String>>> {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let sink = lines.clone();
     thread::spawn(move || {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{args_of, collect, Ig, Running};
+use crate::common::{args_of, Ig, Running};
 use crate::containers_common::{run, CTR_IMAGE, IMAGE};
 
 /// How long `ig` may take to load and attach its programs.
@@ -19,20 +19,7 @@ pub const ATTACH_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Starts `ig` (with `IG_STATS=1`) and returns once its BPF programs are attached.
 pub fn start_ig(ig: &Ig, args: &[&str]) -> Running {
-    let mut child = ig
-        .cmd(args)
-        .env("IG_STATS", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ig");
-    let stdout = collect(child.stdout.take().expect("stdout"));
-    let stderr = collect(child.stderr.take().expect("stderr"));
-    let mut running = Running {
-        child,
-        stdout,
-        stderr,
-    };
+    let mut running = ig.spawn_with_env(args, &[("IG_STATS", "1")]);
     wait_attached(&mut running, args);
     running
 }
