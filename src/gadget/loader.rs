@@ -70,6 +70,18 @@ fn filter_key(map: &libbpf_rs::Map<'_>, mntns: MntnsKey) -> Vec<u8> {
 const NOTE_PARENT: usize = 64;
 const NOTE_SIZE: u32 = 64 + 96;
 
+/// `/parent/leaf` from the NUL-terminated kernfs names BPF wrote
+/// (`gadget_current_cgroup_names()`, bpf/gadget/cgroup.h); `None` without a leaf (a root
+/// cgroup, or nothing noted).
+pub fn cgroup_path(parent: &[u8], leaf: &[u8]) -> Option<String> {
+    let text = |b: &[u8]| {
+        String::from_utf8_lossy(&b[..b.iter().position(|&c| c == 0).unwrap_or(b.len())])
+            .into_owned()
+    };
+    let leaf = text(leaf);
+    (!leaf.is_empty()).then(|| format!("/{}/{leaf}", text(parent)))
+}
+
 /// What BPF noted about namespaces the runtime had no verdict for (bpf/gadget/mntns_filter.h).
 pub struct MntnsNotes(libbpf_rs::MapHandle);
 
@@ -79,13 +91,10 @@ impl MntnsNotes {
     /// only a root cgroup was seen.
     pub fn cgroup(&self, mntns: MntnsKey) -> Option<String> {
         let value = self.0.lookup(&mntns.to_bpf_bytes(), MapFlags::ANY).ok()??;
-        let text = |b: &[u8]| {
-            String::from_utf8_lossy(&b[..b.iter().position(|&c| c == 0).unwrap_or(b.len())])
-                .into_owned()
-        };
-        let parent = text(value.get(..NOTE_PARENT)?);
-        let leaf = text(value.get(NOTE_PARENT..NOTE_SIZE as usize)?);
-        (!leaf.is_empty()).then(|| format!("/{parent}/{leaf}"))
+        cgroup_path(
+            value.get(..NOTE_PARENT)?,
+            value.get(NOTE_PARENT..NOTE_SIZE as usize)?,
+        )
     }
 
     /// Drops the note of a namespace that was decided.
@@ -313,5 +322,21 @@ impl LoadedGadget {
                 Some((map.clone(), u64::from_le_bytes(raw)))
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cgroup_path;
+
+    #[test]
+    fn cgroup_path_from_kernfs_names() {
+        let mut parent = [0u8; 64];
+        let mut leaf = [0u8; 96];
+        parent[..6].copy_from_slice(b"docker");
+        leaf[..4].copy_from_slice(b"abcd");
+        assert_eq!(cgroup_path(&parent, &leaf).as_deref(), Some("/docker/abcd"));
+        // A root cgroup leaves no leaf: nothing to name.
+        assert_eq!(cgroup_path(&parent, &[0u8; 96]), None);
     }
 }

@@ -300,15 +300,8 @@ fn container_by_cgroup(
     if value.len() < 168 || u64_at(&value[..8]) != mntns {
         return None;
     }
-    let text = |b: &[u8]| {
-        String::from_utf8_lossy(&b[..b.iter().position(|&c| c == 0).unwrap_or(b.len())])
-            .into_owned()
-    };
-    let (parent, leaf) = (text(&value[8..72]), text(&value[72..168]));
-    if leaf.is_empty() {
-        return None;
-    }
-    let line = format!("0::/{parent}/{leaf}");
+    let path = crate::gadget::loader::cgroup_path(&value[8..72], &value[72..168])?;
+    let line = format!("0::{path}");
     for hint in crate::containers::procfs::parse_cgroup(&line) {
         if let Some(c) = handle.block_on(collection.describe(&hint.id, hint.namespace.as_deref())) {
             return Some(c);
