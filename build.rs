@@ -14,6 +14,7 @@ const ARCHS: [(&str, &str, &str); 2] = [
 ];
 
 fn main() {
+    compile_protos();
     let root =
         PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
@@ -184,4 +185,21 @@ fn cflags(dir: &Path) -> Vec<String> {
 
 fn unquote(s: &str) -> String {
     s.trim().trim_matches('"').trim_matches('\'').to_string()
+}
+
+/// The daemon's gRPC API (`proto/daemon.proto`) as Rust types, client and server.
+fn compile_protos() {
+    println!("cargo:rerun-if-changed=proto");
+    if let Err(e) = tonic_build::configure()
+        .bytes(["."])
+        // Instance specs are persisted, and `ig show` prints them, as JSON/YAML.
+        .message_attribute(
+            ".",
+            "#[derive(serde::Serialize, serde::Deserialize)] #[serde(default)]",
+        )
+        .enum_attribute(".", "#[derive(serde::Serialize, serde::Deserialize)]")
+        .compile_protos(&["proto/daemon.proto"], &["proto"])
+    {
+        panic!("compiling proto/daemon.proto (is protoc installed?): {e}");
+    }
 }

@@ -21,6 +21,7 @@
 
 pub mod builtin;
 pub mod containers;
+pub mod daemon;
 pub mod event;
 pub mod gadget;
 pub mod oci;

@@ -1,7 +1,9 @@
 //! The `ig` command line: parse, call the library, print. `anyhow` lives here only.
 
+mod daemon;
 mod image;
 mod login;
+mod remote;
 mod run;
 
 use std::process::ExitCode;
@@ -35,6 +37,16 @@ enum Command {
     Login(login::LoginArgs),
     /// Log out of a registry
     Logout(login::LogoutArgs),
+    /// Serve gadgets to clients: one daemon per machine (gRPC on a Unix socket, TCP with mTLS)
+    Daemon(daemon::DaemonArgs),
+    /// List the daemon's detached instances
+    List(remote::ListArgs),
+    /// Print a detached instance's kept events, then its live ones (Ctrl-C leaves it running)
+    Attach(remote::AttachArgs),
+    /// Show a detached instance: spec, parameters, status, counters
+    Show(remote::ShowArgs),
+    /// Stop and remove detached instances
+    Delete(remote::DeleteArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -44,6 +56,11 @@ pub fn main() -> ExitCode {
         Command::Image(cmd) => image::main(cmd),
         Command::Login(args) => login::login(args),
         Command::Logout(args) => login::logout(args),
+        Command::Daemon(args) => daemon::main(args),
+        Command::List(args) => remote::list(args),
+        Command::Attach(args) => remote::attach(args),
+        Command::Show(args) => remote::show(args),
+        Command::Delete(args) => remote::delete(args),
     };
     match result {
         Ok(code) => code,

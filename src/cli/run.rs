@@ -22,7 +22,7 @@ use ig::output::OutputMode;
 use ig::run::{RunConfig, RunError};
 
 /// Common flags that take a value, so the image is not mistaken for one.
-const VALUE_FLAGS: [&str; 15] = [
+const VALUE_FLAGS: [&str; 24] = [
     "--pull",
     "--public-key",
     "--insecure-registries",
@@ -38,6 +38,15 @@ const VALUE_FLAGS: [&str; 15] = [
     "--docker-socketpath",
     "--containerd-socketpath",
     "--max-events",
+    "--remote",
+    "--tls-cert",
+    "--tls-key",
+    "--tls-server-ca",
+    "--name",
+    "--tags",
+    "--output-file",
+    "--output-max-size",
+    "--output-max-backups",
 ];
 
 fn common_command() -> Command {
@@ -109,6 +118,48 @@ fn common_command() -> Command {
                 .default_value("/run/containerd/containerd.sock")
                 .help("containerd socket"),
         )
+        .next_help_heading("Daemon")
+        .arg(
+            Arg::new("remote")
+                .long("remote")
+                .value_name("ADDRESS")
+                .env("IG_REMOTE")
+                .help("Run in the ig daemon at unix:///PATH or tcp://HOST:PORT"),
+        )
+        .arg(Arg::new("tls-cert").long("tls-cert").value_name("PEM").help("Client certificate for a tcp:// daemon"))
+        .arg(Arg::new("tls-key").long("tls-key").value_name("PEM").help("Key of --tls-cert"))
+        .arg(Arg::new("tls-server-ca").long("tls-server-ca").value_name("PEM").help("CA of the daemon's certificate"))
+        .arg(
+            Arg::new("detach")
+                .long("detach")
+                .action(ArgAction::SetTrue)
+                .help("Start a detached instance in the daemon (default socket unless --remote) and print its id"),
+        )
+        .arg(Arg::new("name").long("name").value_name("NAME").help("The detached instance's name"))
+        .arg(
+            Arg::new("tags")
+                .long("tags")
+                .value_name("LIST")
+                .value_delimiter(',')
+                .action(ArgAction::Append)
+                .help("Tags of the detached instance"),
+        )
+        .arg(Arg::new("output-file").long("output-file").value_name("PATH").help("A detached instance also writes its events to this JSON-lines file"))
+        .arg(
+            Arg::new("output-max-size")
+                .long("output-max-size")
+                .value_name("MB")
+                .value_parser(clap::value_parser!(u64))
+                .help("Rotate --output-file at this size (0: never)"),
+        )
+        .arg(
+            Arg::new("output-max-backups")
+                .long("output-max-backups")
+                .value_name("N")
+                .value_parser(clap::value_parser!(u32))
+                .default_value("3")
+                .help("Rotated files kept (PATH.1 … PATH.N)"),
+        )
         .next_help_heading("Image")
         .arg(
             Arg::new("pull")
@@ -157,7 +208,7 @@ fn common_command() -> Command {
 
 /// Values of a common flag, read before the full parse (which needs the image): `--f v`,
 /// `--f=v`, comma lists. A bare boolean flag reads as "true".
-fn scan_flag(args: &[String], flag: &str, takes_value: bool) -> Vec<String> {
+pub(crate) fn scan_flag(args: &[String], flag: &str, takes_value: bool) -> Vec<String> {
     let mut out = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -178,12 +229,12 @@ fn scan_flag(args: &[String], flag: &str, takes_value: bool) -> Vec<String> {
 }
 
 /// What must be settled before the image is read: allow-list, pull, registry transport.
-struct ImageFlags {
-    pull: PullPolicy,
-    verify: bool,
-    public_keys: Vec<std::path::PathBuf>,
-    allowed: Vec<String>,
-    registry: RegistryOptions,
+pub(crate) struct ImageFlags {
+    pub pull: PullPolicy,
+    pub verify: bool,
+    pub public_keys: Vec<std::path::PathBuf>,
+    pub allowed: Vec<String>,
+    pub registry: RegistryOptions,
 }
 
 impl ImageFlags {
@@ -231,27 +282,49 @@ impl ImageFlags {
     }
 }
 
-fn gadget_command(spec: &GadgetSpec) -> Command {
+/// A gadget parameter as a flag, from a local image's spec or a daemon's answer.
+pub(crate) struct ParamFlag {
+    pub key: String,
+    pub description: String,
+    pub is_bool: bool,
+    pub default: String,
+}
+
+impl ParamFlag {
+    fn of_spec(spec: &GadgetSpec) -> Vec<ParamFlag> {
+        spec.params
+            .iter()
+            .map(|p| ParamFlag {
+                key: p.key.clone(),
+                description: p.description.clone(),
+                is_bool: matches!(p.ty, ParamType::Bool),
+                default: p.default.clone(),
+            })
+            .collect()
+    }
+}
+
+pub(crate) fn gadget_command(params: &[ParamFlag], flight_recorder: bool) -> Command {
     let mut cmd = common_command().next_help_heading("Gadget parameters");
-    for p in &spec.params {
+    for p in params {
         let mut arg = Arg::new(p.key.clone())
             .long(p.key.clone())
             .help(p.description.clone());
-        arg = match p.ty {
-            ParamType::Bool => arg
+        arg = match p.is_bool {
+            true => arg
                 .value_name("BOOL")
                 .num_args(0..=1)
                 .require_equals(true)
                 .default_missing_value("true")
                 .value_parser(["true", "false"]),
-            ParamType::Int { .. } => arg.value_name("VALUE"),
+            false => arg.value_name("VALUE"),
         };
         if !p.default.is_empty() {
             arg = arg.default_value(p.default.clone());
         }
         cmd = cmd.arg(arg);
     }
-    if spec.metadata.section("traceloop").is_some() {
+    if flight_recorder {
         cmd = cmd.arg(
             Arg::new("syscall-filters")
                 .long("syscall-filters")
@@ -264,24 +337,19 @@ fn gadget_command(spec: &GadgetSpec) -> Command {
     cmd
 }
 
-/// The digest `ig run` may load: the binary's own built-in gadgets are trusted as they are;
-/// anything else needs a signature by a trusted key.
+/// The digest `ig run` may load (built-ins as they are, anything else signed by a trusted key).
 fn verify_image(
     store: &ig::oci::Store,
     reference: &Reference,
     keys: &[std::path::PathBuf],
 ) -> anyhow::Result<String> {
-    if let Some(digest) = ig::builtin::embedded_digest(store, reference)? {
-        return Ok(digest);
-    }
     let keys = ig::oci::verify::load_public_keys(keys)?;
-    let verified = ig::oci::verify::verify(store, reference, &keys)?;
-    Ok(verified.digest)
+    Ok(ig::run::verified_digest(store, reference, &keys)?)
 }
 
 /// `--runtimes` with their sockets; a runtime named on the command line (not by default) must
 /// answer.
-fn runtime_configs(m: &ArgMatches) -> anyhow::Result<Vec<RuntimeConfig>> {
+pub(crate) fn runtime_configs(m: &ArgMatches) -> anyhow::Result<Vec<RuntimeConfig>> {
     let explicit = m.value_source("runtimes") == Some(clap::parser::ValueSource::CommandLine);
     let list = m
         .get_one::<String>("runtimes")
@@ -325,7 +393,7 @@ fn find_image(args: &[String]) -> Option<&str> {
     None
 }
 
-fn to_config(m: &ArgMatches, spec: &GadgetSpec, image: Reference) -> anyhow::Result<RunConfig> {
+fn to_config(m: &ArgMatches, params: &[ParamFlag], image: Reference) -> anyhow::Result<RunConfig> {
     let output = OutputMode::parse(
         m.get_one::<String>("output")
             .map(String::as_str)
@@ -336,13 +404,7 @@ fn to_config(m: &ArgMatches, spec: &GadgetSpec, image: Reference) -> anyhow::Res
         Some(f) => FieldSelection::parse(f).map_err(anyhow::Error::msg)?,
         None => FieldSelection::Default,
     };
-    let mut params = Vec::new();
-    // Defaults from gadget.yaml apply too: they may differ from the compiled ones.
-    for p in &spec.params {
-        if let Some(v) = m.get_one::<String>(&p.key) {
-            params.push((p.key.clone(), v.clone()));
-        }
-    }
+    let params = param_values(m, params);
     Ok(RunConfig {
         image,
         output,
@@ -365,6 +427,18 @@ fn to_config(m: &ArgMatches, spec: &GadgetSpec, image: Reference) -> anyhow::Res
     })
 }
 
+/// The gadget parameters' values; defaults from gadget.yaml apply too: they may differ from
+/// the compiled ones.
+pub(crate) fn param_values(m: &ArgMatches, params: &[ParamFlag]) -> Vec<(String, String)> {
+    params
+        .iter()
+        .filter_map(|p| {
+            m.get_one::<String>(&p.key)
+                .map(|v| (p.key.clone(), v.clone()))
+        })
+        .collect()
+}
+
 pub fn main(args: Vec<String>) -> anyhow::Result<ExitCode> {
     let argv = std::iter::once("ig run".to_string()).chain(args.iter().cloned());
     let Some(image) = find_image(&args) else {
@@ -373,6 +447,15 @@ pub fn main(args: Vec<String>) -> anyhow::Result<ExitCode> {
     };
     let reference = Reference::parse(image)?;
     let flags = ImageFlags::scan(&args)?;
+    let remote = scan_flag(&args, "--remote", true)
+        .pop()
+        .or_else(|| std::env::var("IG_REMOTE").ok().filter(|r| !r.is_empty()));
+    let detach = !scan_flag(&args, "--detach", false).is_empty();
+    if remote.is_some() || detach {
+        let remote = remote.unwrap_or_else(|| format!("unix://{}", ig::daemon::DEFAULT_SOCKET));
+        let image = image.to_string();
+        return super::remote::run(args.clone(), &image, remote, flags);
+    }
     // The allow-list comes before anything is pulled or loaded.
     ig::oci::allow::check(&reference, &flags.allowed)?;
     let tokio = tokio::runtime::Builder::new_multi_thread()
@@ -399,7 +482,9 @@ pub fn main(args: Vec<String>) -> anyhow::Result<ExitCode> {
         })?;
     let prepared =
         ig::run::prepare(&store, &reference).with_context(|| format!("cannot run {image}"))?;
-    let matches = match gadget_command(&prepared.spec).try_get_matches_from(argv) {
+    let params = ParamFlag::of_spec(&prepared.spec);
+    let flight_recorder = prepared.spec.metadata.section("traceloop").is_some();
+    let matches = match gadget_command(&params, flight_recorder).try_get_matches_from(argv) {
         Ok(m) => m,
         Err(e) => {
             let code = if e.use_stderr() { 2 } else { 0 };
@@ -407,7 +492,12 @@ pub fn main(args: Vec<String>) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(code));
         }
     };
-    let mut config = to_config(&matches, &prepared.spec, reference)?;
+    for daemon_only in ["name", "tags", "output-file", "output-max-size"] {
+        if matches.value_source(daemon_only) == Some(clap::parser::ValueSource::CommandLine) {
+            anyhow::bail!("--{daemon_only} is for a detached instance: add --detach");
+        }
+    }
+    let mut config = to_config(&matches, &params, reference)?;
     drop(prepared);
     if flags.verify {
         config.expected_digest = Some(verify_image(&store, &config.image, &flags.public_keys)?);
@@ -436,7 +526,7 @@ pub fn main(args: Vec<String>) -> anyhow::Result<ExitCode> {
         }
         Ok(Some((collection, handle)))
     });
-    ig::run::run(&store, &config, connect, &stop)?;
+    ig::run::run(&store, &config, connect, &stop, &ig::run::Terminal)?;
     tokio.shutdown_background();
     Ok(ExitCode::SUCCESS)
 }
@@ -451,7 +541,7 @@ extern "C" fn on_signal(_: i32) {
 
 /// Ctrl-C and SIGTERM only raise a flag; the run loop notices it within one poll interval and
 /// stops cleanly (detach, drain, report losses).
-fn register_stop(sig: i32, stop: &Arc<AtomicBool>) -> anyhow::Result<()> {
+pub(crate) fn register_stop(sig: i32, stop: &Arc<AtomicBool>) -> anyhow::Result<()> {
     let _ = STOP_FLAG.set(stop.clone());
     // SAFETY: the handler only does an atomic store, which is async-signal-safe.
     let prev = unsafe { libc::signal(sig, on_signal as extern "C" fn(i32) as libc::sighandler_t) };

@@ -366,7 +366,7 @@ impl Registry {
         mut resp: Response,
         what: &str,
         limit: u64,
-        tick: &dyn Fn(u64),
+        tick: &(dyn Fn(u64) + Sync),
     ) -> Result<Vec<u8>, DistError> {
         let mut out = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(|e| self.network(e))? {
@@ -445,7 +445,7 @@ impl Registry {
         &self,
         digest: &str,
         size: u64,
-        tick: &dyn Fn(u64),
+        tick: &(dyn Fn(u64) + Sync),
     ) -> Result<Vec<u8>, DistError> {
         let url = self.url(&format!("blobs/{digest}"));
         let what = format!("blob {digest} of {}", self.repository);

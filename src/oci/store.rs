@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use super::types::{Descriptor, Index, ANNOTATION_REF_NAME};
 use super::{digest_of, OciError};
 
+#[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
 }

@@ -3,12 +3,16 @@
 
 mod config;
 mod error;
+mod outputs;
 mod pipeline;
 mod runner;
 pub mod selection;
 mod traceloop;
+mod verify;
 
 pub use config::RunConfig;
 pub use error::RunError;
+pub use outputs::{columns_for, Outputs, Terminal};
 pub use pipeline::build_schema as schema_for;
 pub use runner::{prepare, run, ConnectContainers, Containers, Prepared};
+pub use verify::verified_digest;

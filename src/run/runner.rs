@@ -1,12 +1,12 @@
 //! Wires a run together: image → spec → load → attach → ring buffers → pipelines → sinks.
 
 use std::cell::RefCell;
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use libbpf_rs::{MapCore, RingBufferBuilder};
 
+use super::outputs::Outputs;
 use super::pipeline::{build_schema, Pipeline};
 use super::selection::Selection;
 use super::{RunConfig, RunError};
@@ -16,8 +16,7 @@ use crate::gadget::spec::encode_param;
 use crate::gadget::{GadgetSpec, Metadata};
 use crate::oci::image::{read_gadget, GadgetImage};
 use crate::oci::{Reference, Store};
-use crate::operators::fields::{display_order, FieldSelection};
-use crate::output::{make_sink, OutputMode};
+use crate::operators::fields::display_order;
 
 /// How long the reader sleeps when no wakeup comes; bounds the latency on an idle machine.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
@@ -140,6 +139,7 @@ pub fn run(
     config: &RunConfig,
     containers: ConnectContainers<'_>,
     stop: &AtomicBool,
+    outputs: &dyn Outputs,
 ) -> Result<u64, RunError> {
     let Prepared { image, spec } = prepare(store, &config.image)?;
     if let Some(expected) = &config.expected_digest {
@@ -151,7 +151,7 @@ pub fn run(
         }
     }
     if spec.metadata.section("traceloop").is_some() {
-        return super::traceloop::run(&image, &spec, config, containers, stop);
+        return super::traceloop::run(&image, &spec, config, containers, stop, outputs);
     }
     if spec.tracers.is_empty() {
         return Err(RunError::Unsupported {
@@ -171,18 +171,11 @@ pub fn run(
     let mut loaded = LoadedGadget::load(&image.object, &spec, &settings)?;
     let selection = selection_for(config, containers()?, &loaded)?;
 
-    let stdout = std::io::stdout();
     let mut pipelines = Vec::new();
-    for tracer in &spec.tracers {
+    for (datasource, tracer) in spec.tracers.iter().enumerate() {
         let (schema, enricher, yaml_order) = build_schema(tracer, &spec.metadata);
         let order = display_order(&schema, &yaml_order);
-        // Machine-readable output carries every field unless --fields says otherwise.
-        let columns = match (&config.fields, config.output) {
-            (FieldSelection::Default, mode) if mode != OutputMode::Columns => order,
-            (sel, _) => sel.apply(&schema, &order).map_err(RunError::Config)?,
-        };
-        let out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
-        let sink = make_sink(config.output, &schema, columns, out);
+        let sink = outputs.sink(datasource, &schema, order, config)?;
         pipelines.push(RefCell::new(Pipeline::new(
             tracer,
             enricher,
@@ -193,6 +186,7 @@ pub fn run(
     let selection = RefCell::new(selection);
 
     loaded.attach()?;
+    outputs.attached();
     let maps: Vec<_> = spec
         .tracers
         .iter()
@@ -293,13 +287,13 @@ pub fn run(
             .map(crate::gadget::loader::MNTNS_FILTER_MAP)
             .map(|m| m.keys().count())
             .unwrap_or(0);
-        eprintln!(
-            "ig: stats: events {total}, filter-map entries {entries}, known namespaces {}, held namespaces {}, unclaimed namespaces {} (events {unclaimed_events}), verdicts the filter map refused {}",
+        outputs.notice(&format!(
+            "stats: events {total}, filter-map entries {entries}, known namespaces {}, held namespaces {}, unclaimed namespaces {} (events {unclaimed_events}), verdicts the filter map refused {}",
             selection.borrow().known_count(),
             selection.borrow().holding(),
             selection.borrow().unclaimed(),
             selection.borrow().verdicts_refused,
-        );
+        ));
     }
     let unclaimed = selection.borrow().unclaimed();
     if unclaimed_events > 0 {
@@ -308,13 +302,12 @@ pub fn run(
         } else {
             "dropped"
         };
-        eprintln!(
-            "ig: note: {unclaimed_events} events of {unclaimed} mount namespaces that no container runtime claimed within {} ms were {fate}",
+        outputs.notice(&format!(
+            "note: {unclaimed_events} events of {unclaimed} mount namespaces that no container runtime claimed within {} ms were {fate}",
             super::selection::HOLD_MAX.as_millis()
-        );
+        ));
     }
     drop(loaded);
-    let _ = std::io::stdout().flush();
     match error {
         Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(total),
         Some(e) => Err(RunError::Output(e)),

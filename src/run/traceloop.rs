@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use libbpf_rs::{MapCore, MapFlags};
 
+use super::outputs::Outputs;
 use super::runner::{apply_verdicts, ConnectContainers};
 use super::selection::Selection;
 use super::{RunConfig, RunError};
@@ -84,6 +85,7 @@ pub fn run(
     config: &RunConfig,
     containers: ConnectContainers<'_>,
     stop: &AtomicBool,
+    outputs: &dyn Outputs,
 ) -> Result<u64, RunError> {
     let per_container = param_u32(spec, config, "records_per_container")?;
     let max_containers = param_u32(spec, config, "max_containers")?;
@@ -133,8 +135,9 @@ pub fn run(
     let handle = containers.as_ref().map(|(_, h)| h.clone());
     let mut selection = super::runner::selection_for(config, containers, &loaded)?;
     loaded.attach()?;
-    eprintln!(
-        "ig: recording syscalls; the history is printed when the run stops (Ctrl-C or --timeout)"
+    outputs.attached();
+    outputs.notice(
+        "recording syscalls; the history is printed when the run stops (Ctrl-C or --timeout)",
     );
 
     let started = Instant::now();
@@ -174,8 +177,8 @@ pub fn run(
         handle: handle.as_ref(),
         named,
     };
-    let written = dump.print(config, &selection)?;
-    report_lost(&loaded);
+    let written = dump.print(config, &selection, outputs)?;
+    report_lost(&loaded, outputs);
     Ok(written)
 }
 
@@ -267,7 +270,7 @@ fn slot_pids(loaded: &LoadedGadget, slot: u32, per_container: u32) -> Result<Vec
     Ok(pids)
 }
 
-fn report_lost(loaded: &LoadedGadget) {
+fn report_lost(loaded: &LoadedGadget, outputs: &dyn Outputs) {
     for name in LOST {
         let count = loaded.bss_u64(name).unwrap_or(0);
         if count > 0 {
@@ -276,7 +279,7 @@ fn report_lost(loaded: &LoadedGadget) {
             } else {
                 "records were dropped"
             };
-            eprintln!("ig: warning: {count} {what}");
+            outputs.notice(&format!("warning: {count} {what}"));
         }
     }
 }
@@ -519,7 +522,12 @@ fn container_json(c: Option<&Container>) -> serde_json::Map<String, serde_json::
 }
 
 impl Dump<'_> {
-    fn print(&self, config: &RunConfig, selection: &Selection) -> Result<u64, RunError> {
+    fn print(
+        &self,
+        config: &RunConfig,
+        selection: &Selection,
+        outputs: &dyn Outputs,
+    ) -> Result<u64, RunError> {
         let decoder = Decoder::new(self.arch, SyscallFormats::load());
         let heads = self.loaded.map(HEADS)?;
         let mut by_start: BTreeMap<(u64, u64, u64), ContainerTrace> = BTreeMap::new();
@@ -564,8 +572,7 @@ impl Dump<'_> {
             let first = events.first().map(|e| e.timestamp).unwrap_or(0);
             by_start.insert((first, mntns, s.ns_id), (container, events));
         }
-        let stdout = std::io::stdout();
-        let mut out = std::io::BufWriter::new(stdout.lock());
+        let mut out = outputs.text();
         let mut written = 0;
         let result: std::io::Result<()> = (|| {
             for ((_, mntns, _), (container, events)) in &by_start {

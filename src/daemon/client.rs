@@ -1,0 +1,290 @@
+//! A client of `ig daemon`: connecting to it, and printing a run's events the way a local run
+//! prints them (the same sinks, fed from the wire).
+
+use std::io::Write;
+
+use hyper_util::rt::TokioIo;
+use prost::Message;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Uri};
+
+use super::convert::{datasource_from_proto, event_from_proto};
+use super::proto::{self, gadget_manager_client::GadgetManagerClient, run_event::Kind};
+use super::DaemonError;
+use crate::operators::fields::FieldSelection;
+use crate::output::{make_sink, OutputMode, Sink};
+use crate::run::columns_for;
+
+pub type Client = GadgetManagerClient<Channel>;
+
+/// PEM texts a TCP client proves itself with, and the CA its server's certificate must chain to.
+#[derive(Debug, Clone, Default)]
+pub struct ClientTls {
+    pub cert: Option<Vec<u8>>,
+    pub key: Option<Vec<u8>>,
+    pub server_ca: Option<Vec<u8>>,
+}
+
+/// Where a daemon listens: `unix:///PATH` or `tcp://HOST:PORT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Remote {
+    Unix(std::path::PathBuf),
+    Tcp(String),
+}
+
+impl std::str::FromStr for Remote {
+    type Err = DaemonError;
+    fn from_str(s: &str) -> Result<Self, DaemonError> {
+        if let Some(path) = s.strip_prefix("unix://") {
+            if path.starts_with('/') {
+                return Ok(Remote::Unix(path.into()));
+            }
+        } else if let Some(addr) = s.strip_prefix("tcp://") {
+            if addr
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+            {
+                return Ok(Remote::Tcp(addr.to_string()));
+            }
+        }
+        Err(DaemonError::Invalid(format!(
+            "invalid daemon address {s:?}: use unix:///path/to/socket or tcp://HOST:PORT"
+        )))
+    }
+}
+
+impl std::fmt::Display for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Remote::Unix(p) => write!(f, "unix://{}", p.display()),
+            Remote::Tcp(a) => write!(f, "tcp://{a}"),
+        }
+    }
+}
+
+/// The innermost I/O error of a transport error, to say why a connection failed.
+fn io_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a std::io::Error> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut found = None;
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            found = Some(io);
+        }
+        cur = err.source();
+    }
+    found
+}
+
+fn connect_error(remote: &Remote, e: &(dyn std::error::Error + 'static)) -> DaemonError {
+    let why = match io_cause(e) {
+        Some(io) => match io.kind() {
+            std::io::ErrorKind::PermissionDenied => {
+                format!("permission denied ({io}): only root and the daemon's --group may connect")
+            }
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+                format!("no ig daemon answers ({io}); start one with `sudo ig daemon`")
+            }
+            _ => io.to_string(),
+        },
+        None => {
+            let mut text = e.to_string();
+            let mut cur = e.source();
+            while let Some(s) = cur {
+                text.push_str(": ");
+                text.push_str(&s.to_string());
+                cur = s.source();
+            }
+            text
+        }
+    };
+    DaemonError::Connect(format!("cannot connect to the daemon at {remote}: {why}"))
+}
+
+/// Connects (eagerly: a daemon that is not there is an error now, not at the first call).
+pub async fn connect(remote: &Remote, tls: &ClientTls) -> Result<Client, DaemonError> {
+    let channel = match remote {
+        Remote::Unix(path) => {
+            let path = path.clone();
+            // The URI is not used for a Unix socket; the connector decides where to go.
+            Endpoint::from_static("http://localhost")
+                .connect_with_connector(tower::service_fn(move |_: Uri| {
+                    let path = path.clone();
+                    async move {
+                        let stream = tokio::net::UnixStream::connect(path).await?;
+                        Ok::<_, std::io::Error>(TokioIo::new(stream))
+                    }
+                }))
+                .await
+                .map_err(|e| connect_error(remote, &e))?
+        }
+        Remote::Tcp(addr) => {
+            let secure = tls.server_ca.is_some() || tls.cert.is_some();
+            let scheme = if secure { "https" } else { "http" };
+            let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
+                .map_err(|e| DaemonError::Invalid(format!("daemon address {addr}: {e}")))?;
+            if secure {
+                let mut config = ClientTlsConfig::new();
+                if let Some(ca) = &tls.server_ca {
+                    config = config.ca_certificate(Certificate::from_pem(ca));
+                }
+                match (&tls.cert, &tls.key) {
+                    (Some(cert), Some(key)) => {
+                        config = config.identity(Identity::from_pem(cert, key))
+                    }
+                    (None, None) => {}
+                    _ => {
+                        return Err(DaemonError::Invalid(
+                            "--tls-cert and --tls-key go together".into(),
+                        ))
+                    }
+                }
+                endpoint = endpoint
+                    .tls_config(config)
+                    .map_err(|e| DaemonError::Invalid(format!("TLS: {e}")))?;
+            }
+            endpoint
+                .connect()
+                .await
+                .map_err(|e| connect_error(remote, &e))?
+        }
+    };
+    Ok(GadgetManagerClient::new(channel).max_decoding_message_size(64 << 20))
+}
+
+/// A gRPC status as the error it carries (the daemon's own message).
+pub fn status_error(remote: &Remote, s: tonic::Status) -> DaemonError {
+    match s.code() {
+        tonic::Code::Unavailable | tonic::Code::Unknown
+            if s.message().contains("transport") || s.message().contains("connect") =>
+        {
+            connect_error(remote, &s)
+        }
+        tonic::Code::NotFound => DaemonError::NotFound(s.message().to_string()),
+        tonic::Code::AlreadyExists => DaemonError::Exists(s.message().to_string()),
+        tonic::Code::InvalidArgument => DaemonError::Invalid(s.message().to_string()),
+        tonic::Code::FailedPrecondition => DaemonError::Image(s.message().to_string()),
+        _ => DaemonError::Internal(s.message().to_string()),
+    }
+}
+
+/// Prints a run's events as a local `ig run` does: stdout for data, stderr for the rest.
+pub struct Render {
+    mode: OutputMode,
+    fields: FieldSelection,
+    sinks: Vec<Option<Box<dyn Sink>>>,
+    text: Option<std::io::BufWriter<std::io::Stdout>>,
+    /// Events written.
+    pub events: u64,
+    error: Option<std::io::Error>,
+}
+
+/// What the stream does next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// The run ended (with its error, if any) or stdout closed.
+    Done(Option<String>),
+}
+
+impl Render {
+    pub fn new(mode: OutputMode, fields: FieldSelection) -> Self {
+        Render {
+            mode,
+            fields,
+            sinks: Vec::new(),
+            text: None,
+            events: 0,
+            error: None,
+        }
+    }
+
+    pub fn handle(&mut self, ev: proto::RunEvent) -> Result<Flow, DaemonError> {
+        let Some(kind) = ev.kind else {
+            return Ok(Flow::Continue);
+        };
+        match kind {
+            Kind::Datasource(ds) => {
+                let (schema, order) = datasource_from_proto(&ds);
+                let columns = columns_for(&schema, order, &self.fields, self.mode)
+                    .map_err(DaemonError::Invalid)?;
+                let out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout());
+                let id = ds.id as usize;
+                if self.sinks.len() <= id {
+                    self.sinks.resize_with(id + 1, || None);
+                }
+                self.sinks[id] = Some(make_sink(self.mode, &schema, columns, out));
+            }
+            Kind::Events(bytes) => {
+                let batch = proto::EventBatch::decode(bytes)
+                    .map_err(|e| DaemonError::Internal(format!("a malformed event batch: {e}")))?;
+                let Some(Some(sink)) = self.sinks.get_mut(batch.datasource as usize) else {
+                    return Err(DaemonError::Internal(format!(
+                        "events of data source {} before its schema",
+                        batch.datasource
+                    )));
+                };
+                for record in batch.events {
+                    match sink.event(&event_from_proto(record)) {
+                        Ok(true) => self.events += 1,
+                        Ok(false) => return Ok(Flow::Done(None)),
+                        Err(e) => return self.output_error(e),
+                    }
+                }
+                if let Err(e) = sink.flush() {
+                    return self.output_error(e);
+                }
+            }
+            Kind::Lost(l) => {
+                if let Some(Some(sink)) = self.sinks.get_mut(l.datasource as usize) {
+                    if let Err(e) = sink.lost(&l.map, l.count) {
+                        return self.output_error(e);
+                    }
+                }
+            }
+            Kind::Notice(n) => eprintln!("ig: {}", n.text),
+            Kind::Text(bytes) => {
+                let out = self
+                    .text
+                    .get_or_insert_with(|| std::io::BufWriter::new(std::io::stdout()));
+                if let Err(e) = out.write_all(&bytes).and_then(|_| out.flush()) {
+                    return self.output_error(e);
+                }
+            }
+            Kind::Missed(m) => eprintln!(
+                "ig: warning: {} events missed: this client read too slowly (the daemon queues at most {} events per client)",
+                m.count,
+                super::hub::CLIENT_BUFFER_EVENTS
+            ),
+            Kind::History(h) if !h.live => eprintln!(
+                "ig: the instance's {} most recent events it kept come first, then live events",
+                h.events
+            ),
+            Kind::History(_) => eprintln!("ig: live events follow"),
+            Kind::End(end) => {
+                return Ok(Flow::Done((!end.error.is_empty()).then_some(end.error)));
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn output_error(&mut self, e: std::io::Error) -> Result<Flow, DaemonError> {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            self.error = Some(e);
+        }
+        Ok(Flow::Done(None))
+    }
+
+    /// Flushes every sink; an output error (other than a closed pipe) is returned.
+    pub fn finish(&mut self) -> Result<(), std::io::Error> {
+        for sink in self.sinks.iter_mut().flatten() {
+            if let Err(e) = sink.finish() {
+                if e.kind() != std::io::ErrorKind::BrokenPipe {
+                    self.error.get_or_insert(e);
+                }
+            }
+        }
+        match self.error.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}

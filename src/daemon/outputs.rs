@@ -1,0 +1,191 @@
+//! A daemon run's [`Outputs`]: events go to the run's [`Hub`] as encoded batches, and to the
+//! instance's JSON-lines file when it has one.
+
+use std::io::Write;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use prost::Message;
+
+use super::convert::{datasource_to_proto, event_to_proto};
+use super::hub::Hub;
+use super::proto::{self, run_event::Kind};
+use crate::event::{Event, Schema};
+use crate::output::{JsonSink, JsonTree, Sink};
+use crate::run::{Outputs, RunConfig, RunError};
+
+/// Events per encoded batch at most; a batch is also sent at every flush of the run loop.
+const MAX_BATCH: usize = 512;
+
+pub type SharedFile = Arc<Mutex<Box<dyn Write + Send>>>;
+
+pub struct HubOutputs {
+    pub hub: Arc<Hub>,
+    /// The instance's own output file.
+    pub file: Option<SharedFile>,
+    /// Prefix of notices in the daemon's log (`instance NAME`); none: not logged.
+    pub log_as: Option<String>,
+}
+
+impl Outputs for HubOutputs {
+    fn sink<'a>(
+        &'a self,
+        datasource: usize,
+        schema: &Schema,
+        order: Vec<usize>,
+        _config: &RunConfig,
+    ) -> Result<Box<dyn Sink + 'a>, RunError> {
+        self.hub
+            .datasource(datasource_to_proto(datasource, schema, &order));
+        let file = self
+            .file
+            .as_ref()
+            .map(|f| JsonSink::new(JsonTree::new(schema, &order), FileWriter(f.clone()), false));
+        Ok(Box::new(HubSink {
+            hub: &self.hub,
+            outputs: self,
+            datasource: datasource as u32,
+            pending: Vec::with_capacity(MAX_BATCH),
+            file,
+        }))
+    }
+
+    fn text<'a>(&'a self) -> Box<dyn Write + 'a> {
+        Box::new(TextWriter {
+            hub: &self.hub,
+            buf: Vec::new(),
+        })
+    }
+
+    fn attached(&self) {
+        self.hub.set_running();
+    }
+
+    fn notice(&self, text: &str) {
+        if let Some(who) = &self.log_as {
+            eprintln!("ig daemon: {who}: {text}");
+        }
+        self.hub.control(Kind::Notice(proto::Notice {
+            text: text.to_string(),
+        }));
+    }
+}
+
+struct HubSink<'a> {
+    hub: &'a Hub,
+    outputs: &'a HubOutputs,
+    datasource: u32,
+    pending: Vec<proto::EventRecord>,
+    file: Option<JsonSink<FileWriter>>,
+}
+
+impl HubSink<'_> {
+    fn send(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let batch = proto::EventBatch {
+            datasource: self.datasource,
+            events: std::mem::take(&mut self.pending),
+        };
+        let count = batch.events.len() as u64;
+        self.hub.batch(count, Bytes::from(batch.encode_to_vec()));
+        self.pending = Vec::with_capacity(MAX_BATCH);
+    }
+}
+
+impl HubSink<'_> {
+    /// The instance keeps running for its clients; the file's failure is told once.
+    fn file_failed(&mut self, e: std::io::Error) {
+        self.outputs.notice(&format!(
+            "warning: output file: {e}; no more events are written to it"
+        ));
+        self.file = None;
+    }
+}
+
+impl Sink for HubSink<'_> {
+    fn event(&mut self, event: &Event) -> std::io::Result<bool> {
+        self.pending.push(event_to_proto(event));
+        self.hub.counters.events.fetch_add(1, Ordering::Relaxed);
+        if let Some(Err(e)) = self.file.as_mut().map(|f| f.event(event)) {
+            self.file_failed(e);
+        }
+        if self.pending.len() >= MAX_BATCH {
+            self.send();
+        }
+        Ok(true)
+    }
+
+    fn lost(&mut self, map: &str, count: u64) -> std::io::Result<()> {
+        self.send();
+        self.hub.counters.lost.fetch_add(count, Ordering::Relaxed);
+        self.hub.control(Kind::Lost(proto::Lost {
+            datasource: self.datasource,
+            map: map.to_string(),
+            count,
+        }));
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send();
+        if let Some(Err(e)) = self.file.as_mut().map(|f| f.flush()) {
+            self.file_failed(e);
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> std::io::Result<()> {
+        self.send();
+        Ok(())
+    }
+}
+
+/// The instance's file, locked per write: compact JSON writes each line in one call, so data
+/// sources never interleave inside a line.
+#[derive(Clone)]
+struct FileWriter(SharedFile);
+
+impl Write for FileWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let mut file = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        file.write_all(data)?;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).flush()
+    }
+}
+
+/// A flight recorder's history: sent in chunks as it is written.
+struct TextWriter<'a> {
+    hub: &'a Hub,
+    buf: Vec<u8>,
+}
+
+impl Write for TextWriter<'_> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= 64 * 1024 {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            let chunk = Bytes::from(std::mem::take(&mut self.buf));
+            self.hub.control(Kind::Text(chunk));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for TextWriter<'_> {
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}

@@ -1,0 +1,140 @@
+//! The gRPC service (`proto/daemon.proto`'s `GadgetManager`) over the daemon's state.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use futures_util::Stream;
+use tonic::{Request, Response, Status};
+
+use super::hub::Hub;
+use super::images::{self, DaemonImagePolicy};
+use super::instances::Instances;
+use super::proto::{self, gadget_manager_server::GadgetManager};
+use super::runs::{run_config, RunContext, RunHandle};
+use super::DaemonError;
+
+pub struct Service {
+    pub ctx: RunContext,
+    pub policy: DaemonImagePolicy,
+    pub instances: Arc<Instances>,
+    /// Runs of attached clients (`ig run --remote`), stopped at shutdown.
+    pub client_runs: Mutex<Vec<Arc<RunHandle>>>,
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<proto::RunEvent, Status>> + Send>>;
+
+impl Service {
+    /// Every hub of the daemon, for metrics: instances' and clients' runs.
+    pub fn client_runs(&self) -> Vec<Arc<RunHandle>> {
+        let mut runs = self.client_runs.lock().unwrap_or_else(|p| p.into_inner());
+        runs.retain(|r| r.hub.phase() != super::hub::Phase::Ended);
+        runs.clone()
+    }
+
+    pub async fn shutdown(&self) {
+        let runs = self.client_runs();
+        for r in &runs {
+            r.stop();
+        }
+        for r in runs {
+            let _ = tokio::task::spawn_blocking(move || r.stop_and_join()).await;
+        }
+        self.instances.shutdown().await;
+    }
+}
+
+#[tonic::async_trait]
+impl GadgetManager for Service {
+    async fn get_gadget_info(
+        &self,
+        request: Request<proto::GetGadgetInfoRequest>,
+    ) -> Result<Response<proto::GadgetInfo>, Status> {
+        let opts = request.into_inner().image.unwrap_or_default();
+        let resolved = images::resolve(&self.ctx.store, &opts, &self.policy, false).await?;
+        Ok(Response::new(resolved.info))
+    }
+
+    type RunGadgetStream = EventStream;
+
+    async fn run_gadget(
+        &self,
+        request: Request<proto::RunGadgetRequest>,
+    ) -> Result<Response<Self::RunGadgetStream>, Status> {
+        let spec = request
+            .into_inner()
+            .spec
+            .ok_or_else(|| DaemonError::Invalid("the request has no run spec".into()))?;
+        let opts = spec.image.clone().unwrap_or_default();
+        let resolved = images::resolve(&self.ctx.store, &opts, &self.policy, false).await?;
+        let config = run_config(&spec, &resolved)?;
+        let run = RunHandle::new(Arc::new(Hub::default()));
+        // Subscribed before the run starts: the client gets every event. Its going away stops
+        // the run.
+        let stop = run.stop_flag();
+        let sub = run
+            .hub
+            .subscribe(false)
+            .on_drop(move || stop.store(true, std::sync::atomic::Ordering::Relaxed));
+        run.launch(self.ctx.clone(), config, None, None, |_| {})?;
+        self.client_runs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(run);
+        Ok(Response::new(Box::pin(sub.into_stream())))
+    }
+
+    async fn create_instance(
+        &self,
+        request: Request<proto::CreateInstanceRequest>,
+    ) -> Result<Response<proto::Instance>, Status> {
+        Ok(Response::new(
+            self.instances.create(request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_instances(
+        &self,
+        _request: Request<proto::ListInstancesRequest>,
+    ) -> Result<Response<proto::ListInstancesResponse>, Status> {
+        Ok(Response::new(proto::ListInstancesResponse {
+            instances: self.instances.all().iter().map(|i| i.to_proto()).collect(),
+        }))
+    }
+
+    async fn get_instance(
+        &self,
+        request: Request<proto::InstanceSelector>,
+    ) -> Result<Response<proto::Instance>, Status> {
+        let inst = self.instances.find(&request.into_inner().selector)?;
+        Ok(Response::new(inst.to_proto()))
+    }
+
+    async fn delete_instance(
+        &self,
+        request: Request<proto::InstanceSelector>,
+    ) -> Result<Response<proto::Instance>, Status> {
+        Ok(Response::new(
+            self.instances
+                .delete(&request.into_inner().selector)
+                .await?,
+        ))
+    }
+
+    type AttachInstanceStream = EventStream;
+
+    async fn attach_instance(
+        &self,
+        request: Request<proto::InstanceSelector>,
+    ) -> Result<Response<Self::AttachInstanceStream>, Status> {
+        let inst = self.instances.find(&request.into_inner().selector)?;
+        let Some(hub) = inst.hub() else {
+            let info = inst.to_proto();
+            return Err(DaemonError::Invalid(format!(
+                "instance {} is not running ({}): {}",
+                info.name, info.status, info.error
+            ))
+            .into());
+        };
+        Ok(Response::new(Box::pin(hub.subscribe(true).into_stream())))
+    }
+}
