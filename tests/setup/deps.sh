@@ -5,7 +5,7 @@ set -euo pipefail
 
 build_pkgs=(clang llvm libelf-dev zlib1g-dev pkg-config protobuf-compiler libbpf-dev make)
 test_pkgs=(docker.io containerd docker-registry skopeo busybox-static jq apache2-utils util-linux python3
-    qemu-system-x86 cpio binutils)
+    qemu-system-x86 cpio binutils bpftool openssl)
 bench_pkgs=(libbpf-tools bpftrace)
 
 want=("${build_pkgs[@]}")

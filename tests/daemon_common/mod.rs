@@ -1,0 +1,191 @@
+//! A real `ig daemon` on a temporary socket and state directory, and clients of it.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::common::{ig_bin, stderr_of, Ig, Running};
+
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    pub child: Option<Child>,
+    /// Extra flags the daemon was started with (kept for restarts).
+    pub flags: Vec<String>,
+}
+
+impl Daemon {
+    /// Starts a daemon (Docker as its only runtime) and waits until it answers.
+    pub fn start(flags: &[&str]) -> Daemon {
+        crate::common::ensure_tracefs();
+        let mut d = Daemon {
+            dir: tempfile::tempdir().expect("tempdir"),
+            child: None,
+            flags: flags.iter().map(|s| s.to_string()).collect(),
+        };
+        d.restart();
+        d
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("run/ig.sock")
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn remote(&self) -> String {
+        format!("unix://{}", self.socket().display())
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("daemon running").id()
+    }
+
+    /// The daemon's command line with this test's socket and state directory.
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(ig_bin());
+        c.arg("daemon")
+            .arg("--socket")
+            .arg(self.socket())
+            .arg("--state-dir")
+            .arg(self.state_dir())
+            .args(&self.flags)
+            .env_remove("IG_REMOTE")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        c
+    }
+
+    /// (Re)starts the daemon process and waits until `ig list` answers.
+    pub fn restart(&mut self) {
+        let child = self.command().spawn().expect("spawn ig daemon");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let o = self.ig(&["list"]);
+            if o.status.success() {
+                return;
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                let err = self.take_stderr();
+                panic!("ig daemon exited with {status}: {err}");
+            }
+            assert!(Instant::now() < deadline, "ig daemon did not answer: {}", stderr_of(&o));
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn take_stderr(&mut self) -> String {
+        use std::io::Read;
+        let mut s = String::new();
+        if let Some(e) = self.child.as_mut().and_then(|c| c.stderr.as_mut()) {
+            let _ = e.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// Sends `signal` and waits for the exit; returns the exit status and the daemon's stderr.
+    pub fn signal_and_wait(&mut self, signal: i32) -> (std::process::ExitStatus, String) {
+        let mut child = self.child.take().expect("daemon running");
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let status = child.wait().expect("wait daemon");
+        let mut s = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            use std::io::Read;
+            let _ = e.read_to_string(&mut s);
+        }
+        (status, s)
+    }
+
+    /// `ig ARGS --remote THIS` with the given client args.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(ig_bin());
+        c.args(args)
+            .env("IG_REMOTE", self.remote())
+            .env_remove("RUST_BACKTRACE");
+        c
+    }
+
+    pub fn ig(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run ig")
+    }
+
+    /// A client in the background (like `Ig::spawn`), talking to this daemon.
+    pub fn spawn(&self, args: &[&str]) -> Running {
+        Ig::new().spawn_with_env(args, &[("IG_REMOTE", &self.remote())])
+    }
+
+    /// `ig` with the daemon's own store (`ig image …` on what the daemon runs).
+    pub fn store_cmd(&self, args: &[&str]) -> Output {
+        Command::new(ig_bin())
+            .args(args)
+            .env("IG_STORE", self.state_dir().join("oci-store"))
+            .output()
+            .expect("run ig")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// BPF programs whose owner (bpftool's `pids`) is `pid`.
+pub fn bpf_objects_of(kind: &str, pid: u32) -> usize {
+    let o = Command::new("bpftool")
+        .args([kind, "show", "-j"])
+        .output()
+        .expect("bpftool (package bpftool)");
+    assert!(o.status.success(), "bpftool {kind} show: {}", stderr_of(&o));
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap_or_default();
+    list.iter()
+        .filter(|p| {
+            p["pids"]
+                .as_array()
+                .is_some_and(|pids| pids.iter().any(|x| x["pid"].as_u64() == Some(pid as u64)))
+        })
+        .count()
+}
+
+/// Every BPF program or link id the kernel has now.
+pub fn bpf_ids(kind: &str) -> Vec<u64> {
+    let o = Command::new("bpftool")
+        .args([kind, "show", "-j"])
+        .output()
+        .expect("bpftool (package bpftool)");
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap_or_default();
+    list.iter().filter_map(|p| p["id"].as_u64()).collect()
+}
+
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    f()
+}
+
+pub fn path_str(p: &Path) -> String {
+    p.display().to_string()
+}
