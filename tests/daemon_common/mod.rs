@@ -74,7 +74,11 @@ impl Daemon {
                 let err = self.take_stderr();
                 panic!("ig daemon exited with {status}: {err}");
             }
-            assert!(Instant::now() < deadline, "ig daemon did not answer: {}", stderr_of(&o));
+            assert!(
+                Instant::now() < deadline,
+                "ig daemon did not answer: {}",
+                stderr_of(&o)
+            );
             thread::sleep(Duration::from_millis(100));
         }
     }
@@ -148,21 +152,30 @@ impl Drop for Daemon {
     }
 }
 
-/// BPF programs whose owner (bpftool's `pids`) is `pid`.
+/// Ids of the BPF programs (`kind` "prog") or links ("link") process `pid` holds open, from
+/// its fds' `/proc/PID/fdinfo` (`prog_id:` / `link_id:` lines, written by the kernel).
+pub fn bpf_ids_of(kind: &str, pid: u32) -> Vec<u64> {
+    let key = format!("{kind}_id:");
+    let mut ids = Vec::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return ids;
+    };
+    for entry in dir.flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        for line in text.lines() {
+            if let Some(id) = line.strip_prefix(&key).and_then(|v| v.trim().parse().ok()) {
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+        }
+    }
+    ids
+}
+
+/// How many BPF programs or links process `pid` holds (see [`bpf_ids_of`]).
 pub fn bpf_objects_of(kind: &str, pid: u32) -> usize {
-    let o = Command::new("bpftool")
-        .args([kind, "show", "-j"])
-        .output()
-        .expect("bpftool (package bpftool)");
-    assert!(o.status.success(), "bpftool {kind} show: {}", stderr_of(&o));
-    let list: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap_or_default();
-    list.iter()
-        .filter(|p| {
-            p["pids"]
-                .as_array()
-                .is_some_and(|pids| pids.iter().any(|x| x["pid"].as_u64() == Some(pid as u64)))
-        })
-        .count()
+    bpf_ids_of(kind, pid).len()
 }
 
 /// Every BPF program or link id the kernel has now.
