@@ -526,3 +526,47 @@ fn metrics_tell_instances_and_events() {
     assert!(text.contains("ig_instance_lost_events_total{"), "{text}");
     assert!(text.contains("ig_containers 0"), "{text}");
 }
+
+#[test]
+fn remote_ctrl_c_stops_the_run_and_prints_what_it_had() {
+    use containers_common::{setup, unique, IMAGE};
+    setup();
+    let d = Daemon::start(&["--runtimes", "docker"]);
+    // A flight recorder: its history is written only when the run stops.
+    let name = unique("daemon-traceloop");
+    let run = d.spawn(&["run", "traceloop", "-c", &name, "--timeout", "60"]);
+    assert!(
+        wait_until(WAIT, || run.stderr_text().contains("recording syscalls")),
+        "{}",
+        run.stderr_text()
+    );
+    let m = marker("traceloop");
+    let script = format!("cat /nonexistent/{m}; true");
+    let o = std::process::Command::new("docker")
+        .args(["run", "--rm", "--name", &name, IMAGE, "sh", "-c", &script])
+        .output()
+        .expect("docker run");
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, lines, err) = run.stop();
+    assert!(status.success(), "exited with {status}: {err}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("# traceloop of container {name} (docker"))),
+        "{lines:?} {err}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("open") && l.contains(&m)),
+        "the history has the open of /nonexistent/{m}: {lines:?}"
+    );
+
+    // A streaming gadget: what came before Ctrl-C is printed, the exit is clean.
+    let run = d.spawn(&["run", "trace_exec", "--host", "-o", "json"]);
+    warm_up(&run);
+    let m = marker("ctrl-c");
+    exec("/bin/true", &[&m]);
+    find(&run, &m).expect("the exec before Ctrl-C");
+    let (status, _, err) = run.stop();
+    assert!(status.success(), "exited with {status}: {err}");
+}

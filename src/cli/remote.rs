@@ -72,20 +72,31 @@ async fn connect_args(args: &RemoteArgs) -> anyhow::Result<(Client, Remote)> {
 }
 
 /// Reads a run's stream and prints it until it ends, Ctrl-C, or SIGTERM.
+/// With `stop` (a run of this client), the first Ctrl-C or SIGTERM asks the daemon to stop the
+/// run and the stream is read to its end (drained events, losses, a flight recorder's
+/// history); a second one, or any with no `stop` (attach), leaves at once.
 async fn print_stream(
     remote: &Remote,
     mut stream: tonic::Streaming<proto::RunEvent>,
     mut render: Render,
+    mut stop: Option<tokio::sync::mpsc::Sender<proto::RunGadgetRequest>>,
 ) -> anyhow::Result<ExitCode> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut interrupted = false;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut run_error = None;
     loop {
         let msg = tokio::select! {
             m = stream.message() => m,
-            _ = tokio::signal::ctrl_c() => { interrupted = true; break; }
-            _ = term.recv() => { interrupted = true; break; }
+            _ = async { tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} } } => {
+                match stop.take() {
+                    Some(tx) => {
+                        let _ = tx.send(proto::RunGadgetRequest { spec: None, stop: true }).await;
+                        continue;
+                    }
+                    None => break,
+                }
+            }
         };
         match msg {
             Ok(Some(ev)) => match render.handle(ev)? {
@@ -106,7 +117,6 @@ async fn print_stream(
         }
     }
     render.finish().context("writing output")?;
-    let _ = interrupted;
     match run_error {
         Some(e) => anyhow::bail!("{e}"),
         None => Ok(ExitCode::SUCCESS),
@@ -204,12 +214,20 @@ pub fn run(
                 anyhow::bail!("--{flag} is for a detached instance: add --detach");
             }
         }
+        let (requests, rx) = tokio::sync::mpsc::channel(2);
+        requests
+            .send(proto::RunGadgetRequest {
+                spec: Some(spec),
+                stop: false,
+            })
+            .await
+            .context("sending the run spec")?;
         let stream = client
-            .run_gadget(proto::RunGadgetRequest { spec: Some(spec) })
+            .run_gadget(tokio_stream::wrappers::ReceiverStream::new(rx))
             .await
             .map_err(|s| status_error(&remote, s))?
             .into_inner();
-        print_stream(&remote, stream, Render::new(output, fields)).await
+        print_stream(&remote, stream, Render::new(output, fields), Some(requests)).await
     })
 }
 
@@ -331,9 +349,9 @@ pub fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
         "jsonpretty" => println!("{}", serde_json::to_string_pretty(&instances)?),
         _ => {
             let mut table = Table::new();
-            table
-                .load_preset(NOTHING)
-                .set_header(["ID", "NAME", "TAGS", "GADGET", "STATUS"]);
+            table.load_preset(NOTHING).set_header([
+                "ID", "NAME", "TAGS", "GADGET", "STATUS", "EVENTS", "LOST", "MISSED",
+            ]);
             for i in &instances {
                 let id = if args.no_trunc {
                     i.id.clone()
@@ -345,7 +363,16 @@ pub fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
                 } else {
                     format!("{}: {}", i.status, i.error)
                 };
-                table.add_row([id, i.name.clone(), i.tags.join(","), gadget_of(i), status]);
+                table.add_row([
+                    id,
+                    i.name.clone(),
+                    i.tags.join(","),
+                    gadget_of(i),
+                    status,
+                    i.events.to_string(),
+                    i.lost.to_string(),
+                    i.missed_by_clients.to_string(),
+                ]);
             }
             println!("{table}");
         }
@@ -382,7 +409,7 @@ pub fn attach(args: AttachArgs) -> anyhow::Result<ExitCode> {
             .await
             .map_err(|s| status_error(&remote, s))?
             .into_inner();
-        print_stream(&remote, stream, Render::new(mode, fields)).await
+        print_stream(&remote, stream, Render::new(mode, fields), None).await
     })
 }
 

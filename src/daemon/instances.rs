@@ -166,6 +166,10 @@ impl Instances {
     ) -> Result<Self, DaemonError> {
         let dir = state_dir.join("instances");
         std::fs::create_dir_all(&dir).map_err(DaemonError::io(dir.display()))?;
+        // Specs may hold the trusted keys and output paths clients gave: root's alone.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(DaemonError::io(dir.display()))?;
         Ok(Instances {
             dir,
             ctx,

@@ -58,12 +58,14 @@ impl GadgetManager for Service {
 
     async fn run_gadget(
         &self,
-        request: Request<proto::RunGadgetRequest>,
+        request: Request<tonic::Streaming<proto::RunGadgetRequest>>,
     ) -> Result<Response<Self::RunGadgetStream>, Status> {
-        let spec = request
-            .into_inner()
-            .spec
-            .ok_or_else(|| DaemonError::Invalid("the request has no run spec".into()))?;
+        let mut requests = request.into_inner();
+        let spec = requests
+            .message()
+            .await?
+            .and_then(|r| r.spec)
+            .ok_or_else(|| DaemonError::Invalid("the first request has no run spec".into()))?;
         let opts = spec.image.clone().unwrap_or_default();
         let resolved = images::resolve(&self.ctx.store, &opts, &self.policy, false).await?;
         let config = run_config(&spec, &resolved)?;
@@ -76,6 +78,13 @@ impl GadgetManager for Service {
             .subscribe(false)
             .on_drop(move || stop.store(true, std::sync::atomic::Ordering::Relaxed));
         run.launch(self.ctx.clone(), config, None, None, |_| {})?;
+        // Any further request, or the end of the requests, stops the run; its events keep
+        // flowing until End.
+        let stop = run.stop_flag();
+        tokio::spawn(async move {
+            let _ = requests.message().await;
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
         self.client_runs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
