@@ -150,19 +150,30 @@ pub async fn connect(remote: &Remote, tls: &ClientTls) -> Result<Client, DaemonE
     Ok(GadgetManagerClient::new(channel).max_decoding_message_size(64 << 20))
 }
 
-/// A gRPC status as the error it carries (the daemon's own message).
+/// A gRPC status as the error it carries. The daemon answers with NotFound, AlreadyExists,
+/// InvalidArgument, FailedPrecondition or Internal; the other codes come from the transport:
+/// the connection failed or was closed under the call.
 pub fn status_error(remote: &Remote, s: tonic::Status) -> DaemonError {
+    let msg = s.message().to_string();
     match s.code() {
-        tonic::Code::Unavailable | tonic::Code::Unknown
-            if s.message().contains("transport") || s.message().contains("connect") =>
-        {
-            connect_error(remote, &s)
+        tonic::Code::NotFound => DaemonError::NotFound(msg),
+        tonic::Code::AlreadyExists => DaemonError::Exists(msg),
+        tonic::Code::InvalidArgument => DaemonError::Invalid(msg),
+        tonic::Code::FailedPrecondition => DaemonError::Image(msg),
+        tonic::Code::Internal => DaemonError::Internal(msg),
+        _ => {
+            let DaemonError::Connect(mut text) = connect_error(remote, &s) else {
+                return DaemonError::Internal(msg);
+            };
+            // With TLS 1.3 a client learns that the server refused its certificate only at
+            // its first call, and then as an alert, a closed stream or a cancelled call.
+            if matches!(remote, Remote::Tcp(_)) {
+                text.push_str(
+                    " (a daemon with mutual TLS refuses clients without a certificate signed by its --tls-client-ca: give --tls-cert and --tls-key)",
+                );
+            }
+            DaemonError::Connect(text)
         }
-        tonic::Code::NotFound => DaemonError::NotFound(s.message().to_string()),
-        tonic::Code::AlreadyExists => DaemonError::Exists(s.message().to_string()),
-        tonic::Code::InvalidArgument => DaemonError::Invalid(s.message().to_string()),
-        tonic::Code::FailedPrecondition => DaemonError::Image(s.message().to_string()),
-        _ => DaemonError::Internal(s.message().to_string()),
     }
 }
 
