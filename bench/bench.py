@@ -18,6 +18,8 @@ Measures, per configuration:
   added     (cpu/ev + bpf/exec) / the CPU an exec of the paired untraced storm took (busy
             jiffies of /proc/stat per exec): the tracer's cost, steadier than wall rates
   rss       VmHWM of the tracer (/proc/PID/status) after the storm
+  daemon    ig-remote only: the `ig daemon` serving the run; its CPU is counted in cpu/ev and
+            added, and shown on its own; its RSS idle and with 20 detached instances is printed
   first     launch of the tracer to the first line naming a marker exec (separate phase)
 """
 
@@ -55,6 +57,8 @@ TMP = tempfile.mkdtemp(prefix="igbench.")
 # How the storm's own exec shows in each tracer's output (its argv names the target too).
 # (its argv[0] is the storm's path; the no-op's lines only name it as the parent's comm)
 STORM_LINE = [b"/igbstorm"]
+# ig-remote: one daemon for the whole benchmark (started by run_all).
+DAEMON = {"proc": None, "remote": "unix://" + os.path.join(TMP, "ig.sock")}
 
 
 def log(msg):
@@ -70,6 +74,8 @@ def tracer_cmd(kind, line_buffered=False):
         return [IG, "run", "trace_exec", "--host", "-o", "json"], False
     if kind == "ig-columns":
         return [IG, "run", "trace_exec", "--host"], True
+    if kind == "ig-remote":
+        return [IG, "run", "trace_exec", "--host", "-o", "json", "--remote", DAEMON["remote"]], True
     if kind == "ig-container":
         return [IG, "run", "trace_exec", "-c", CONTAINER], True
     if kind == "execsnoop":
@@ -89,12 +95,41 @@ def proc_cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
 
 
-def proc_hwm_kb(pid):
+def proc_hwm_kb(pid, field="VmHWM"):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
+
+
+def start_daemon():
+    state = os.path.join(TMP, "state")
+    DAEMON["proc"] = subprocess.Popen(
+        [IG, "daemon", "--socket", os.path.join(TMP, "ig.sock"), "--state-dir", state,
+         "--runtimes", "none"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if subprocess.run([IG, "list", "--remote", DAEMON["remote"]], capture_output=True).returncode == 0:
+            return
+        time.sleep(0.1)
+    raise RuntimeError("ig daemon did not answer")
+
+
+def daemon_rss(instances=20):
+    """The daemon's VmRSS idle, then with `instances` detached trace_exec instances."""
+    pid = DAEMON["proc"].pid
+    idle = proc_hwm_kb(pid, "VmRSS")
+    names = [f"bench{i:02d}" for i in range(instances)]
+    for n in names:
+        subprocess.run([IG, "run", "trace_exec", "--host", "--detach", "--name", n,
+                        "--remote", DAEMON["remote"]], check=True, capture_output=True)
+    for _ in range(50):
+        subprocess.run([NOOP, "rss"])
+    time.sleep(1)
+    busy = proc_hwm_kb(pid, "VmRSS")
+    subprocess.run([IG, "delete", *names, "--remote", DAEMON["remote"]], capture_output=True)
+    return idle, busy
 
 
 def tracer_pid(popen):
@@ -183,14 +218,19 @@ def run_config(kind, rnd):
     if p.poll() is not None:
         raise RuntimeError(f"{kind} exited early: {open(err_path).read()}")
     pid = tracer_pid(p)
+    dpid = DAEMON["proc"].pid if kind == "ig-remote" else None
     cpu0 = proc_cpu_ticks(pid)
+    dcpu0 = proc_cpu_ticks(dpid) if dpid else 0
     execs, rate, steal, cost = storm(in_container, token)
     time.sleep(DRAIN)
     cpu1 = proc_cpu_ticks(pid)
+    dcpu1 = proc_cpu_ticks(dpid) if dpid else 0
     hwm = proc_hwm_kb(pid)
     stop(p)
-    res = {"rate": rate, "execs": execs, "steal": steal, "cpu_s": (cpu1 - cpu0) / TICK,
-           "rss_kb": hwm, **cost}
+    res = {"rate": rate, "execs": execs, "steal": steal,
+           "cpu_s": (cpu1 - cpu0 + dcpu1 - dcpu0) / TICK, "rss_kb": hwm, **cost}
+    if dpid:
+        res["daemon_cpu_s"] = (dcpu1 - dcpu0) / TICK
     if kept:
         needles = [b"igbnoop", token.encode()] + ([CONTAINER.encode()] if in_container else [])
         res["captured"] = count_lines(out_path, *needles)
@@ -347,7 +387,7 @@ def run_all():
     skip_container = os.environ.get("BENCH_NO_CONTAINER") == "1"
     if not skip_container:
         setup_container()
-    configs = ["untraced", "ig-json", "ig-columns", "execsnoop", "bpftrace"]
+    configs = ["untraced", "ig-json", "ig-columns", "ig-remote", "execsnoop", "bpftrace"]
     if not skip_container:
         configs += ["untraced-container", "ig-container"]
     only = os.environ.get("BENCH_ONLY")
@@ -355,6 +395,9 @@ def run_all():
         configs = [c for c in configs if c in only.split(",") or c.startswith("untraced")]
     results = {c: [] for c in configs}
     t_start = time.monotonic()
+    if "ig-remote" in configs:
+        start_daemon()
+    daemon_mem = None
     try:
         traced = [c for c in configs if not c.startswith("untraced")]
         for rnd in range(ROUNDS):
@@ -378,6 +421,8 @@ def run_all():
                     extra = f" cpu={r['cpu_s']:.2f}s rss={r['rss_kb']}kB"
                 if "captured" in r:
                     extra += f" captured={r['captured']}/{r['execs']}"
+                if "daemon_cpu_s" in r:
+                    extra += f" daemon-cpu={r['daemon_cpu_s']:.2f}s"
                 extra += (f" bpf={1e9 * r['bpf_s']:.0f}ns/exec untraced-cpu={1e6 * u['busy_s']:.0f}us/exec "
                           f"added={100 * r['added']:.1f}%")
                 log(f"round {rnd + 1}/{ROUNDS} {kind:19s} rate={r['rate']:8.0f}/s "
@@ -396,7 +441,13 @@ def run_all():
         ov = overflow(not skip_container) if any(c.startswith("ig") for c in configs) else None
         if ov:
             log(f"overflow: {ov}")
+        if DAEMON["proc"]:
+            daemon_mem = daemon_rss()
+            log(f"daemon rss: idle {daemon_mem[0]} kB, with 20 instances {daemon_mem[1]} kB")
     finally:
+        if DAEMON["proc"]:
+            DAEMON["proc"].send_signal(signal.SIGTERM)
+            DAEMON["proc"].wait(30)
         if not skip_container:
             subprocess.run(["docker", "rm", "-f", CONTAINER], capture_output=True)
 
@@ -405,6 +456,7 @@ def run_all():
         "untraced": "untraced (host)",
         "ig-json": "`ig run trace_exec --host -o json` → /dev/null",
         "ig-columns": "`ig run trace_exec --host` (columns) → file",
+        "ig-remote": "`ig run trace_exec --host -o json --remote` (daemon + client) → file",
         "execsnoop": "libbpf-tools `execsnoop` → file",
         "bpftrace": "`bpftrace execsnoop.bt` → file",
         "untraced-container": "untraced (in a container)",
@@ -451,6 +503,11 @@ def run_all():
         print(f"Idle latency (exec → JSON line on ig's stdout, {len(lat)} execs): median "
               f"{1e3 * statistics.median(ok):.0f} ms, max {1e3 * max(ok):.0f} ms, "
               f"missing {len(lat) - len(ok)}.")
+    if daemon_mem:
+        dc = med([r["daemon_cpu_s"] / r["execs"] for r in results.get("ig-remote", [])])
+        print(f"ig daemon: {1e6 * dc:.1f} µs of daemon CPU per event (of the remote row's tracer CPU); "
+              f"RSS {daemon_mem[0] / 1024:.1f} MiB idle, {daemon_mem[1] / 1024:.1f} MiB with 20 detached "
+              f"trace_exec instances.")
     if ov:
         print(f"Overflow ({ov['where']}; ig stopped with SIGSTOP for a whole storm): {ov['execs']} execs, "
               f"{ov['captured']} captured, {ov['lost']} reported lost on stderr "

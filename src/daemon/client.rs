@@ -16,6 +16,8 @@ use crate::run::columns_for;
 
 pub type Client = GadgetManagerClient<Channel>;
 
+const MAX_DATASOURCES: usize = 1024;
+
 /// PEM texts a TCP client proves itself with, and the CA its server's certificate must chain to.
 #[derive(Debug, Clone, Default)]
 pub struct ClientTls {
@@ -219,6 +221,12 @@ impl Render {
                     .map_err(DaemonError::Invalid)?;
                 let out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout());
                 let id = ds.id as usize;
+                // Data sources are a gadget's tracers: a handful. A larger id is a broken peer.
+                if id >= MAX_DATASOURCES {
+                    return Err(DaemonError::Internal(format!(
+                        "data source id {id} out of range"
+                    )));
+                }
                 if self.sinks.len() <= id {
                     self.sinks.resize_with(id + 1, || None);
                 }

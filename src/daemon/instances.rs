@@ -289,6 +289,13 @@ impl Instances {
         let run = RunHandle::new(Arc::new(Hub::default()));
         {
             let mut st = lock(&inst.state);
+            // Deleted while its image was resolved: `delete` found no run to stop.
+            if st.status == Status::Deleted {
+                return Err(DaemonError::NotFound(format!(
+                    "instance {} was deleted while it started",
+                    inst.name()
+                )));
+            }
             st.digest = resolved
                 .verified
                 .clone()
@@ -359,8 +366,16 @@ impl Instances {
     /// Stops the instance, waits until its programs are detached, and forgets its spec.
     pub async fn delete(&self, selector: &str) -> Result<proto::Instance, DaemonError> {
         let inst = self.find(selector)?;
-        lock(&inst.state).status = Status::Deleted;
-        self.stop(&inst).await;
+        // Under the same lock as `start` sets the run: either the run is there to be stopped,
+        // or `start` sees Deleted and launches nothing.
+        let run = {
+            let mut st = lock(&inst.state);
+            st.status = Status::Deleted;
+            st.run.clone()
+        };
+        if let Some(run) = run {
+            let _ = tokio::task::spawn_blocking(move || run.stop_and_join()).await;
+        }
         let path = self.spec_path(&inst.id);
         match std::fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
