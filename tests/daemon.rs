@@ -96,13 +96,22 @@ fn remote_run_prints_what_a_local_run_prints() {
     ];
     let local = Ig::new().spawn(&cols);
     let remote = d.spawn(&cols);
-    let m = marker("cols");
-    let line_with = |run: &Running| run.lines().into_iter().find(|l| l.contains(&m));
+    // One exec per marker until both runs show the same one (both tracers attached).
+    let line_with = |run: &Running, m: &str| run.lines().into_iter().find(|l| l.contains(m));
+    let mut sent: Vec<String> = Vec::new();
+    let mut both = None;
     assert!(wait_until(WAIT, || {
+        let m = marker("cols");
         exec("/bin/true", &[&m]);
-        line_with(&local).is_some() && line_with(&remote).is_some()
+        sent.push(m);
+        both = sent
+            .iter()
+            .find(|m| line_with(&local, m).is_some() && line_with(&remote, m).is_some())
+            .cloned();
+        both.is_some()
     }));
-    assert_eq!(line_with(&remote), line_with(&local));
+    let m = both.expect("a marker both runs showed");
+    assert_eq!(line_with(&remote, &m), line_with(&local, &m));
     assert_eq!(remote.lines().first(), local.lines().first(), "header");
     assert!(remote.lines()[0].contains("COMM"));
     let (status, _, err) = remote.stop();

@@ -54,6 +54,36 @@ pub struct DaemonArgs {
     /// Registries spoken to over plain HTTP
     #[arg(long, value_name = "HOST:PORT", value_delimiter = ',')]
     insecure_registries: Vec<String>,
+    /// Record the syscalls of every container, always (see `ig traceloop`)
+    #[arg(long, help_heading = "Flight recorder")]
+    traceloop: bool,
+    /// Record only these containers (names, comma-separated)
+    #[arg(
+        long,
+        value_name = "NAMES",
+        value_delimiter = ',',
+        help_heading = "Flight recorder"
+    )]
+    traceloop_containers: Vec<String>,
+    /// Containers recorded at the same time (running and exited traces)
+    #[arg(
+        long,
+        value_name = "N",
+        default_value = "64",
+        help_heading = "Flight recorder"
+    )]
+    traceloop_max_containers: u32,
+    /// Records kept per container (one per syscall enter or exit; 240 bytes each)
+    #[arg(
+        long,
+        value_name = "N",
+        default_value = "4096",
+        help_heading = "Flight recorder"
+    )]
+    traceloop_records: u32,
+    /// Exited containers' traces kept; beyond, the oldest are freed [default: half of --traceloop-max-containers]
+    #[arg(long, value_name = "N", help_heading = "Flight recorder")]
+    traceloop_max_exited: Option<usize>,
 }
 
 fn runtimes(args: &DaemonArgs) -> anyhow::Result<Vec<RuntimeConfig>> {
@@ -124,6 +154,31 @@ fn tls(args: &DaemonArgs) -> anyhow::Result<Option<ServerTls>> {
     }))
 }
 
+fn traceloop_config(args: &DaemonArgs) -> anyhow::Result<Option<ig::daemon::TraceloopConfig>> {
+    if !args.traceloop {
+        if !args.traceloop_containers.is_empty() || args.traceloop_max_exited.is_some() {
+            anyhow::bail!("--traceloop-* flags need --traceloop");
+        }
+        return Ok(None);
+    }
+    if args.traceloop_max_containers == 0 || args.traceloop_records == 0 {
+        anyhow::bail!("--traceloop-max-containers and --traceloop-records must be positive");
+    }
+    let max = args.traceloop_max_containers as usize;
+    let max_exited = args.traceloop_max_exited.unwrap_or(max / 2);
+    if max_exited >= max {
+        anyhow::bail!(
+            "--traceloop-max-exited {max_exited} must be below --traceloop-max-containers {max}: running containers need buffers too"
+        );
+    }
+    Ok(Some(ig::daemon::TraceloopConfig {
+        containers: args.traceloop_containers.clone(),
+        max_containers: args.traceloop_max_containers,
+        records_per_container: args.traceloop_records,
+        max_exited,
+    }))
+}
+
 pub fn main(args: DaemonArgs) -> anyhow::Result<ExitCode> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
@@ -171,6 +226,7 @@ pub fn main(args: DaemonArgs) -> anyhow::Result<ExitCode> {
                 insecure_registries: args.insecure_registries.clone(),
             },
             metrics,
+            traceloop: traceloop_config(&args)?,
         };
         eprintln!(
             "ig daemon: serving on unix://{}{} (state in {})",

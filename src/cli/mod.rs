@@ -5,6 +5,7 @@ mod image;
 mod login;
 mod remote;
 mod run;
+mod traceloop;
 
 use std::process::ExitCode;
 
@@ -47,6 +48,9 @@ enum Command {
     Show(remote::ShowArgs),
     /// Stop and remove detached instances
     Delete(remote::DeleteArgs),
+    /// The daemon's always-on syscall flight recorder: list, show and close traces
+    #[command(subcommand)]
+    Traceloop(traceloop::TraceloopCommand),
 }
 
 pub fn main() -> ExitCode {
@@ -61,6 +65,7 @@ pub fn main() -> ExitCode {
         Command::Attach(args) => remote::attach(args),
         Command::Show(args) => remote::show(args),
         Command::Delete(args) => remote::delete(args),
+        Command::Traceloop(cmd) => traceloop::main(cmd),
     };
     match result {
         Ok(code) => code,

@@ -54,14 +54,14 @@ fn client_tls(
     })
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")
 }
 
-async fn connect_args(args: &RemoteArgs) -> anyhow::Result<(Client, Remote)> {
+pub(crate) async fn connect_args(args: &RemoteArgs) -> anyhow::Result<(Client, Remote)> {
     let remote: Remote = args.remote.parse()?;
     let tls = client_tls(
         args.tls_cert.as_deref(),

@@ -19,6 +19,7 @@ mod runs;
 pub mod server;
 mod service;
 pub mod socket;
+mod traceloop;
 
 /// The generated gRPC types (`proto/daemon.proto`).
 pub mod proto {
@@ -28,6 +29,7 @@ pub mod proto {
 pub use error::DaemonError;
 pub use images::DaemonImagePolicy;
 pub use server::{serve, DaemonConfig, Listener, ServerTls};
+pub use traceloop::TraceloopConfig;
 
 /// The daemon's default Unix socket.
 pub const DEFAULT_SOCKET: &str = "/var/run/ig/ig.socket";

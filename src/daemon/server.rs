@@ -29,6 +29,8 @@ pub struct DaemonConfig {
     pub policy: DaemonImagePolicy,
     /// Where `/metrics` is served.
     pub metrics: Option<tokio::net::TcpListener>,
+    /// The always-on flight recorder (`--traceloop`).
+    pub traceloop: Option<super::TraceloopConfig>,
 }
 
 /// PEM texts of the server's certificate and key, and of the CA that signs client certificates.
@@ -77,12 +79,25 @@ pub async fn serve(
         ctx.clone(),
         config.policy.clone(),
     )?);
+    let traceloop = match config.traceloop {
+        Some(tl) => {
+            let ctx = ctx.clone();
+            let handle = tokio::task::spawn_blocking(move || {
+                super::traceloop::TraceloopHandle::start(ctx, tl)
+            })
+            .await
+            .map_err(|e| DaemonError::Internal(e.to_string()))??;
+            Some(Arc::new(handle))
+        }
+        None => None,
+    };
     instances.resume().await;
     let service = Arc::new(Service {
         ctx,
         policy: config.policy,
         instances,
         client_runs: Mutex::new(Vec::new()),
+        traceloop: Mutex::new(traceloop),
     });
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -11,6 +11,7 @@ use super::images::{self, DaemonImagePolicy};
 use super::instances::Instances;
 use super::proto::{self, gadget_manager_server::GadgetManager};
 use super::runs::{run_config, RunContext, RunHandle};
+use super::traceloop::TraceloopHandle;
 use super::DaemonError;
 
 pub struct Service {
@@ -19,6 +20,8 @@ pub struct Service {
     pub instances: Arc<Instances>,
     /// Runs of attached clients (`ig run --remote`), stopped at shutdown.
     pub client_runs: Mutex<Vec<Arc<RunHandle>>>,
+    /// The always-on flight recorder, when the daemon runs one.
+    pub traceloop: Mutex<Option<Arc<TraceloopHandle>>>,
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<proto::RunEvent, Status>> + Send>>;
@@ -40,6 +43,25 @@ impl Service {
             let _ = tokio::task::spawn_blocking(move || r.stop_and_join()).await;
         }
         self.instances.shutdown().await;
+        let recorder = self
+            .traceloop
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        // Its drop joins the recorder's thread, which detaches on its way out.
+        let _ = tokio::task::spawn_blocking(move || drop(recorder)).await;
+    }
+
+    fn recorder(&self) -> Result<Arc<TraceloopHandle>, DaemonError> {
+        self.traceloop
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| {
+                DaemonError::Image(
+                    "this daemon records no syscalls: start it with `ig daemon --traceloop`".into(),
+                )
+            })
     }
 }
 
@@ -145,5 +167,32 @@ impl GadgetManager for Service {
             .into());
         };
         Ok(Response::new(Box::pin(hub.subscribe(true).into_stream())))
+    }
+
+    async fn traceloop_list(
+        &self,
+        _request: Request<proto::TraceloopListRequest>,
+    ) -> Result<Response<proto::TraceloopListResponse>, Status> {
+        Ok(Response::new(self.recorder()?.list().await?))
+    }
+
+    async fn traceloop_show(
+        &self,
+        request: Request<proto::TraceloopShowRequest>,
+    ) -> Result<Response<proto::TraceloopShowResponse>, Status> {
+        Ok(Response::new(
+            self.recorder()?.show(request.into_inner()).await?,
+        ))
+    }
+
+    async fn traceloop_close(
+        &self,
+        request: Request<proto::TraceSelector>,
+    ) -> Result<Response<proto::Trace>, Status> {
+        Ok(Response::new(
+            self.recorder()?
+                .close(request.into_inner().selector)
+                .await?,
+        ))
     }
 }

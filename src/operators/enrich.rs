@@ -65,7 +65,8 @@ pub fn derived_name(name: &str, semantic: Semantic) -> Option<String> {
     Some(format!("{leaf_prefix}{derived}"))
 }
 
-fn boot_offset_ns() -> i128 {
+/// Wall-clock ns minus boot-time ns (CLOCK_BOOTTIME, what bpf_ktime_get_boot_ns reads) now.
+pub fn boot_offset_ns() -> i128 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

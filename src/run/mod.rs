@@ -7,7 +7,7 @@ mod outputs;
 mod pipeline;
 mod runner;
 pub mod selection;
-mod traceloop;
+pub mod traceloop;
 mod verify;
 
 pub use config::RunConfig;

@@ -111,6 +111,14 @@ pub(super) fn live_namespaces() -> std::collections::HashSet<u64> {
         .collect()
 }
 
+/// The mount namespaces some process lives in, by inode and id (the id is 0 where the kernel
+/// cannot tell it, see `procfs::mntns_key_of`).
+pub(crate) fn live_namespace_keys() -> std::collections::HashSet<MntnsKey> {
+    proc_pids()
+        .filter_map(|pid| procfs::mntns_key_of(pid).ok())
+        .collect()
+}
+
 /// A live process in a mount namespace (the one an event came from may have exited already).
 fn any_pid_in(key: MntnsKey) -> Option<u32> {
     proc_pids().find(|&pid| {

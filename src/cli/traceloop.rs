@@ -1,0 +1,192 @@
+//! `ig traceloop list|show|close`: clients of the daemon's always-on flight recorder.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use comfy_table::{presets::NOTHING, Table};
+
+use ig::daemon::client::status_error;
+use ig::daemon::proto;
+
+use super::remote::{connect_args, runtime, RemoteArgs};
+
+#[derive(Subcommand, Debug)]
+pub enum TraceloopCommand {
+    /// The traces the recorder holds: running and exited containers
+    List(ListArgs),
+    /// One trace's syscalls (a snapshot while its container runs; recording goes on)
+    Show(ShowArgs),
+    /// Free traces
+    Close(CloseArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    #[command(flatten)]
+    remote: RemoteArgs,
+    /// Output mode
+    #[arg(short, long, default_value = "columns", value_parser = ["columns", "json", "jsonpretty"])]
+    output: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ShowArgs {
+    /// The trace: a container name, a trace id, or a unique id prefix
+    trace: String,
+    #[command(flatten)]
+    remote: RemoteArgs,
+    /// Output mode
+    #[arg(short, long, default_value = "columns", value_parser = ["columns", "json", "jsonpretty", "yaml"])]
+    output: String,
+    /// Only these syscalls (names, comma-separated)
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    syscall_filters: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CloseArgs {
+    /// Traces: container names, trace ids, or unique id prefixes
+    #[arg(required = true)]
+    traces: Vec<String>,
+    #[command(flatten)]
+    remote: RemoteArgs,
+}
+
+pub fn main(cmd: TraceloopCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        TraceloopCommand::List(a) => list(a),
+        TraceloopCommand::Show(a) => show(a),
+        TraceloopCommand::Close(a) => close(a),
+    }
+}
+
+fn time_of(unix_ns: i64) -> String {
+    if unix_ns <= 0 {
+        return String::new();
+    }
+    chrono::DateTime::from_timestamp(unix_ns / 1_000_000_000, (unix_ns % 1_000_000_000) as u32)
+        .map(|t| t.format("%H:%M:%S%.3f").to_string())
+        .unwrap_or_default()
+}
+
+fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
+    let resp = runtime()?.block_on(async {
+        let (mut client, remote) = connect_args(&args.remote).await?;
+        let resp = client
+            .traceloop_list(proto::TraceloopListRequest {})
+            .await
+            .map_err(|s| status_error(&remote, s))?
+            .into_inner();
+        anyhow::Ok(resp)
+    })?;
+    match args.output.as_str() {
+        "json" => println!("{}", serde_json::to_string(&resp)?),
+        "jsonpretty" => println!("{}", serde_json::to_string_pretty(&resp)?),
+        _ => {
+            let mut table = Table::new();
+            table.load_preset(NOTHING).set_header([
+                "ID",
+                "CONTAINER",
+                "RUNTIME",
+                "POD",
+                "STATE",
+                "RECORDS",
+                "FIRST",
+                "LAST",
+            ]);
+            for t in &resp.traces {
+                let state = match t.state.as_str() {
+                    "exited" => format!("exited {}", time_of(t.exited_unix_ms * 1_000_000)),
+                    s => s.to_string(),
+                };
+                let pod = if t.pod_name.is_empty() {
+                    String::new()
+                } else {
+                    format!("{}/{}", t.pod_namespace, t.pod_name)
+                };
+                table.add_row([
+                    t.id.chars().take(12).collect(),
+                    t.container_name.clone(),
+                    t.runtime.clone(),
+                    pod,
+                    state,
+                    t.records.to_string(),
+                    time_of(t.first_record_unix_ns),
+                    time_of(t.last_record_unix_ns),
+                ]);
+            }
+            println!("{table}");
+            let bound = resp.records_per_container as u64 * resp.record_size as u64;
+            eprintln!(
+                "ig: each trace keeps its last {} records ({} KiB); {} containers at a time, {} exited traces at most",
+                resp.records_per_container,
+                bound / 1024,
+                resp.max_containers,
+                resp.max_exited
+            );
+            if resp.dropped > 0 {
+                eprintln!(
+                    "ig: {} exited traces were dropped to keep at most {} (oldest first)",
+                    resp.dropped, resp.max_exited
+                );
+            }
+            if resp.lost_containers > 0 {
+                eprintln!(
+                    "ig: warning: {} syscalls of containers found no free buffer (raise --traceloop-max-containers)",
+                    resp.lost_containers
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
+    let resp = runtime()?.block_on(async {
+        let (mut client, remote) = connect_args(&args.remote).await?;
+        let resp = client
+            .traceloop_show(proto::TraceloopShowRequest {
+                trace: Some(proto::TraceSelector {
+                    selector: args.trace.clone(),
+                }),
+                output: args.output.clone(),
+                syscall_filters: args.syscall_filters.clone(),
+            })
+            .await
+            .map_err(|s| status_error(&remote, s))?
+            .into_inner();
+        anyhow::Ok(resp)
+    })?;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(&resp.text).and_then(|_| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+fn close(args: CloseArgs) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        let (mut client, remote) = connect_args(&args.remote).await?;
+        let mut failed = false;
+        for sel in &args.traces {
+            match client
+                .traceloop_close(proto::TraceSelector {
+                    selector: sel.clone(),
+                })
+                .await
+            {
+                Ok(t) => println!("{}", t.into_inner().id),
+                Err(s) => {
+                    eprintln!("ig: error: {sel}: {}", status_error(&remote, s));
+                    failed = true;
+                }
+            }
+        }
+        Ok(if failed {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        })
+    })
+}
