@@ -39,7 +39,7 @@ enum Command {
     /// Log out of a registry
     Logout(login::LogoutArgs),
     /// Serve gadgets to clients: one daemon per machine (gRPC on a Unix socket, TCP with mTLS)
-    Daemon(daemon::DaemonArgs),
+    Daemon(Box<daemon::DaemonArgs>),
     /// List the daemon's detached instances
     List(remote::ListArgs),
     /// Print a detached instance's kept events, then its live ones (Ctrl-C leaves it running)
@@ -60,7 +60,7 @@ pub fn main() -> ExitCode {
         Command::Image(cmd) => image::main(cmd),
         Command::Login(args) => login::login(args),
         Command::Logout(args) => login::logout(args),
-        Command::Daemon(args) => daemon::main(args),
+        Command::Daemon(args) => daemon::main(*args),
         Command::List(args) => remote::list(args),
         Command::Attach(args) => remote::attach(args),
         Command::Show(args) => remote::show(args),
