@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: builds the exec storm, its no-op target and ig, makes sure Docker and the test
-# image are there, then runs bench/bench.py (interleaved rounds against execsnoop and bpftrace).
+# image are there, then runs bench/bench.py (interleaved rounds against execsnoop and bpftrace)
+# and bench/syscalls.py (a dd syscall storm under tracers of every syscall).
 # Knobs (environment): BENCH_ROUNDS (5), BENCH_EXECS (20000), BENCH_WORKERS (2),
 # BENCH_ONLY=ig-json,execsnoop (a subset; the untraced baselines always run), BENCH_NO_CONTAINER=1.
 set -euo pipefail
@@ -26,4 +27,6 @@ fi
 target/release/ig image inspect trace_exec >/dev/null
 
 echo "bench: $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ)" >&2
-exec python3 bench/bench.py
+python3 bench/bench.py
+# What tracers of every syscall cost (traceloop, failed-exec tracking) against empty programs.
+[[ -n "${BENCH_NO_CONTAINER:-}" ]] || python3 bench/syscalls.py
