@@ -107,5 +107,66 @@ def main():
               f"| {statistics.median(t for t, _ in rs):.2f} s | {ratio:.2f}x | {vs_floor:.2f} |")
 
 
+def map_memlock_kb(pid):
+    """BPF map memory (bpftool's memlock) of the maps process `pid` holds, from its fdinfo."""
+    total = 0
+    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
+        try:
+            text = open(f"/proc/{pid}/fdinfo/{fd}").read()
+        except OSError:
+            continue
+        if "map_type:" in text:
+            for line in text.splitlines():
+                if line.startswith("memlock:"):
+                    total += int(line.split()[1])
+    return total // 1024
+
+
+def rss_kb(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def memory(containers=100):
+    """`ig daemon --traceloop` recording `containers` containers at once: its RSS and the BPF
+    map memory it holds, with the buffers' bound (max containers x records x 240 bytes)."""
+    sock = os.path.join(TMP, "ig.sock")
+    remote = "unix://" + sock
+    d = subprocess.Popen([IG, "daemon", "--socket", sock, "--state-dir", os.path.join(TMP, "state"),
+                          "--runtimes", "docker", "--traceloop", "--traceloop-max-containers",
+                          str(containers + 8)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    names = [f"igmem{i:03d}" for i in range(containers)]
+    try:
+        for _ in range(100):
+            if subprocess.run([IG, "traceloop", "list", "--remote", remote],
+                              capture_output=True).returncode == 0:
+                break
+            time.sleep(0.2)
+        idle = (rss_kb(d.pid), map_memlock_kb(d.pid))
+        for n in names:
+            subprocess.run(["docker", "run", "-d", "--name", n, IMAGE, "sh", "-c",
+                            "while true; do echo x > /dev/null; sleep 1; done"],
+                           check=True, capture_output=True)
+        time.sleep(5)
+        out = subprocess.run([IG, "traceloop", "list", "-o", "json", "--remote", remote],
+                             capture_output=True, text=True).stdout
+        import json
+        held = len([t for t in json.loads(out)["traces"] if t["container_name"] in names])
+        busy = (rss_kb(d.pid), map_memlock_kb(d.pid))
+    finally:
+        subprocess.run(["docker", "rm", "-f", *names], capture_output=True)
+        d.send_signal(signal.SIGTERM)
+        d.wait(60)
+    print()
+    print(f"`ig daemon --traceloop --traceloop-max-containers {containers + 8}` (4096 records of "
+          f"240 bytes a container): idle RSS {idle[0] / 1024:.1f} MiB, BPF maps "
+          f"{idle[1] / 1024:.1f} MiB; with {containers} containers running ({held} traced): RSS "
+          f"{busy[0] / 1024:.1f} MiB, BPF maps {busy[1] / 1024:.1f} MiB.")
+
+
 if __name__ == "__main__":
     main()
+    if os.environ.get("BENCH_NO_MEMORY") != "1":
+        memory()

@@ -49,6 +49,28 @@ struct {
 	__type(value, struct gadget_mntns_note);
 } gadget_mntns_notes SEC(".maps");
 
+/*
+ * The host's mount namespace and its verdict (GADGET_HOST_*), so the commonest namespace is
+ * decided without hashing a key. The host's namespace (init's) never dies, so its inode is
+ * never another namespace's: the inode alone identifies it.
+ */
+#define GADGET_HOST_UNKNOWN 0
+#define GADGET_HOST_KEEP 1
+#define GADGET_HOST_DROP 2
+
+struct gadget_host_mntns {
+	__u64 inum;
+	__u8 verdict;
+	__u8 __pad[7];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct gadget_host_mntns);
+} gadget_host_mntns SEC(".maps");
+
 const volatile bool gadget_filter_by_mntns = false;
 const volatile bool gadget_drop_unknown_mntns = false;
 
@@ -117,10 +139,16 @@ static __always_inline void gadget__note_mntns(const struct gadget_mntns_key *ke
 static __always_inline bool gadget_should_discard_mntns_id(__u64 mntns_id)
 {
 	struct gadget_mntns_key key = { .inum = mntns_id };
+	struct gadget_host_mntns *host;
+	__u32 zero = 0;
 	__u8 *verdict;
 
 	if (!gadget_filter_by_mntns)
 		return false;
+	/* An array lookup with a constant key compiles to an address: no hashing. */
+	host = bpf_map_lookup_elem(&gadget_host_mntns, &zero);
+	if (host && host->verdict != GADGET_HOST_UNKNOWN && host->inum == mntns_id)
+		return host->verdict == GADGET_HOST_DROP;
 	if (mntns_id == gadget_get_current_mntns_id())
 		key.nsid = gadget_get_current_mntns_nsid();
 	verdict = bpf_map_lookup_elem(&gadget_mntns_filter_map, &key);

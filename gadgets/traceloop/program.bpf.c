@@ -235,20 +235,6 @@ struct {
 	__type(value, __u8);
 } syscall_filters SEC(".maps");
 
-/* Enter state of syscalls whose buffer is read at exit. */
-struct pending {
-	__u32 nr;
-	__u32 __pad;
-	__u64 buf;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 10240);
-	__type(key, __u32);
-	__type(value, struct pending);
-} traceloop_pending SEC(".maps");
-
 /*
  * slot -> the cgroup of the container's processes, "parent/leaf" names of the kernfs node
  * (`docker/<id>`, `system.slice/docker-<id>.scope`, `<ns>/<id>`). It names a container that
@@ -281,29 +267,48 @@ struct pt_regs___arm64_tl {
 	__s32 syscallno;
 } __attribute__((preserve_access_index));
 
+/*
+ * The syscall's arguments from the registers the kernel saved at entry. One probe read of the
+ * whole pt_regs, then fields at their CO-RE offsets: one helper call instead of six. The
+ * registers still hold the arguments at exit (strace reads them there too), so a buffer filled
+ * by the call is found again at exit without remembering it per thread.
+ */
+#define TRACELOOP_REGS_MAX 256
+
 static __always_inline void read_args(void *regs, __u64 args[6])
 {
+	__u8 raw[TRACELOOP_REGS_MAX] = {};
 #if defined(__TARGET_ARCH_x86)
 	struct pt_regs___x86_tl *r = regs;
-
-	args[0] = BPF_CORE_READ(r, di);
-	args[1] = BPF_CORE_READ(r, si);
-	args[2] = BPF_CORE_READ(r, dx);
-	args[3] = BPF_CORE_READ(r, r10);
-	args[4] = BPF_CORE_READ(r, r8);
-	args[5] = BPF_CORE_READ(r, r9);
+	__u32 size = bpf_core_type_size(struct pt_regs___x86_tl);
+#define TL_ARG(i, field) args[i] = *(__u64 *)(raw + (bpf_core_field_offset(r->field) & (TRACELOOP_REGS_MAX - 8)))
 #elif defined(__TARGET_ARCH_arm64)
 	struct pt_regs___arm64_tl *r = regs;
-
-	args[0] = BPF_CORE_READ(r, orig_x0);
-	args[1] = BPF_CORE_READ(r, regs[1]);
-	args[2] = BPF_CORE_READ(r, regs[2]);
-	args[3] = BPF_CORE_READ(r, regs[3]);
-	args[4] = BPF_CORE_READ(r, regs[4]);
-	args[5] = BPF_CORE_READ(r, regs[5]);
+	__u32 size = bpf_core_type_size(struct pt_regs___arm64_tl);
+#define TL_ARG(i, field) args[i] = *(__u64 *)(raw + (bpf_core_field_offset(r->field) & (TRACELOOP_REGS_MAX - 8)))
 #else
 #error "traceloop: unsupported architecture"
 #endif
+	if (size > TRACELOOP_REGS_MAX)
+		size = TRACELOOP_REGS_MAX;
+	if (bpf_probe_read_kernel(raw, size & (TRACELOOP_REGS_MAX * 2 - 1), regs))
+		return;
+#if defined(__TARGET_ARCH_x86)
+	TL_ARG(0, di);
+	TL_ARG(1, si);
+	TL_ARG(2, dx);
+	TL_ARG(3, r10);
+	TL_ARG(4, r8);
+	TL_ARG(5, r9);
+#else
+	TL_ARG(0, orig_x0);
+	TL_ARG(1, regs[1]);
+	TL_ARG(2, regs[2]);
+	TL_ARG(3, regs[3]);
+	TL_ARG(4, regs[4]);
+	TL_ARG(5, regs[5]);
+#endif
+#undef TL_ARG
 }
 
 static __always_inline __u32 syscall_nr_of(void *regs)
@@ -449,10 +454,13 @@ int traceloop_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	__s64 slot;
 	int i;
 
+	/* Cheapest test first: most syscalls on a machine are of namespaces not recorded. */
+	mntns_id = gadget_get_current_mntns_id();
+	if (gadget_should_discard_mntns_id(mntns_id))
+		return 0;
 	if (gadget_runtime_tgid && bpf_get_current_pid_tgid() >> 32 == gadget_runtime_tgid)
 		return 0;
-	mntns_id = gadget_get_current_mntns_id();
-	if (gadget_should_discard_mntns_id(mntns_id) || !wanted(nr))
+	if (!wanted(nr))
 		return 0;
 	current_ns(&ns, mntns_id);
 	slot = get_slot(&ns);
@@ -476,12 +484,6 @@ int traceloop_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 		capture_buf(rec, spec.enter_buf - 1, args[(spec.enter_buf - 1) & 7],
 			    args[(spec.len_arg - 1) & 7]);
 		has_data = true;
-	}
-	if (spec.exit_buf && spec.exit_buf <= 6) {
-		struct pending p = { .nr = nr, .buf = args[(spec.exit_buf - 1) & 7] };
-		__u32 tid = (__u32)bpf_get_current_pid_tgid();
-
-		bpf_map_update_elem(&traceloop_pending, &tid, &p, BPF_ANY);
 	}
 
 	/* The first captured argument rides in the enter record, the others in continuations. */
@@ -520,16 +522,17 @@ int traceloop_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct traceloop_record *rec;
 	struct traceloop_ns ns;
-	struct pending *p;
 	__u64 mntns_id, ts;
 	__s64 ret = ctx->args[1], slot;
-	__u32 nr, tid;
+	__u32 nr;
 
+	mntns_id = gadget_get_current_mntns_id();
+	if (gadget_should_discard_mntns_id(mntns_id))
+		return 0;
 	if (gadget_runtime_tgid && bpf_get_current_pid_tgid() >> 32 == gadget_runtime_tgid)
 		return 0;
-	mntns_id = gadget_get_current_mntns_id();
 	nr = syscall_nr_of((void *)ctx->args[0]);
-	if (gadget_should_discard_mntns_id(mntns_id) || !wanted(nr))
+	if (!wanted(nr))
 		return 0;
 	current_ns(&ns, mntns_id);
 	slot = get_slot(&ns);
@@ -544,16 +547,21 @@ int traceloop_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	__builtin_memset(rec->args, 0, sizeof(rec->args));
 	rec->args[0] = ret;
 
-	tid = (__u32)bpf_get_current_pid_tgid();
-	p = bpf_map_lookup_elem(&traceloop_pending, &tid);
-	if (p) {
-		if (p->nr == nr && nr < TRACELOOP_MAX_NR) {
-			__u8 arg = traceloop_specs[nr].exit_buf;
+	if (nr < TRACELOOP_MAX_NR) {
+		__u8 arg = traceloop_specs[nr].exit_buf;
 
-			if (arg)
-				capture_buf(rec, arg - 1, p->buf, ret);
+		if (arg && arg <= 6) {
+			__u64 args[8] = {}, buf = 0;
+			int i;
+
+			read_args((void *)ctx->args[0], args);
+			/* A constant index each: the verifier refuses a variable stack offset. */
+#pragma unroll
+			for (i = 0; i < 6; i++)
+				if (i == arg - 1)
+					buf = args[i];
+			capture_buf(rec, arg - 1, buf, ret);
 		}
-		bpf_map_delete_elem(&traceloop_pending, &tid);
 	}
 	rec->kind = RECORD_EXIT;
 	return 0;

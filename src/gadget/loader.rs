@@ -26,6 +26,9 @@ pub struct LoadSettings {
     pub skip_programs: Vec<String>,
 }
 
+/// `struct gadget_host_mntns` (bpf/gadget/mntns_filter.h): the host's inode and verdict.
+const HOST_MNTNS_MAP: &str = "gadget_host_mntns";
+
 pub const MNTNS_FILTER_MAP: &str = "gadget_mntns_filter_map";
 pub const MNTNS_NOTES_MAP: &str = "gadget_mntns_notes";
 
@@ -272,6 +275,21 @@ impl LoadedGadget {
                 map: MNTNS_FILTER_MAP.into(),
                 reason: e.to_string(),
             })
+    }
+
+    /// Sets the host's verdict in `gadget_host_mntns` too, BPF's lookup-free path for the
+    /// host's namespace (whose inode no other namespace takes: it never dies). A gadget built
+    /// before that map existed keeps using the filter map alone.
+    pub fn set_host_verdict(&self, inum: u64, keep: bool) {
+        let Ok(map) = self.map(HOST_MNTNS_MAP) else {
+            return;
+        };
+        let mut value = [0u8; 16];
+        value[..8].copy_from_slice(&inum.to_le_bytes());
+        value[8] = if keep { 1 } else { 2 };
+        if map.value_size() as usize == value.len() {
+            let _ = map.update(&0u32.to_le_bytes(), &value, MapFlags::ANY);
+        }
     }
 
     pub fn forget_mntns(&self, mntns: MntnsKey) {

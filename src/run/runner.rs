@@ -125,6 +125,9 @@ pub(super) fn apply_verdicts(
                 if loaded.set_mntns_verdict(mntns, keep).is_err() {
                     selection.verdicts_refused += 1;
                 }
+                if selection.host_mntns().is_some_and(|h| h.matches(&mntns)) {
+                    loaded.set_host_verdict(mntns.inum, keep);
+                }
             }
             None => loaded.forget_mntns(mntns),
         }

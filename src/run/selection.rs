@@ -524,6 +524,11 @@ impl Selection {
     }
 
     /// Mount namespaces with a decision.
+    /// The host's mount namespace, when it could be read.
+    pub fn host_mntns(&self) -> Option<MntnsKey> {
+        self.host_mntns
+    }
+
     pub fn known_count(&self) -> usize {
         self.known.len()
     }
