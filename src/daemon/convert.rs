@@ -55,6 +55,8 @@ pub fn datasource_from_proto(ds: &proto::DataSource) -> (Schema, Vec<usize>) {
     )
 }
 
+/// The reference encoding of an event (what `wire::BatchEncoder` writes without building it).
+#[cfg(test)]
 pub fn event_to_proto(event: &Event) -> proto::EventRecord {
     use proto::field_value::Value as V;
     proto::EventRecord {

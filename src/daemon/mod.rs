@@ -20,6 +20,7 @@ pub mod server;
 mod service;
 pub mod socket;
 mod traceloop;
+mod wire;
 
 /// The generated gRPC types (`proto/daemon.proto`).
 pub mod proto {

@@ -6,17 +6,17 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use prost::Message;
 
-use super::convert::{datasource_to_proto, event_to_proto};
+use super::convert::datasource_to_proto;
 use super::hub::Hub;
 use super::proto::{self, run_event::Kind};
+use super::wire::BatchEncoder;
 use crate::event::{Event, Schema};
 use crate::output::{JsonSink, JsonTree, Sink};
 use crate::run::{Outputs, RunConfig, RunError};
 
 /// Events per encoded batch at most; a batch is also sent at every flush of the run loop.
-const MAX_BATCH: usize = 512;
+const MAX_BATCH: u64 = 512;
 
 pub type SharedFile = Arc<Mutex<Box<dyn Write + Send>>>;
 
@@ -46,7 +46,7 @@ impl Outputs for HubOutputs {
             hub: &self.hub,
             outputs: self,
             datasource: datasource as u32,
-            pending: Vec::with_capacity(MAX_BATCH),
+            batch: BatchEncoder::new(datasource as u32),
             file,
         }))
     }
@@ -76,22 +76,15 @@ struct HubSink<'a> {
     hub: &'a Hub,
     outputs: &'a HubOutputs,
     datasource: u32,
-    pending: Vec<proto::EventRecord>,
+    batch: BatchEncoder,
     file: Option<JsonSink<FileWriter>>,
 }
 
 impl HubSink<'_> {
     fn send(&mut self) {
-        if self.pending.is_empty() {
-            return;
+        if let Some((count, bytes)) = self.batch.take() {
+            self.hub.batch(count, bytes);
         }
-        let batch = proto::EventBatch {
-            datasource: self.datasource,
-            events: std::mem::take(&mut self.pending),
-        };
-        let count = batch.events.len() as u64;
-        self.hub.batch(count, Bytes::from(batch.encode_to_vec()));
-        self.pending = Vec::with_capacity(MAX_BATCH);
     }
 }
 
@@ -107,12 +100,12 @@ impl HubSink<'_> {
 
 impl Sink for HubSink<'_> {
     fn event(&mut self, event: &Event) -> std::io::Result<bool> {
-        self.pending.push(event_to_proto(event));
+        self.batch.push(event);
         self.hub.counters.events.fetch_add(1, Ordering::Relaxed);
         if let Some(Err(e)) = self.file.as_mut().map(|f| f.event(event)) {
             self.file_failed(e);
         }
-        if self.pending.len() >= MAX_BATCH {
+        if self.batch.len() >= MAX_BATCH {
             self.send();
         }
         Ok(true)

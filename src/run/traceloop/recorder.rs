@@ -40,6 +40,8 @@ pub struct Trace {
     pub opened: SystemTime,
     /// When the recorder saw its container gone (no process left, or removed by its runtime).
     pub exited: Option<SystemTime>,
+    /// Its container was once among the runtime's live containers.
+    pub seen_live: bool,
 }
 
 /// Records held, and the boot-time ns of the oldest and newest, of one trace.
@@ -214,6 +216,7 @@ impl Recorder {
                     container: None,
                     opened: SystemTime::now(),
                     exited: None,
+                    seen_live: false,
                 });
             }
         }
@@ -243,10 +246,14 @@ impl Recorder {
             .unwrap_or_default();
         let now = SystemTime::now();
         for t in self.traces.iter_mut().filter(|t| t.exited.is_none()) {
-            let removed = match (&t.container, &self.collection) {
-                (Some(c), Some(_)) => !live_ids.contains(&c.id),
-                _ => false,
-            };
+            // Its runtime's removal counts once the container was seen live: a container named
+            // from its cgroup can be named before the runtime's start event lands.
+            let live = t
+                .container
+                .as_ref()
+                .is_some_and(|c| live_ids.contains(&c.id));
+            let removed = t.seen_live && !live;
+            t.seen_live |= live;
             if removed || !alive.iter().any(|k| k.matches(&t.key)) {
                 t.exited = Some(now);
             }
@@ -394,6 +401,7 @@ impl Recorder {
                 container: None,
                 opened: SystemTime::now(),
                 exited: None,
+                seen_live: false,
             };
             let events = self.events(&trace)?;
             let first = events.first().map(|e| e.timestamp).unwrap_or(0);
