@@ -4,10 +4,9 @@
 use std::io::Write;
 
 use hyper_util::rt::TokioIo;
-use prost::Message;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Uri};
 
-use super::convert::{datasource_from_proto, event_from_proto};
+use super::convert::datasource_from_proto;
 use super::proto::{self, gadget_manager_client::GadgetManagerClient, run_event::Kind};
 use super::DaemonError;
 use crate::operators::fields::FieldSelection;
@@ -185,6 +184,8 @@ pub struct Render {
     fields: FieldSelection,
     sinks: Vec<Option<Box<dyn Sink>>>,
     text: Option<std::io::BufWriter<std::io::Stdout>>,
+    /// Decoded into in place, event after event.
+    event: crate::event::Event,
     /// Events written.
     pub events: u64,
     error: Option<std::io::Error>,
@@ -205,6 +206,7 @@ impl Render {
             fields,
             sinks: Vec::new(),
             text: None,
+            event: crate::event::Event { values: Vec::new() },
             events: 0,
             error: None,
         }
@@ -233,20 +235,35 @@ impl Render {
                 self.sinks[id] = Some(make_sink(self.mode, &schema, columns, out));
             }
             Kind::Events(bytes) => {
-                let batch = proto::EventBatch::decode(bytes)
-                    .map_err(|e| DaemonError::Internal(format!("a malformed event batch: {e}")))?;
-                let Some(Some(sink)) = self.sinks.get_mut(batch.datasource as usize) else {
+                let malformed = |e: String| DaemonError::Internal(format!("a malformed event batch: {e}"));
+                let ds = super::wire::batch_datasource(&bytes).map_err(malformed)?;
+                let Some(Some(sink)) = self.sinks.get_mut(ds as usize) else {
                     return Err(DaemonError::Internal(format!(
-                        "events of data source {} before its schema",
-                        batch.datasource
+                        "events of data source {ds} before its schema"
                     )));
                 };
-                for record in batch.events {
-                    match sink.event(&event_from_proto(record)) {
-                        Ok(true) => self.events += 1,
-                        Ok(false) => return Ok(Flow::Done(None)),
-                        Err(e) => return self.output_error(e),
+                let (mut stop, mut failed, mut written) = (false, None, 0);
+                super::wire::decode_batch(&bytes, &mut self.event, |e| match sink.event(e) {
+                    Ok(true) => {
+                        written += 1;
+                        true
                     }
+                    Ok(false) => {
+                        stop = true;
+                        false
+                    }
+                    Err(e) => {
+                        failed = Some(e);
+                        false
+                    }
+                })
+                .map_err(malformed)?;
+                self.events += written;
+                if let Some(e) = failed {
+                    return self.output_error(e);
+                }
+                if stop {
+                    return Ok(Flow::Done(None));
                 }
                 if let Err(e) = sink.flush() {
                     return self.output_error(e);

@@ -1,7 +1,9 @@
 //! Schemas and events to and from their wire form (`proto/daemon.proto`).
 
 use super::proto;
-use crate::event::{Align, Event, FieldDef, Schema, Value};
+use crate::event::{Align, FieldDef, Schema};
+#[cfg(test)]
+use crate::event::{Event, Value};
 
 pub fn datasource_to_proto(id: usize, schema: &Schema, order: &[usize]) -> proto::DataSource {
     proto::DataSource {
@@ -79,6 +81,7 @@ pub fn event_to_proto(event: &Event) -> proto::EventRecord {
     }
 }
 
+#[cfg(test)]
 pub fn event_from_proto(record: proto::EventRecord) -> Event {
     use proto::field_value::Value as V;
     Event {
