@@ -148,8 +148,20 @@ fn start_recorder(ctx: &RunContext, config: &TraceloopConfig) -> Result<Recorder
 
 fn serve(mut recorder: Recorder, rx: mpsc::Receiver<Request>) {
     let mut last_error = String::new();
+    let mut last_tick = std::time::Instant::now();
     loop {
-        match rx.recv_timeout(TICK) {
+        // Requests never starve the recorder: busy clients or not, it ticks every TICK.
+        if last_tick.elapsed() >= TICK {
+            last_tick = std::time::Instant::now();
+            if let Err(e) = recorder.tick() {
+                let e = e.to_string();
+                if e != last_error {
+                    eprintln!("ig daemon: traceloop: {e}");
+                    last_error = e;
+                }
+            }
+        }
+        match rx.recv_timeout(TICK.saturating_sub(last_tick.elapsed())) {
             Ok(Request::List(reply)) => {
                 let _ = reply.send(list(&recorder));
             }
@@ -159,15 +171,7 @@ fn serve(mut recorder: Recorder, rx: mpsc::Receiver<Request>) {
             Ok(Request::Close(selector, reply)) => {
                 let _ = reply.send(close(&mut recorder, &selector));
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                if let Err(e) = recorder.tick() {
-                    let e = e.to_string();
-                    if e != last_error {
-                        eprintln!("ig daemon: traceloop: {e}");
-                        last_error = e;
-                    }
-                }
-            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }

@@ -176,10 +176,10 @@ impl Recorder {
         let (Some(scan), Some(selection)) = (self.scan.as_mut(), self.selection.as_mut()) else {
             return Ok(());
         };
-        scan.run(&self.loaded, selection)?;
+        let slots = scan.run(&self.loaded, selection)?;
         selection.poll();
         apply_verdicts(&self.loaded, selection)?;
-        self.update_traces()
+        self.update_traces(slots)
     }
 
     pub fn poll_selection(&mut self) {
@@ -197,11 +197,11 @@ impl Recorder {
         &self.traces
     }
 
-    fn update_traces(&mut self) -> Result<(), RunError> {
+    fn update_traces(&mut self, slots: Vec<Slot>) -> Result<(), RunError> {
         let Some(scan) = self.scan.as_ref() else {
             return Ok(());
         };
-        let open: Vec<Slot> = slots(&self.loaded)?
+        let open: Vec<Slot> = slots
             .into_iter()
             .filter(|s| !s.closed() && scan.kept.contains(&s.key()))
             .collect();
@@ -260,8 +260,13 @@ impl Recorder {
         }
     }
 
-    /// Closes the oldest exited traces beyond `max_dead`, or one when no buffer is free.
+    /// Closes the oldest exited traces beyond `max_dead`, or one when no buffer is free. A
+    /// recorder without a bound (a one-shot run, which prints every trace at its end) keeps
+    /// them all: new containers then find no buffer, and that is counted and told.
     fn bound_dead(&mut self) -> Result<(), RunError> {
+        if self.max_dead == usize::MAX {
+            return Ok(());
+        }
         // Oldest first: by when they were seen gone, then by when they were first seen (one
         // liveness round may find several gone).
         let mut dead: Vec<(SystemTime, SystemTime, MntnsKey)> = self

@@ -67,11 +67,13 @@ impl Scan {
         Ok(())
     }
 
+    /// One pass over the buffers; returns the slots map as read at its start (a slot closed
+    /// by this pass is not in `kept`).
     pub(super) fn run(
         &mut self,
         loaded: &LoadedGadget,
         selection: &Selection,
-    ) -> Result<(), RunError> {
+    ) -> Result<Vec<Slot>, RunError> {
         self.sweep(loaded);
         let all = slots(loaded)?;
         for &slot in &all {
@@ -147,7 +149,7 @@ impl Scan {
                 }
             }
         }
-        Ok(())
+        Ok(all)
     }
 
     fn settle(
