@@ -11,6 +11,7 @@
 #include <vmlinux.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
 #include <gadget/types.h>
 #include <gadget/macros.h>
 #include <gadget/mntns_filter.h>
@@ -268,55 +269,43 @@ struct pt_regs___arm64_tl {
 } __attribute__((preserve_access_index));
 
 /*
- * The syscall's arguments from the registers the kernel saved at entry. One probe read of the
- * whole pt_regs, then fields at their CO-RE offsets: one helper call instead of six. The
- * registers still hold the arguments at exit (strace reads them there too), so a buffer filled
- * by the call is found again at exit without remembering it per thread.
+ * The syscall's arguments from the registers the kernel saved at entry. The programs are
+ * BTF-enabled (tp_btf), so `regs` is a typed kernel pointer: each field is a plain load at its
+ * CO-RE offset, no helper call. The registers still hold the arguments at exit (strace reads
+ * them there too), so a buffer filled by the call is found again at exit without remembering
+ * it per thread.
  */
-#define TRACELOOP_REGS_MAX 256
-
-static __always_inline void read_args(void *regs, __u64 args[6])
+static __always_inline void read_args(struct pt_regs *regs, __u64 args[6])
 {
-	__u8 raw[TRACELOOP_REGS_MAX] = {};
 #if defined(__TARGET_ARCH_x86)
-	struct pt_regs___x86_tl *r = regs;
-	__u32 size = bpf_core_type_size(struct pt_regs___x86_tl);
-#define TL_ARG(i, field) args[i] = *(__u64 *)(raw + (bpf_core_field_offset(r->field) & (TRACELOOP_REGS_MAX - 8)))
+	struct pt_regs___x86_tl *r = (void *)regs;
+
+	args[0] = r->di;
+	args[1] = r->si;
+	args[2] = r->dx;
+	args[3] = r->r10;
+	args[4] = r->r8;
+	args[5] = r->r9;
 #elif defined(__TARGET_ARCH_arm64)
-	struct pt_regs___arm64_tl *r = regs;
-	__u32 size = bpf_core_type_size(struct pt_regs___arm64_tl);
-#define TL_ARG(i, field) args[i] = *(__u64 *)(raw + (bpf_core_field_offset(r->field) & (TRACELOOP_REGS_MAX - 8)))
+	struct pt_regs___arm64_tl *r = (void *)regs;
+
+	args[0] = r->orig_x0;
+	args[1] = r->regs[1];
+	args[2] = r->regs[2];
+	args[3] = r->regs[3];
+	args[4] = r->regs[4];
+	args[5] = r->regs[5];
 #else
 #error "traceloop: unsupported architecture"
 #endif
-	if (size > TRACELOOP_REGS_MAX)
-		size = TRACELOOP_REGS_MAX;
-	if (bpf_probe_read_kernel(raw, size & (TRACELOOP_REGS_MAX * 2 - 1), regs))
-		return;
-#if defined(__TARGET_ARCH_x86)
-	TL_ARG(0, di);
-	TL_ARG(1, si);
-	TL_ARG(2, dx);
-	TL_ARG(3, r10);
-	TL_ARG(4, r8);
-	TL_ARG(5, r9);
-#else
-	TL_ARG(0, orig_x0);
-	TL_ARG(1, regs[1]);
-	TL_ARG(2, regs[2]);
-	TL_ARG(3, regs[3]);
-	TL_ARG(4, regs[4]);
-	TL_ARG(5, regs[5]);
-#endif
-#undef TL_ARG
 }
 
-static __always_inline __u32 syscall_nr_of(void *regs)
+static __always_inline __u32 syscall_nr_of(struct pt_regs *regs)
 {
 #if defined(__TARGET_ARCH_x86)
-	return BPF_CORE_READ((struct pt_regs___x86_tl *)regs, orig_ax);
+	return ((struct pt_regs___x86_tl *)(void *)regs)->orig_ax;
 #else
-	return BPF_CORE_READ((struct pt_regs___arm64_tl *)regs, syscallno);
+	return ((struct pt_regs___arm64_tl *)(void *)regs)->syscallno;
 #endif
 }
 
@@ -431,6 +420,16 @@ static __always_inline void capture_buf(struct traceloop_record *rec, __u8 arg, 
 	rec->data_len = n;
 }
 
+/*
+ * nr (already checked below TRACELOOP_MAX_NR) as an index older verifiers can bound: 6.1's
+ * loses the range of a value spilled to the stack, so the mask is applied right before use.
+ */
+static __always_inline __u32 spec_index(__u32 nr)
+{
+	barrier_var(nr);
+	return nr & (TRACELOOP_MAX_NR - 1);
+}
+
 static __always_inline bool wanted(__u32 nr)
 {
 	__u8 *on;
@@ -441,14 +440,14 @@ static __always_inline bool wanted(__u32 nr)
 	return on && *on;
 }
 
-SEC("raw_tracepoint/sys_enter")
-int traceloop_sys_enter(struct bpf_raw_tracepoint_args *ctx)
+SEC("tp_btf/sys_enter")
+int BPF_PROG(traceloop_sys_enter, struct pt_regs *regs, long id)
 {
 	struct traceloop_record *rec;
 	struct traceloop_spec spec = {};
 	struct traceloop_ns ns;
 	__u64 mntns_id, ts, args[8] = {};	/* 8: indexes are masked with & 7 */
-	__u32 nr = ctx->args[1];
+	__u32 nr = id;
 	__u8 kind = RECORD_ENTER;
 	bool has_data = false;
 	__s64 slot;
@@ -468,12 +467,14 @@ int traceloop_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 
 	ts = bpf_ktime_get_boot_ns();
-	read_args((void *)ctx->args[0], args);
+	read_args(regs, args);
 	if (nr < TRACELOOP_MAX_NR) {
-		spec.strings = traceloop_specs[nr].strings;
-		spec.enter_buf = traceloop_specs[nr].enter_buf;
-		spec.len_arg = traceloop_specs[nr].len_arg;
-		spec.exit_buf = traceloop_specs[nr].exit_buf;
+		__u32 i = spec_index(nr);
+
+		spec.strings = traceloop_specs[i].strings;
+		spec.enter_buf = traceloop_specs[i].enter_buf;
+		spec.len_arg = traceloop_specs[i].len_arg;
+		spec.exit_buf = traceloop_specs[i].exit_buf;
 	}
 
 	rec = new_record(slot, mntns_id, nr, ts);
@@ -517,13 +518,13 @@ static __always_inline void note_cgroup(__u32 slot, __u64 mntns_id)
 		tc->mntns_id = mntns_id;
 }
 
-SEC("raw_tracepoint/sys_exit")
-int traceloop_sys_exit(struct bpf_raw_tracepoint_args *ctx)
+SEC("tp_btf/sys_exit")
+int BPF_PROG(traceloop_sys_exit, struct pt_regs *regs, long ret)
 {
 	struct traceloop_record *rec;
 	struct traceloop_ns ns;
 	__u64 mntns_id, ts;
-	__s64 ret = ctx->args[1], slot;
+	__s64 slot;
 	__u32 nr;
 
 	mntns_id = gadget_get_current_mntns_id();
@@ -531,7 +532,7 @@ int traceloop_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	if (gadget_runtime_tgid && bpf_get_current_pid_tgid() >> 32 == gadget_runtime_tgid)
 		return 0;
-	nr = syscall_nr_of((void *)ctx->args[0]);
+	nr = syscall_nr_of(regs);
 	if (!wanted(nr))
 		return 0;
 	current_ns(&ns, mntns_id);
@@ -548,13 +549,13 @@ int traceloop_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	rec->args[0] = ret;
 
 	if (nr < TRACELOOP_MAX_NR) {
-		__u8 arg = traceloop_specs[nr].exit_buf;
+		__u8 arg = traceloop_specs[spec_index(nr)].exit_buf;
 
 		if (arg && arg <= 6) {
 			__u64 args[8] = {}, buf = 0;
 			int i;
 
-			read_args((void *)ctx->args[0], args);
+			read_args(regs, args);
 			/* A constant index each: the verifier refuses a variable stack offset. */
 #pragma unroll
 			for (i = 0; i < 6; i++)
