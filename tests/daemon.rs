@@ -163,31 +163,13 @@ fn remote_help_shows_the_images_params() {
 
 #[test]
 fn remote_run_selects_a_docker_container() {
-    use containers_common::{run, setup, unique, IMAGE};
+    use containers_common::{setup, unique, DockerContainer};
     setup();
     let d = Daemon::start(&["--runtimes", "docker"]);
     let name = unique("daemon-c");
-    run(
-        "docker",
-        &[
-            "run",
-            "-d",
-            "--name",
-            &name,
-            IMAGE,
-            "sh",
-            "-c",
-            "while true; do /bin/true tick; sleep 0.2; done",
-        ],
-    )
-    .expect("docker run");
-    struct Rm(String);
-    impl Drop for Rm {
-        fn drop(&mut self) {
-            let _ = containers_common::run("docker", &["rm", "-f", &self.0]);
-        }
-    }
-    let _rm = Rm(name.clone());
+    let _container =
+        DockerContainer::run_script(&name, "while true; do /bin/true tick; sleep 0.2; done")
+            .expect("docker run");
     let remote = d.spawn(&[
         "run",
         "trace_exec",

@@ -18,44 +18,6 @@ const NOBODY: &str = "65534";
 /// The group the daemon is told to let in.
 const GROUP: u32 = 4242;
 
-/// Runs `c` to completion with captured output; kills it and fails the test after `timeout`
-/// (a daemon that should have refused to start would otherwise serve forever).
-fn output_within(c: &mut Command, timeout: Duration) -> Output {
-    let mut child = c
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let reader = |mut r: Box<dyn Read + Send>| {
-        thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = r.read_to_end(&mut buf);
-            buf
-        })
-    };
-    let out = reader(Box::new(child.stdout.take().expect("stdout")));
-    let err = reader(Box::new(child.stderr.take().expect("stderr")));
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            let stderr = String::from_utf8_lossy(&err.join().unwrap_or_default()).into_owned();
-            panic!("{c:?} still running after {timeout:?}; stderr: {stderr}");
-        }
-        thread::sleep(Duration::from_millis(50));
-    };
-    Output {
-        status,
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
-    }
-}
-
 /// `ig daemon` on `dir`/run/ig.sock with `flags`, outside the harness (for starts that must fail).
 fn daemon_cmd(dir: &Path, flags: &[&str]) -> Command {
     let mut c = Command::new(ig_bin());

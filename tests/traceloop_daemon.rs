@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use containers_common::{run, setup, unique, IMAGE};
+use containers_common::{setup, unique, DockerContainer, IMAGE};
 use daemon_common::*;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -154,27 +154,11 @@ fn a_removed_container_is_listed_shown_and_closed() {
 fn a_running_container_is_shown_while_recording_goes_on() {
     let d = recording_daemon(&[]);
     let name = unique("looper");
-    run(
-        "docker",
-        &[
-            "run",
-            "-d",
-            "--name",
-            &name,
-            IMAGE,
-            "sh",
-            "-c",
-            "i=0; while true; do i=$((i+1)); echo tick$i > /tmp/ticks; sleep 0.1; done",
-        ],
+    let _container = DockerContainer::run_script(
+        &name,
+        "i=0; while true; do i=$((i+1)); echo tick$i > /tmp/ticks; sleep 0.1; done",
     )
     .expect("docker run");
-    struct Rm(String);
-    impl Drop for Rm {
-        fn drop(&mut self) {
-            let _ = run("docker", &["rm", "-f", &self.0]);
-        }
-    }
-    let _rm = Rm(name.clone());
     let newest_tick = |lines: &[String]| -> u64 {
         lines
             .iter()

@@ -10,10 +10,12 @@ use comfy_table::{presets::NOTHING, Table};
 use ig::daemon::client::{connect, status_error, Client, ClientTls, Flow, Remote, Render};
 use ig::daemon::proto;
 use ig::oci::transfer::PullPolicy;
-use ig::operators::fields::FieldSelection;
 use ig::output::OutputMode;
 
-use super::run::{gadget_command, param_values, scan_flag, ImageFlags, ParamFlag};
+use super::run::{
+    gadget_command, output_and_fields, output_and_fields_of, param_values, scan_flag, ImageFlags,
+    ParamFlag,
+};
 
 /// How a client reaches the daemon.
 #[derive(Args, Debug)]
@@ -195,16 +197,7 @@ pub fn run(
                 );
             }
         }
-        let output = OutputMode::parse(
-            m.get_one::<String>("output")
-                .map(String::as_str)
-                .unwrap_or("columns"),
-        )
-        .map_err(anyhow::Error::msg)?;
-        let fields = match m.get_one::<String>("fields") {
-            Some(f) => FieldSelection::parse(f).map_err(anyhow::Error::msg)?,
-            None => FieldSelection::Default,
-        };
+        let (output, fields) = output_and_fields_of(&m)?;
         let spec = run_spec(&m, &params, image_opts, output);
         if m.get_flag("detach") {
             return detach(&mut client, &remote, &m, spec).await;
@@ -395,11 +388,7 @@ pub struct AttachArgs {
 }
 
 pub fn attach(args: AttachArgs) -> anyhow::Result<ExitCode> {
-    let mode = OutputMode::parse(&args.output).map_err(anyhow::Error::msg)?;
-    let fields = match &args.fields {
-        Some(f) => FieldSelection::parse(f).map_err(anyhow::Error::msg)?,
-        None => FieldSelection::Default,
-    };
+    let (mode, fields) = output_and_fields(&args.output, args.fields.as_deref())?;
     runtime()?.block_on(async {
         let (mut client, remote) = connect_args(&args.remote).await?;
         let stream = client
@@ -454,17 +443,35 @@ pub struct DeleteArgs {
 }
 
 pub fn delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
+    each_selector(
+        &args.remote,
+        &args.instances,
+        |mut client, selector| async move {
+            let r = client
+                .delete_instance(proto::InstanceSelector { selector })
+                .await?;
+            Ok(r.into_inner().id)
+        },
+    )
+}
+
+/// One call per selector (`ig delete`, `ig traceloop close`): the id each call returns is
+/// printed, each failure told on stderr; the exit code says whether any failed.
+pub(crate) fn each_selector<F, Fut>(
+    args: &RemoteArgs,
+    selectors: &[String],
+    mut call: F,
+) -> anyhow::Result<ExitCode>
+where
+    F: FnMut(Client, String) -> Fut,
+    Fut: std::future::Future<Output = Result<String, tonic::Status>>,
+{
     runtime()?.block_on(async {
-        let (mut client, remote) = connect_args(&args.remote).await?;
+        let (client, remote) = connect_args(args).await?;
         let mut failed = false;
-        for sel in &args.instances {
-            match client
-                .delete_instance(proto::InstanceSelector {
-                    selector: sel.clone(),
-                })
-                .await
-            {
-                Ok(r) => println!("{}", r.into_inner().id),
+        for sel in selectors {
+            match call(client.clone(), sel.clone()).await {
+                Ok(id) => println!("{id}"),
                 Err(s) => {
                     eprintln!("ig: error: {sel}: {}", status_error(&remote, s));
                     failed = true;

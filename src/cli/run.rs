@@ -393,17 +393,31 @@ fn find_image(args: &[String]) -> Option<&str> {
     None
 }
 
-fn to_config(m: &ArgMatches, params: &[ParamFlag], image: Reference) -> anyhow::Result<RunConfig> {
-    let output = OutputMode::parse(
-        m.get_one::<String>("output")
-            .map(String::as_str)
-            .unwrap_or("columns"),
-    )
-    .map_err(anyhow::Error::msg)?;
-    let fields = match m.get_one::<String>("fields") {
+/// `-o MODE` and `--fields LIST` as the output sinks take them.
+pub(crate) fn output_and_fields(
+    output: &str,
+    fields: Option<&str>,
+) -> anyhow::Result<(OutputMode, FieldSelection)> {
+    let output = OutputMode::parse(output).map_err(anyhow::Error::msg)?;
+    let fields = match fields {
         Some(f) => FieldSelection::parse(f).map_err(anyhow::Error::msg)?,
         None => FieldSelection::Default,
     };
+    Ok((output, fields))
+}
+
+/// [`output_and_fields`] of `ig run`'s matches.
+pub(crate) fn output_and_fields_of(m: &ArgMatches) -> anyhow::Result<(OutputMode, FieldSelection)> {
+    output_and_fields(
+        m.get_one::<String>("output")
+            .map(String::as_str)
+            .unwrap_or("columns"),
+        m.get_one::<String>("fields").map(String::as_str),
+    )
+}
+
+fn to_config(m: &ArgMatches, params: &[ParamFlag], image: Reference) -> anyhow::Result<RunConfig> {
+    let (output, fields) = output_and_fields_of(m)?;
     let params = param_values(m, params);
     Ok(RunConfig {
         image,

@@ -9,7 +9,7 @@ use comfy_table::{presets::NOTHING, Table};
 use ig::daemon::client::status_error;
 use ig::daemon::proto;
 
-use super::remote::{connect_args, runtime, RemoteArgs};
+use super::remote::{connect_args, each_selector, runtime, RemoteArgs};
 
 #[derive(Subcommand, Debug)]
 pub enum TraceloopCommand {
@@ -166,27 +166,14 @@ fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn close(args: CloseArgs) -> anyhow::Result<ExitCode> {
-    runtime()?.block_on(async {
-        let (mut client, remote) = connect_args(&args.remote).await?;
-        let mut failed = false;
-        for sel in &args.traces {
-            match client
-                .traceloop_close(proto::TraceSelector {
-                    selector: sel.clone(),
-                })
-                .await
-            {
-                Ok(t) => println!("{}", t.into_inner().id),
-                Err(s) => {
-                    eprintln!("ig: error: {sel}: {}", status_error(&remote, s));
-                    failed = true;
-                }
-            }
-        }
-        Ok(if failed {
-            ExitCode::FAILURE
-        } else {
-            ExitCode::SUCCESS
-        })
-    })
+    each_selector(
+        &args.remote,
+        &args.traces,
+        |mut client, selector| async move {
+            let t = client
+                .traceloop_close(proto::TraceSelector { selector })
+                .await?;
+            Ok(t.into_inner().id)
+        },
+    )
 }

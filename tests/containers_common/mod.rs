@@ -100,6 +100,18 @@ impl DockerContainer {
         })
     }
 
+    /// A container running `sh -c script`.
+    pub fn run_script(name: &str, script: &str) -> Result<Self> {
+        let id = run(
+            "docker",
+            &["run", "-d", "--name", name, IMAGE, "sh", "-c", script],
+        )?;
+        Ok(DockerContainer {
+            name: name.to_string(),
+            id,
+        })
+    }
+
     pub fn pid(&self) -> Result<u32> {
         Ok(run("docker", &["inspect", "-f", "{{.State.Pid}}", &self.id])?.parse()?)
     }
