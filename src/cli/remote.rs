@@ -327,16 +327,26 @@ fn gadget_of(inst: &proto::Instance) -> String {
         .unwrap_or_default()
 }
 
+/// One unary call to the daemon: connect, call, the daemon's error as ours.
+pub(crate) fn call<T, F, Fut>(args: &RemoteArgs, f: F) -> anyhow::Result<T>
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    runtime()?.block_on(async {
+        let (client, remote) = connect_args(args).await?;
+        match f(client).await {
+            Ok(r) => Ok(r.into_inner()),
+            Err(s) => Err(status_error(&remote, s).into()),
+        }
+    })
+}
+
 pub fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
-    let instances = runtime()?.block_on(async {
-        let (mut client, remote) = connect_args(&args.remote).await?;
-        let list = client
-            .list_instances(proto::ListInstancesRequest {})
-            .await
-            .map_err(|s| status_error(&remote, s))?
-            .into_inner();
-        anyhow::Ok(list.instances)
-    })?;
+    let instances = call(&args.remote, |mut c| async move {
+        c.list_instances(proto::ListInstancesRequest {}).await
+    })?
+    .instances;
     match args.output.as_str() {
         "json" => println!("{}", serde_json::to_string(&instances)?),
         "jsonpretty" => println!("{}", serde_json::to_string_pretty(&instances)?),
@@ -414,16 +424,9 @@ pub struct ShowArgs {
 }
 
 pub fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
-    let inst = runtime()?.block_on(async {
-        let (mut client, remote) = connect_args(&args.remote).await?;
-        let inst = client
-            .get_instance(proto::InstanceSelector {
-                selector: args.instance.clone(),
-            })
-            .await
-            .map_err(|s| status_error(&remote, s))?
-            .into_inner();
-        anyhow::Ok(inst)
+    let selector = args.instance.clone();
+    let inst = call(&args.remote, |mut c| async move {
+        c.get_instance(proto::InstanceSelector { selector }).await
     })?;
     match args.output.as_str() {
         "json" => println!("{}", serde_json::to_string(&inst)?),

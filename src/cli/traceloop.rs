@@ -6,10 +6,9 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use comfy_table::{presets::NOTHING, Table};
 
-use ig::daemon::client::status_error;
 use ig::daemon::proto;
 
-use super::remote::{connect_args, each_selector, runtime, RemoteArgs};
+use super::remote::{call, each_selector, RemoteArgs};
 
 #[derive(Subcommand, Debug)]
 pub enum TraceloopCommand {
@@ -71,14 +70,8 @@ fn time_of(unix_ns: i64) -> String {
 }
 
 fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
-    let resp = runtime()?.block_on(async {
-        let (mut client, remote) = connect_args(&args.remote).await?;
-        let resp = client
-            .traceloop_list(proto::TraceloopListRequest {})
-            .await
-            .map_err(|s| status_error(&remote, s))?
-            .into_inner();
-        anyhow::Ok(resp)
+    let resp = call(&args.remote, |mut c| async move {
+        c.traceloop_list(proto::TraceloopListRequest {}).await
     })?;
     match args.output.as_str() {
         "json" => println!("{}", serde_json::to_string(&resp)?),
@@ -143,20 +136,15 @@ fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
-    let resp = runtime()?.block_on(async {
-        let (mut client, remote) = connect_args(&args.remote).await?;
-        let resp = client
-            .traceloop_show(proto::TraceloopShowRequest {
-                trace: Some(proto::TraceSelector {
-                    selector: args.trace.clone(),
-                }),
-                output: args.output.clone(),
-                syscall_filters: args.syscall_filters.clone(),
-            })
-            .await
-            .map_err(|s| status_error(&remote, s))?
-            .into_inner();
-        anyhow::Ok(resp)
+    let request = proto::TraceloopShowRequest {
+        trace: Some(proto::TraceSelector {
+            selector: args.trace.clone(),
+        }),
+        output: args.output.clone(),
+        syscall_filters: args.syscall_filters.clone(),
+    };
+    let resp = call(&args.remote, |mut c| async move {
+        c.traceloop_show(request).await
     })?;
     let mut out = std::io::stdout().lock();
     match out.write_all(&resp.text).and_then(|_| out.flush()) {
