@@ -3,6 +3,7 @@
 mod daemon;
 mod image;
 mod login;
+mod print;
 mod remote;
 mod run;
 mod traceloop;
@@ -75,7 +76,13 @@ pub fn main() -> ExitCode {
                     return ExitCode::SUCCESS;
                 }
             }
-            eprintln!("ig: error: {e:#}");
+            // An error can quote an image, a registry or the kernel: escaped, but its own
+            // line breaks kept (compiler output spans lines).
+            let text = format!("{e:#}");
+            eprintln!(
+                "ig: error: {}",
+                ig::output::escape_except(&text, &['\n', '\t'])
+            );
             ExitCode::FAILURE
         }
     }

@@ -4,10 +4,10 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use comfy_table::{presets::NOTHING, Table};
 
 use ig::daemon::proto;
 
+use super::print;
 use super::remote::{call, each_selector, RemoteArgs};
 
 #[derive(Subcommand, Debug)]
@@ -74,11 +74,10 @@ fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
         c.traceloop_list(proto::TraceloopListRequest {}).await
     })?;
     match args.output.as_str() {
-        "json" => println!("{}", serde_json::to_string(&resp)?),
-        "jsonpretty" => println!("{}", serde_json::to_string_pretty(&resp)?),
+        "json" => println!("{}", ig::output::json_string(&resp, false)?),
+        "jsonpretty" => println!("{}", ig::output::json_string(&resp, true)?),
         _ => {
-            let mut table = Table::new();
-            table.load_preset(NOTHING).set_header([
+            let mut table = print::table(&[
                 "ID",
                 "CONTAINER",
                 "RUNTIME",
@@ -98,16 +97,19 @@ fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
                 } else {
                     format!("{}/{}", t.pod_namespace, t.pod_name)
                 };
-                table.add_row([
-                    t.id.chars().take(12).collect(),
-                    t.container_name.clone(),
-                    t.runtime.clone(),
-                    pod,
-                    state,
-                    t.records.to_string(),
-                    time_of(t.first_record_unix_ns),
-                    time_of(t.last_record_unix_ns),
-                ]);
+                print::row(
+                    &mut table,
+                    [
+                        t.id.chars().take(12).collect(),
+                        t.container_name.clone(),
+                        t.runtime.clone(),
+                        pod,
+                        state,
+                        t.records.to_string(),
+                        time_of(t.first_record_unix_ns),
+                        time_of(t.last_record_unix_ns),
+                    ],
+                );
             }
             println!("{table}");
             let bound = resp.records_per_container as u64 * resp.record_size as u64;

@@ -4,6 +4,9 @@
 use std::io::{self, Write};
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::ser::{CompactFormatter, Formatter, PrettyFormatter};
+
+use super::escape::is_unsafe;
 
 use super::{report_lost, Sink};
 use crate::event::{Event, Schema, Value};
@@ -139,14 +142,18 @@ fn compile(tree: &JsonTree, program: &mut Vec<(Vec<u8>, Option<usize>)>) {
     program[i].0.push(b'}');
 }
 
-/// A JSON string as serde_json writes it: `"`, `\\` and control characters escaped, the rest
-/// (UTF-8 included) as is.
+/// A JSON string as serde_json writes it (`"`, `\\` and C0 controls escaped, UTF-8 as is),
+/// and, by ig's one escaping rule (`super::escape`), DEL, C1 controls and bidi controls
+/// written as `\uNNNN`: the value read back is the same, the raw character never reaches a
+/// terminal that shows the JSON.
 fn write_json_str(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
         let short: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -155,7 +162,7 @@ fn write_json_str(out: &mut Vec<u8>, s: &str) {
             b'\t' => b"\\t",
             0x08 => b"\\b",
             0x0c => b"\\f",
-            0..=0x1f => {
+            0..=0x1f | 0x7f => {
                 out.extend_from_slice(&bytes[start..i]);
                 out.extend_from_slice(&[
                     b'\\',
@@ -165,17 +172,108 @@ fn write_json_str(out: &mut Vec<u8>, s: &str) {
                     HEX[(b >> 4) as usize],
                     HEX[(b & 15) as usize],
                 ]);
-                start = i + 1;
+                i += 1;
+                start = i;
                 continue;
             }
-            _ => continue,
+            // The lead bytes of every unsafe non-ASCII character (U+0080–U+009F, U+061C,
+            // U+200E–U+2069); anything else is copied without decoding.
+            0xc2 | 0xd8 | 0xe2 => {
+                let c = s[i..].chars().next().unwrap_or('\0');
+                if is_unsafe(c) {
+                    out.extend_from_slice(&bytes[start..i]);
+                    let _ = write!(out, "\\u{:04x}", c as u32);
+                    i += c.len_utf8();
+                    start = i;
+                } else {
+                    i += 1;
+                }
+                continue;
+            }
+            _ => {
+                i += 1;
+                continue;
+            }
         };
         out.extend_from_slice(&bytes[start..i]);
         out.extend_from_slice(short);
-        start = i + 1;
+        i += 1;
+        start = i;
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
+}
+
+/// serde_json's formatter with ig's escaping rule added to every string (see
+/// [`write_json_str`]); the layout (compact or pretty) is the wrapped formatter's.
+struct Escaping<F>(F);
+
+impl<F: Formatter> Formatter for Escaping<F> {
+    fn write_string_fragment<W: ?Sized + Write>(&mut self, w: &mut W, s: &str) -> io::Result<()> {
+        let mut start = 0;
+        for (i, c) in s.char_indices() {
+            if is_unsafe(c) {
+                w.write_all(&s.as_bytes()[start..i])?;
+                write!(w, "\\u{:04x}", c as u32)?;
+                start = i + c.len_utf8();
+            }
+        }
+        w.write_all(&s.as_bytes()[start..])
+    }
+    fn begin_array<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.0.begin_array(w)
+    }
+    fn end_array<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.0.end_array(w)
+    }
+    fn begin_array_value<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+        self.0.begin_array_value(w, first)
+    }
+    fn end_array_value<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.0.end_array_value(w)
+    }
+    fn begin_object<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.0.begin_object(w)
+    }
+    fn end_object<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.0.end_object(w)
+    }
+    fn begin_object_key<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+        self.0.begin_object_key(w, first)
+    }
+    fn end_object_key<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.0.end_object_key(w)
+    }
+    fn begin_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.0.begin_object_value(w)
+    }
+    fn end_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.0.end_object_value(w)
+    }
+}
+
+/// Writes `value` as compact (`pretty` false) or pretty JSON, with ig's escaping rule. Every
+/// JSON ig prints goes through here or [`JsonSink`].
+pub fn to_writer<W: Write, T: Serialize + ?Sized>(
+    out: W,
+    value: &T,
+    pretty: bool,
+) -> serde_json::Result<()> {
+    if pretty {
+        let mut ser = serde_json::Serializer::with_formatter(out, Escaping(PrettyFormatter::new()));
+        value.serialize(&mut ser)
+    } else {
+        let mut ser = serde_json::Serializer::with_formatter(out, Escaping(CompactFormatter));
+        value.serialize(&mut ser)
+    }
+}
+
+/// [`to_writer`] into a `String`.
+pub fn to_string<T: Serialize + ?Sized>(value: &T, pretty: bool) -> serde_json::Result<String> {
+    let mut out = Vec::new();
+    to_writer(&mut out, value, pretty)?;
+    // Only UTF-8 went in: serde_json writes `str`s and ASCII.
+    Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
 fn write_json_value(out: &mut Vec<u8>, value: &Value) {
@@ -205,7 +303,7 @@ fn write_json_value(out: &mut Vec<u8>, value: &Value) {
 impl<W: Write> Sink for JsonSink<W> {
     fn event(&mut self, event: &Event) -> io::Result<bool> {
         if self.pretty {
-            serde_json::to_writer_pretty(&mut self.out, &self.tree.view(event))?;
+            to_writer(&mut self.out, &self.tree.view(event), true)?;
             self.out.write_all(b"\n")?;
             return Ok(true);
         }
@@ -270,14 +368,15 @@ mod tests {
     }
 
     #[test]
-    fn compact_output_is_serde_json_byte_for_byte() {
+    fn compact_output_is_the_escaping_formatters_byte_for_byte() {
         let mut schema = Schema::default();
         for n in [
             "a.b.c", "x", "a.d", "q\"uote", "e.f", "list", "neg", "flag", "none",
         ] {
             schema.push(FieldDef::new(n));
         }
-        let all: String = (0u8..0x80).map(char::from).collect::<String>() + "é\u{2028}😀";
+        let all: String = (0u8..0x80).map(char::from).collect::<String>()
+            + "é\u{85}\u{9f}\u{a0}\u{61c}\u{200e}\u{2028}\u{202e}\u{2069}\u{206a}😀";
         let ev = Event {
             values: vec![
                 Value::Str(all.clone()),
@@ -293,8 +392,17 @@ mod tests {
         };
         let cols: Vec<usize> = (0..9).collect();
         let tree = JsonTree::new(&schema, &cols);
-        let mut expected = serde_json::to_vec(&tree.view(&ev)).unwrap();
+        let mut expected = to_string(&tree.view(&ev), false).unwrap().into_bytes();
         expected.push(b'\n');
+        let plain = serde_json::to_vec(&tree.view(&ev)).unwrap();
+        let back: serde_json::Value = serde_json::from_slice(&expected).unwrap();
+        assert_eq!(
+            back,
+            serde_json::from_slice::<serde_json::Value>(&plain).unwrap()
+        );
+        let text = String::from_utf8(expected.clone()).unwrap();
+        assert!(!text.trim_end().chars().any(is_unsafe), "{text}");
+        assert!(text.contains("\\u0085\\u009f\u{a0}\\u061c\\u200e\\u2028\\u202e\\u2069\u{206a}"));
         let mut buf = Vec::new();
         let mut sink = JsonSink::new(tree, &mut buf, false);
         sink.event(&ev).unwrap();

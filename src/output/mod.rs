@@ -9,9 +9,9 @@ mod yaml;
 use std::io::{self, Write};
 
 pub use columns::ColumnsSink;
-pub use escape::escape_control;
-pub use json::{JsonSink, JsonTree};
-pub use yaml::YamlSink;
+pub use escape::{escape_control, escape_except, is_unsafe};
+pub use json::{to_string as json_string, to_writer as write_json, JsonSink, JsonTree};
+pub use yaml::{to_string as yaml_string, YamlSink};
 
 use crate::event::{Event, Schema};
 

@@ -58,7 +58,12 @@ pub fn write_trace(
     let mut written = 0;
     if mode == OutputMode::Columns {
         let who = trace_owner(container, mntns);
-        writeln!(out, "# traceloop of {who}: {} syscalls", events.len())?;
+        writeln!(
+            out,
+            "# traceloop of {}: {} syscalls",
+            crate::output::escape_control(&who),
+            events.len()
+        )?;
         for e in events {
             writeln!(out, "{}", format_line(e, base))?;
             written += 1;
@@ -69,14 +74,14 @@ pub fn write_trace(
     for e in events {
         let v = to_json(e, base, &extra);
         match mode {
-            OutputMode::JsonPretty => serde_json::to_writer_pretty(&mut *out, &v)?,
+            OutputMode::JsonPretty => crate::output::write_json(&mut *out, &v, true)?,
             OutputMode::Yaml => {
-                let text = serde_norway::to_string(&v).map_err(std::io::Error::other)?;
+                let text = crate::output::yaml_string(&v).map_err(std::io::Error::other)?;
                 write!(out, "---\n{text}")?;
                 written += 1;
                 continue;
             }
-            _ => serde_json::to_writer(&mut *out, &v)?,
+            _ => crate::output::write_json(&mut *out, &v, false)?,
         }
         writeln!(out)?;
         written += 1;
