@@ -8,6 +8,7 @@ pub mod elf;
 mod error;
 pub mod loader;
 pub mod metadata;
+pub mod param_keys;
 pub mod spec;
 
 pub use error::GadgetError;
