@@ -8,7 +8,6 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
-use comfy_table::{presets::NOTHING, Table};
 
 use ig::gadget::build::Toolchain;
 use ig::gadget::{GadgetSpec, Metadata};
@@ -18,6 +17,8 @@ use ig::oci::sign::{is_signature_tag, signature_reference, PrivateKey};
 use ig::oci::transfer::PullPolicy;
 use ig::oci::types::ANNOTATION_CREATED;
 use ig::oci::{Reference, Store};
+
+use super::print;
 
 /// Flags of commands that talk to registries.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -209,10 +210,7 @@ fn build(store: &Store, dir: PathBuf, tag: Option<String>) -> anyhow::Result<Exi
 }
 
 fn list(store: &Store, no_trunc: bool) -> anyhow::Result<ExitCode> {
-    let mut table = Table::new();
-    table
-        .load_preset(NOTHING)
-        .set_header(["REPOSITORY", "TAG", "DIGEST", "CREATED"]);
+    let mut table = print::table(&["REPOSITORY", "TAG", "DIGEST", "CREATED"]);
     let mut rows = store.tags()?;
     rows.sort_by(|a, b| a.0.cmp(&b.0));
     for (reference, desc) in rows {
@@ -230,7 +228,7 @@ fn list(store: &Store, no_trunc: bool) -> anyhow::Result<ExitCode> {
             digest.chars().take(12).collect()
         };
         let created = created_of(store, &desc).unwrap_or_default();
-        table.add_row([repo, tag, digest, created]);
+        print::row(&mut table, [repo, tag, digest, created]);
     }
     println!("{table}");
     Ok(ExitCode::SUCCESS)
@@ -293,52 +291,57 @@ fn inspect(store: &Store, image: &str, output: &str) -> anyhow::Result<ExitCode>
         "maps": spec.maps,
     });
     if output == "json" {
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        println!("{}", ig::output::json_string(&doc, true)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("Reference:   {}", img.reference);
-    println!("Digest:      {}", img.index_digest);
-    println!("Name:        {}", spec.metadata.name);
-    println!("Description: {}", spec.metadata.description);
+    let esc = print::escape;
+    println!("Reference:   {}", esc(&img.reference));
+    println!("Digest:      {}", esc(&img.index_digest));
+    println!("Name:        {}", esc(&spec.metadata.name));
+    println!("Description: {}", esc(&spec.metadata.description));
     if let Some(c) = &img.created {
-        println!("Created:     {c}");
+        println!("Created:     {}", esc(c));
     }
-    let mut t = Table::new();
-    t.load_preset(NOTHING)
-        .set_header(["PARAM", "DEFAULT", "DESCRIPTION"]);
+    let mut t = print::table(&["PARAM", "DEFAULT", "DESCRIPTION"]);
     for p in &spec.params {
-        t.add_row([
-            format!("--{}", p.key),
-            p.default.clone(),
-            p.description.clone(),
-        ]);
+        print::row(
+            &mut t,
+            [
+                format!("--{}", p.key),
+                p.default.clone(),
+                p.description.clone(),
+            ],
+        );
     }
     println!("\n{t}");
     for tracer in &spec.tracers {
         let (schema, _, _) = ig::run::schema_for(tracer, &spec.metadata);
         println!(
             "\nTracer {} (map {}, struct {}):",
-            tracer.name, tracer.map, tracer.layout.struct_name
+            esc(&tracer.name),
+            esc(&tracer.map),
+            esc(&tracer.layout.struct_name)
         );
-        let mut t = Table::new();
-        t.load_preset(NOTHING)
-            .set_header(["FIELD", "SHOWN", "DESCRIPTION"]);
+        let mut t = print::table(&["FIELD", "SHOWN", "DESCRIPTION"]);
         for f in &schema.fields {
-            t.add_row([
-                f.name.clone(),
-                (!f.hidden).to_string(),
-                f.description.clone(),
-            ]);
+            print::row(
+                &mut t,
+                [
+                    f.name.clone(),
+                    (!f.hidden).to_string(),
+                    f.description.clone(),
+                ],
+            );
         }
         println!("{t}");
     }
     println!("\nPrograms:");
     for p in &spec.programs {
-        println!("  {} ({})", p.name, p.section);
+        println!("  {} ({})", esc(&p.name), esc(&p.section));
     }
     println!("\nMaps:");
     for m in &spec.maps {
-        println!("  {m}");
+        println!("  {}", esc(m));
     }
     Ok(ExitCode::SUCCESS)
 }

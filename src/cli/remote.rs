@@ -5,13 +5,13 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{ArgMatches, Args};
-use comfy_table::{presets::NOTHING, Table};
 
 use ig::daemon::client::{connect, status_error, Client, ClientTls, Flow, Remote, Render};
 use ig::daemon::proto;
 use ig::oci::transfer::PullPolicy;
 use ig::output::OutputMode;
 
+use super::print;
 use super::run::{
     gadget_command, output_and_fields, output_and_fields_of, param_values, scan_flag, ImageFlags,
     ParamFlag,
@@ -182,13 +182,9 @@ pub fn run(
             })
             .collect();
         let argv = std::iter::once("ig run".to_string()).chain(args.iter().cloned());
-        let m = match gadget_command(&params, info.flight_recorder).try_get_matches_from(argv) {
+        let m = match gadget_command(&params, info.flight_recorder)?.try_get_matches_from(argv) {
             Ok(m) => m,
-            Err(e) => {
-                let code = if e.use_stderr() { 2 } else { 0 };
-                let _ = e.print();
-                return Ok(ExitCode::from(code));
-            }
+            Err(e) => return Ok(super::run::clap_exit(e)),
         };
         for flag in ["runtimes", "docker-socketpath", "containerd-socketpath"] {
             if m.value_source(flag) == Some(clap::parser::ValueSource::CommandLine) {
@@ -348,11 +344,10 @@ pub fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     })?
     .instances;
     match args.output.as_str() {
-        "json" => println!("{}", serde_json::to_string(&instances)?),
-        "jsonpretty" => println!("{}", serde_json::to_string_pretty(&instances)?),
+        "json" => println!("{}", ig::output::json_string(&instances, false)?),
+        "jsonpretty" => println!("{}", ig::output::json_string(&instances, true)?),
         _ => {
-            let mut table = Table::new();
-            table.load_preset(NOTHING).set_header([
+            let mut table = print::table(&[
                 "ID", "NAME", "TAGS", "GADGET", "STATUS", "EVENTS", "LOST", "MISSED",
             ]);
             for i in &instances {
@@ -366,16 +361,19 @@ pub fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
                 } else {
                     format!("{}: {}", i.status, i.error)
                 };
-                table.add_row([
-                    id,
-                    i.name.clone(),
-                    i.tags.join(","),
-                    gadget_of(i),
-                    status,
-                    i.events.to_string(),
-                    i.lost.to_string(),
-                    i.missed_by_clients.to_string(),
-                ]);
+                print::row(
+                    &mut table,
+                    [
+                        id,
+                        i.name.clone(),
+                        i.tags.join(","),
+                        gadget_of(i),
+                        status,
+                        i.events.to_string(),
+                        i.lost.to_string(),
+                        i.missed_by_clients.to_string(),
+                    ],
+                );
             }
             println!("{table}");
         }
@@ -429,9 +427,9 @@ pub fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
         c.get_instance(proto::InstanceSelector { selector }).await
     })?;
     match args.output.as_str() {
-        "json" => println!("{}", serde_json::to_string(&inst)?),
-        "jsonpretty" => println!("{}", serde_json::to_string_pretty(&inst)?),
-        _ => print!("{}", serde_norway::to_string(&inst)?),
+        "json" => println!("{}", ig::output::json_string(&inst, false)?),
+        "jsonpretty" => println!("{}", ig::output::json_string(&inst, true)?),
+        _ => print!("{}", ig::output::yaml_string(&inst)?),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -476,7 +474,11 @@ where
             match call(client.clone(), sel.clone()).await {
                 Ok(id) => println!("{id}"),
                 Err(s) => {
-                    eprintln!("ig: error: {sel}: {}", status_error(&remote, s));
+                    eprintln!(
+                        "ig: error: {}: {}",
+                        print::escape(sel),
+                        print::escape(&status_error(&remote, s).to_string())
+                    );
                     failed = true;
                 }
             }

@@ -72,15 +72,17 @@ fn common_command() -> Command {
             Arg::new("timeout")
                 .long("timeout")
                 .value_name("SECONDS")
-                .value_parser(clap::value_parser!(u64))
-                .help("Stop after this many seconds"),
+                .allow_negative_numbers(true)
+                .value_parser(count("seconds"))
+                .help("Stop after this many seconds (0: no timeout)"),
         )
         .arg(
             Arg::new("max-events")
                 .long("max-events")
                 .value_name("N")
-                .value_parser(clap::value_parser!(u64))
-                .help("Stop after this many events"),
+                .allow_negative_numbers(true)
+                .value_parser(count("events"))
+                .help("Stop after this many events (0: no limit)"),
         )
         .arg(
             Arg::new("host")
@@ -208,6 +210,15 @@ fn common_command() -> Command {
 
 /// Values of a common flag, read before the full parse (which needs the image): `--f v`,
 /// `--f=v`, comma lists. A bare boolean flag reads as "true".
+/// A limit given as a whole number; negative values are taken as values (not as flags, which
+/// would earn clap's tip to write `-- -5`) and refused with the unit named.
+fn count(unit: &'static str) -> impl Fn(&str) -> Result<u64, String> + Clone {
+    move |s: &str| {
+        s.parse::<u64>()
+            .map_err(|_| format!("expected a whole number of {unit}, 0 or more (0: no limit)"))
+    }
+}
+
 pub(crate) fn scan_flag(args: &[String], flag: &str, takes_value: bool) -> Vec<String> {
     let mut out = Vec::new();
     let mut it = args.iter();
@@ -304,7 +315,15 @@ impl ParamFlag {
     }
 }
 
-pub(crate) fn gadget_command(params: &[ParamFlag], flight_recorder: bool) -> Command {
+/// `ig run`'s command with the gadget's parameters as flags.
+///
+/// Errors: a key that cannot be a flag (one of ig's, malformed, given twice): the daemon's
+/// answer is checked as a local image is, so a clap panic cannot happen here.
+pub(crate) fn gadget_command(
+    params: &[ParamFlag],
+    flight_recorder: bool,
+) -> Result<Command, ig::gadget::GadgetError> {
+    ig::gadget::param_keys::check_keys(params.iter().map(|p| p.key.as_str()))?;
     let mut cmd = common_command().next_help_heading("Gadget parameters");
     for p in params {
         let mut arg = Arg::new(p.key.clone())
@@ -334,7 +353,7 @@ pub(crate) fn gadget_command(params: &[ParamFlag], flight_recorder: bool) -> Com
                 .help("Record only these syscalls (names, comma-separated)"),
         );
     }
-    cmd
+    Ok(cmd)
 }
 
 /// The digest `ig run` may load (built-ins as they are, anything else signed by a trusted key).
@@ -423,14 +442,18 @@ fn to_config(m: &ArgMatches, params: &[ParamFlag], image: Reference) -> anyhow::
         image,
         output,
         fields,
-        timeout: m.get_one::<u64>("timeout").map(|s| Duration::from_secs(*s)),
+        // 0 is no limit, as in Inspektor Gadget (and as a remote run sends it).
+        timeout: m
+            .get_one::<u64>("timeout")
+            .filter(|s| **s > 0)
+            .map(|s| Duration::from_secs(*s)),
         host: m.get_flag("host"),
         containers: m
             .get_many::<String>("containername")
             .map(|v| v.cloned().collect())
             .unwrap_or_default(),
         params,
-        max_events: m.get_one::<u64>("max-events").copied(),
+        max_events: m.get_one::<u64>("max-events").copied().filter(|n| *n > 0),
         expected_digest: None,
         syscall_filters: m
             .try_get_many::<String>("syscall-filters")
@@ -456,7 +479,9 @@ pub(crate) fn param_values(m: &ArgMatches, params: &[ParamFlag]) -> Vec<(String,
 pub fn main(args: Vec<String>) -> anyhow::Result<ExitCode> {
     let argv = std::iter::once("ig run".to_string()).chain(args.iter().cloned());
     let Some(image) = find_image(&args) else {
-        common_command().try_get_matches_from(argv)?;
+        if let Err(e) = common_command().try_get_matches_from(argv) {
+            return Ok(clap_exit(e));
+        }
         anyhow::bail!("missing IMAGE: which gadget to run, e.g. `ig run trace_exec`");
     };
     let reference = Reference::parse(image)?;
@@ -498,13 +523,9 @@ pub fn main(args: Vec<String>) -> anyhow::Result<ExitCode> {
         ig::run::prepare(&store, &reference).with_context(|| format!("cannot run {image}"))?;
     let params = ParamFlag::of_spec(&prepared.spec);
     let flight_recorder = prepared.spec.metadata.section("traceloop").is_some();
-    let matches = match gadget_command(&params, flight_recorder).try_get_matches_from(argv) {
+    let matches = match gadget_command(&params, flight_recorder)?.try_get_matches_from(argv) {
         Ok(m) => m,
-        Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
-            let _ = e.print();
-            return Ok(ExitCode::from(code));
-        }
+        Err(e) => return Ok(clap_exit(e)),
     };
     for daemon_only in ["name", "tags", "output-file", "output-max-size"] {
         if matches.value_source(daemon_only) == Some(clap::parser::ValueSource::CommandLine) {
@@ -545,6 +566,14 @@ pub fn main(args: Vec<String>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What clap's own exit would do: help and version on stdout with 0, usage errors on stderr
+/// with 2.
+pub(crate) fn clap_exit(e: clap::Error) -> ExitCode {
+    let code = if e.use_stderr() { 2 } else { 0 };
+    let _ = e.print();
+    ExitCode::from(code)
+}
+
 static STOP_FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
 
 extern "C" fn on_signal(_: i32) {
@@ -567,7 +596,29 @@ pub(crate) fn register_stop(sig: i32, stop: &Arc<AtomicBool>) -> anyhow::Result<
 
 #[cfg(test)]
 mod tests {
-    use super::find_image;
+    use super::{find_image, gadget_command};
+
+    #[test]
+    fn reserved_param_keys_are_exactly_ig_runs_arguments() {
+        let cmd = gadget_command(&[], true).unwrap();
+        let mut ids: Vec<String> = cmd
+            .get_arguments()
+            .map(|a| a.get_id().to_string())
+            .chain(["version".to_string()])
+            .collect();
+        ids.sort();
+        let mut reserved: Vec<String> = ig::gadget::param_keys::RESERVED_KEYS
+            .iter()
+            .map(|k| k.to_string())
+            .collect();
+        reserved.sort();
+        assert_eq!(ids, reserved);
+        for a in cmd.get_arguments() {
+            if let Some(long) = a.get_long() {
+                assert_eq!(long, a.get_id().as_str());
+            }
+        }
+    }
 
     #[test]
     fn common_command_is_valid() {

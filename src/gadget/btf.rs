@@ -18,7 +18,8 @@ pub enum Kind {
         is_bool: bool,
         is_char: bool,
     },
-    Ptr,
+    /// A pointer to this type.
+    Ptr(TypeId),
     Array {
         elem: TypeId,
         len: u32,
@@ -158,7 +159,7 @@ impl Btf {
                         is_bool: encoding & 4 != 0,
                     }
                 }
-                2 => Kind::Ptr,
+                2 => Kind::Ptr(size_or_type),
                 3 => {
                     let elem = r.u32()?;
                     let _index = r.u32()?;
@@ -359,7 +360,7 @@ impl Btf {
             | Kind::Union { size, .. }
             | Kind::Enum { size, .. }
             | Kind::Float { size } => Some(*size),
-            Kind::Ptr => Some(8),
+            Kind::Ptr(_) => Some(8),
             Kind::Array { elem, len } => Some(self.size_of(*elem)? * len),
             _ => None,
         }

@@ -110,12 +110,20 @@ impl Toolchain {
     pub fn compile(&self, dir: &Path, arch: Arch) -> Result<Vec<u8>, GadgetError> {
         let build: BuildFile = match read(&dir.join("build.yaml")) {
             Ok(text) => serde_norway::from_slice(&text)
-                .map_err(|e| GadgetError::Metadata(format!("build.yaml: {e}")))?,
+                .map_err(|e| GadgetError::BuildFile(e.to_string()))?,
             Err(_) => BuildFile {
                 ebpfsource: default_source(),
                 cflags: Vec::new(),
             },
         };
+        // clang takes a file it does not know as linker input, warns and writes nothing;
+        // the failure would then surface as llvm-strip's.
+        if !build.ebpfsource.ends_with(".c") {
+            return Err(GadgetError::BuildFile(format!(
+                "ebpfsource `{}` is not a C file: ig compiles gadgets from C with clang",
+                build.ebpfsource
+            )));
+        }
         let source = dir.join(&build.ebpfsource);
         if !source.exists() {
             return Err(GadgetError::Io {

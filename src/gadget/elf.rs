@@ -43,8 +43,17 @@ impl BpfElf {
                 None => Ok(None),
             }
         };
-        let btf_data = section_data(".BTF")?.ok_or_else(|| {
-            GadgetError::Elf("no .BTF section: compile with -g and keep BTF".into())
+        let has_code = file.sections().any(|s| {
+            s.kind() == object::SectionKind::Text
+                && s.size() > 0
+                && s.name().is_ok_and(|n| n != ".text")
+        });
+        let btf_data = section_data(".BTF")?.ok_or_else(|| match has_code {
+            true => GadgetError::Elf("no .BTF section: compile with -g and keep BTF".into()),
+            false => GadgetError::Elf(
+                "the object holds no BPF program (no SEC(\"…\") function): is its source empty?"
+                    .into(),
+            ),
         })?;
         let btf = Btf::parse(&btf_data)?;
         let rodata = section_data(".rodata")?.unwrap_or_default();
@@ -106,6 +115,33 @@ impl BpfElf {
             _ => sv.offset,
         };
         Some((offset, size))
+    }
+
+    /// A number a BTF-defined map declares, e.g. `max_entries` or `type` (libbpf's
+    /// `__uint(max_entries, N)`: a member `int (*max_entries)[N]` of the map's struct in
+    /// `.maps`), when it declares it.
+    pub fn map_def(&self, map: &str, member: &str) -> Option<u32> {
+        let btf = &self.btf;
+        let var = btf
+            .datasec(".maps")?
+            .iter()
+            .filter_map(|v| btf.get(v.ty))
+            .find(|t| t.name == map)?;
+        let Kind::Var { ty } = var.kind else {
+            return None;
+        };
+        let Some(Kind::Struct { members, .. }) = btf.get(btf.resolve(ty)).map(|t| &t.kind) else {
+            return None;
+        };
+        let member = members.iter().find(|m| m.name == member)?;
+        let Some(Kind::Ptr(target)) = btf.get(btf.skip_qualifiers(member.ty)).map(|t| &t.kind)
+        else {
+            return None;
+        };
+        match btf.get(btf.skip_qualifiers(*target)).map(|t| &t.kind) {
+            Some(Kind::Array { len, .. }) => Some(*len),
+            _ => None,
+        }
     }
 
     /// Names of all global variables (any section), as BTF lists them.

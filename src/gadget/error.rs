@@ -9,12 +9,24 @@ pub enum GadgetError {
     Elf(String),
     #[error("invalid gadget.yaml: {0}")]
     Metadata(String),
+    #[error("invalid build.yaml: {0}")]
+    BuildFile(String),
+    #[error("the BPF program: {0}")]
+    Program(String),
     #[error("gadget.yaml declares parameter `{0}`, but the BPF object has no `const volatile` global of that name marked with GADGET_PARAM")]
     UnknownParam(String),
     #[error("the BPF object declares no tracer (GADGET_TRACER) and no known gadget map")]
     NoTracer,
     #[error("tracer `{tracer}`: {reason}")]
     Tracer { tracer: String, reason: String },
+    #[error("parameter key {key:?}: {reason}")]
+    ParamKey { key: String, reason: String },
+    #[error("gadget.yaml: defaultValue {value:?} of parameter `{key}` is not valid: {reason}")]
+    ParamDefault {
+        key: String,
+        value: String,
+        reason: String,
+    },
     #[error("invalid value {value:?} for --{flag}: {reason}")]
     ParamValue {
         flag: String,

@@ -60,6 +60,58 @@ fn log_tail(log: &str) -> String {
     lines[start..].join("\n")
 }
 
+/// What a failed load says: which program the kernel refused and, for a hook kind this kernel
+/// may lack, that (rather than libbpf's generic "try raising ulimit -l" for an EPERM).
+fn load_error(error: &str, log: &str, spec: &GadgetSpec) -> GadgetError {
+    let refused = log.lines().find_map(|l| {
+        let rest = l.split("prog '").nth(1)?;
+        let (name, after) = rest.split_once("': BPF program load failed: ")?;
+        Some((name.to_string(), after.trim().to_string()))
+    });
+    let Some((name, errno)) = refused else {
+        return GadgetError::Load(format!("{error}\n{}", log_tail(log)));
+    };
+    let section = spec
+        .programs
+        .iter()
+        .find(|p| p.name == name)
+        .map(|p| p.section.clone())
+        .unwrap_or_default();
+    let hook = hook_unavailable_hint(&section);
+    let log = match hook {
+        Some(_) => log
+            .lines()
+            .filter(|l| !l.contains("ulimit"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        None => log.to_string(),
+    };
+    GadgetError::Load(format!(
+        "the kernel refused program `{name}` ({section}): {errno}{}\n{}",
+        hook.map(|h| format!(": {h}")).unwrap_or_default(),
+        log_tail(&log)
+    ))
+}
+
+/// For a section whose hook kind some kernels lack, what to tell the user, with this kernel's
+/// release.
+fn hook_unavailable_hint(section: &str) -> Option<String> {
+    let what = match section.split('/').next().unwrap_or("") {
+        "kprobe" | "kretprobe" | "uprobe" | "uretprobe" | "ksyscall" | "kretsyscall" => {
+            "kprobes are"
+        }
+        "fentry" | "fexit" | "fmod_ret" | "lsm" | "freplace" => {
+            "fentry/fexit/LSM programs (BPF trampolines) are"
+        }
+        _ => return None,
+    };
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    Some(format!(
+        "{what} not available on this kernel ({})",
+        release.trim()
+    ))
+}
+
 /// `struct gadget_mntns_key` (16 bytes), or the inode alone for a gadget whose filter map
 /// is keyed by `__u64` (built with an older or Inspektor Gadget's header).
 fn filter_key(map: &libbpf_rs::Map<'_>, mntns: MntnsKey) -> Vec<u8> {
@@ -207,7 +259,7 @@ impl LoadedGadget {
 
         let object = open
             .load()
-            .map_err(|e| GadgetError::Load(format!("{e}\n{}", log_tail(&take_libbpf_log()))))?;
+            .map_err(|e| load_error(&e.to_string(), &take_libbpf_log(), spec))?;
         Ok(LoadedGadget {
             object,
             links: Vec::new(),
@@ -227,15 +279,9 @@ impl LoadedGadget {
             let section = prog.section().to_string_lossy().into_owned();
             take_libbpf_log();
             let link = prog.attach().map_err(|e| {
-                let hint = match section.split('/').next().unwrap_or("") {
-                    "kprobe" | "kretprobe" | "uprobe" | "uretprobe" => {
-                        " (kprobes may not be available on this kernel)"
-                    }
-                    "fentry" | "fexit" | "lsm" | "fmod_ret" => {
-                        " (fentry/fexit/LSM programs may not be supported on this kernel)"
-                    }
-                    _ => "",
-                };
+                let hint = hook_unavailable_hint(&section)
+                    .map(|h| format!(": {h}"))
+                    .unwrap_or_default();
                 GadgetError::Attach {
                     program: name.clone(),
                     section: section.clone(),

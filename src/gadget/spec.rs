@@ -147,6 +147,9 @@ impl GadgetSpec {
     }
 }
 
+/// `enum bpf_map_type` (include/uapi/linux/bpf.h).
+const BPF_MAP_TYPE_RINGBUF: u32 = 27;
+
 fn find_tracers(elf: &BpfElf) -> Result<Vec<Tracer>, GadgetError> {
     let mut tracers = Vec::new();
     for var in elf.var_names() {
@@ -174,6 +177,22 @@ fn find_tracers(elf: &BpfElf) -> Result<Vec<Tracer>, GadgetError> {
             });
         }
         let layout = event_layout(&elf.btf, id, struct_name)?;
+        // bpf_ringbuf_reserve() refuses a record whose size plus its 8-byte header, rounded
+        // up to 8, exceeds the ring (kernel/bpf/ringbuf.c): every event would be lost.
+        let is_ring = elf.map_def(map, "type") == Some(BPF_MAP_TYPE_RINGBUF);
+        if let Some(ring) = elf.map_def(map, "max_entries").filter(|_| is_ring) {
+            let record = (layout.size as u64 + 8).div_ceil(8) * 8;
+            if record > ring as u64 {
+                return Err(GadgetError::Tracer {
+                    tracer: name.to_string(),
+                    reason: format!(
+                        "struct `{struct_name}` ({} bytes) does not fit in ring buffer `{map}` \
+                         ({ring} bytes): every event would be lost; make the ring larger",
+                        layout.size
+                    ),
+                });
+            }
+        }
         tracers.push(Tracer {
             name: name.to_string(),
             map: map.to_string(),
@@ -259,7 +278,7 @@ fn collect_fields(
                 signed: *signed,
                 values: values.clone(),
             },
-            Some(Kind::Ptr) => FieldKind::Int {
+            Some(Kind::Ptr(_)) => FieldKind::Int {
                 size: 8,
                 signed: false,
             },
@@ -335,7 +354,7 @@ fn find_params(elf: &BpfElf, metadata: &Metadata) -> Result<Vec<ParamSpec>, Gadg
     let mut params = Vec::new();
     for var in &marked {
         let (offset, size) = elf.var_offset(".rodata", var).ok_or_else(|| {
-            GadgetError::Metadata(format!(
+            GadgetError::Program(format!(
                 "parameter `{var}` must be a `const volatile` global (in .rodata)"
             ))
         })?;
@@ -360,6 +379,24 @@ fn find_params(elf: &BpfElf, metadata: &Metadata) -> Result<Vec<ParamSpec>, Gadg
             size,
         });
     }
+    super::param_keys::check_keys(params.iter().map(|p| p.key.as_str()))?;
+    // A gadget.yaml default is checked here, at build and at load, not blamed later on a flag
+    // the user never passed.
+    for p in &params {
+        let declared_default = declared
+            .iter()
+            .any(|d| d.var == p.var && d.default_value.is_some());
+        if declared_default {
+            if let Err(GadgetError::ParamValue { value, reason, .. }) = encode_param(p, &p.default)
+            {
+                return Err(GadgetError::ParamDefault {
+                    key: p.key.clone(),
+                    value,
+                    reason,
+                });
+            }
+        }
+    }
     Ok(params)
 }
 
@@ -382,7 +419,7 @@ fn param_type(elf: &BpfElf, var: &str) -> Result<ParamType, GadgetError> {
             size: *size,
             signed: *signed,
         }),
-        _ => Err(GadgetError::Metadata(format!(
+        _ => Err(GadgetError::Program(format!(
             "parameter `{var}` has a type ig cannot set (use a bool or an integer)"
         ))),
     }
