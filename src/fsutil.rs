@@ -133,7 +133,10 @@ impl OutputFile {
     pub fn create(path: &Path, mode: Mode) -> Result<Self, OutputPathError> {
         let inner = match resolve(path)? {
             Target::Through(p) => {
-                let file = OpenOptions::new().write(true).open(&p).map_err(io_err(&p))?;
+                let file = OpenOptions::new()
+                    .write(true)
+                    .open(&p)
+                    .map_err(io_err(&p))?;
                 Inner::Through(file, p)
             }
             Target::Replace(dest) => {
@@ -238,9 +241,17 @@ mod tests {
         write(&p, b"new", Mode::Default).unwrap();
         let meta = std::fs::metadata(&p).unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"new");
-        assert_ne!(meta.ino(), ino, "replaced by rename, not rewritten in place");
+        assert_ne!(
+            meta.ino(),
+            ino,
+            "replaced by rename, not rewritten in place"
+        );
         assert_eq!(meta.permissions().mode() & 0o777, 0o640);
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temp left");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp left"
+        );
     }
 
     #[test]
@@ -279,7 +290,10 @@ mod tests {
         let err = write(dir.path(), b"x", Mode::Default)
             .unwrap_err()
             .to_string();
-        assert!(err.ends_with("is a directory: refusing to write into it"), "{err}");
+        assert!(
+            err.ends_with("is a directory: refusing to write into it"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -287,16 +301,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("fifo");
         mkfifo(&fifo);
-        let reader = {
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
             let fifo = fifo.clone();
             std::thread::spawn(move || {
                 let mut s = Vec::new();
                 File::open(fifo).unwrap().read_to_end(&mut s).unwrap();
-                s
-            })
-        };
+                let _ = tx.send(s);
+            });
+        }
         write(&fifo, b"through", Mode::Default).unwrap();
-        assert_eq!(reader.join().unwrap(), b"through");
+        let got = rx.recv_timeout(std::time::Duration::from_secs(10));
+        assert_eq!(got.expect("the reader got nothing"), b"through");
         assert!(std::fs::symlink_metadata(&fifo)
             .unwrap()
             .file_type()
