@@ -59,8 +59,37 @@ pub enum DistError {
     },
     #[error("credentials file {path}: {reason}")]
     Credentials { path: PathBuf, reason: String },
+    #[error("registry {registry}: {what} {mismatch}; refusing it")]
+    Content {
+        registry: String,
+        what: String,
+        mismatch: super::content::Mismatch,
+    },
     #[error("archive {path}: {reason}")]
     Archive { path: String, reason: String },
+    #[error("archive {path} is {format}-compressed: {tool} it first")]
+    ArchiveCompressed {
+        path: String,
+        format: &'static str,
+        tool: &'static str,
+    },
+    #[error("archive {path} is truncated: {detail}")]
+    ArchiveTruncated { path: String, detail: String },
+    #[error("archive {path}: image {reference} needs blob {digest}, which is missing from the archive (and from the local store)")]
+    ArchiveMissingBlob {
+        path: String,
+        reference: String,
+        digest: String,
+    },
+    #[error("archive {path}: tag {tag} appears twice, for {first} and {second}: refusing the ambiguous archive")]
+    ArchiveDuplicateTag {
+        path: String,
+        tag: String,
+        first: String,
+        second: String,
+    },
+    #[error(transparent)]
+    Output(#[from] crate::fsutil::OutputPathError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
