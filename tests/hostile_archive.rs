@@ -5,6 +5,8 @@
 //! gzip-compressed; SIGTERM and SIGINT while clang runs.
 
 mod common;
+mod containers_common;
+mod daemon_common;
 
 use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
@@ -221,6 +223,73 @@ fn export_to_a_regular_file_replaces_it_atomically() {
             "ig: error: {} is a directory: refusing to write into it\n",
             dir.path().display()
         )
+    );
+}
+
+#[test]
+fn daemon_output_file_on_a_device_or_fifo_is_written_through() {
+    let d = daemon_common::Daemon::start(&["--runtimes", "none"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let null = dir.path().join("null");
+    let st = Command::new("mknod")
+        .args([s(&null), "c", "1", "3"])
+        .status()
+        .expect("mknod");
+    assert!(st.success());
+    let run = |name: &str, file: &Path| {
+        d.ig(&[
+            "run",
+            "trace_exec",
+            "--detach",
+            "--name",
+            name,
+            "--host",
+            "--output-file",
+            s(file),
+            "--output-max-size",
+            "1",
+            "--output-max-backups",
+            "2",
+        ])
+    };
+    let o = run("tonull", &null);
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    // ~650 bytes an event: 3000 execs are past the 1 MiB at which a file would rotate.
+    let st = Command::new("sh")
+        .args(["-c", "for i in $(seq 3000); do /bin/true $i; done"])
+        .status()
+        .expect("sh");
+    assert!(st.success());
+    let events = || {
+        let o = d.ig(&["list", "-o", "json"]);
+        let list: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        list.iter()
+            .find(|i| i["name"] == "tonull")
+            .and_then(|i| i["events"].as_u64())
+            .unwrap_or(0)
+    };
+    assert!(
+        daemon_common::wait_until(Duration::from_secs(30), || events() >= 3000),
+        "{} events",
+        events()
+    );
+    let meta = std::fs::symlink_metadata(&null).expect("stat");
+    assert!(meta.file_type().is_char_device(), "{meta:?}");
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("null")]);
+
+    // A FIFO nobody reads is refused at once rather than hanging the daemon.
+    let fifo = dir.path().join("pipe");
+    mkfifo(&fifo);
+    let o = run("tofifo", &fifo);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr_of(&o).contains(&format!("{} is a FIFO that nobody reads", fifo.display())),
+        "{}",
+        stderr_of(&o)
     );
 }
 
