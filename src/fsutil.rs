@@ -18,8 +18,10 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutputPathError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    /// `error` is not a `source`: the message already holds it, and the CLI prints sources
+    /// after the message.
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: io::Error },
     #[error("{path} is a {kind}: refusing to write into it")]
     Unsupported { path: PathBuf, kind: &'static str },
     #[error("{path} is a symbolic link to {target}, which does not exist: not writing through it")]
@@ -29,16 +31,16 @@ pub enum OutputPathError {
 impl From<OutputPathError> for io::Error {
     fn from(e: OutputPathError) -> io::Error {
         match e {
-            OutputPathError::Io { source, .. } => source,
+            OutputPathError::Io { error, .. } => error,
             other => io::Error::new(io::ErrorKind::InvalidInput, other.to_string()),
         }
     }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> OutputPathError + '_ {
-    move |source| OutputPathError::Io {
+    move |error| OutputPathError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
@@ -152,6 +154,8 @@ impl OutputFile {
                     Mode::Default => 0o666,
                     Mode::Fixed(m) => m,
                 };
+                // A missing directory is named as such (tempfile's error names its random file).
+                std::fs::metadata(dir).map_err(io_err(dir))?;
                 let tmp = tempfile::Builder::new()
                     .prefix(&format!(".{name}."))
                     .suffix(".tmp")
@@ -187,7 +191,7 @@ impl OutputFile {
                 tmp.as_file().sync_all().map_err(io_err(&dest))?;
                 tmp.persist(&dest).map_err(|e| OutputPathError::Io {
                     path: dest.clone(),
-                    source: e.error,
+                    error: e.error,
                 })?;
                 Ok(())
             }

@@ -381,6 +381,9 @@ fn read_members(input: impl Read, label: &str) -> Result<Members, DistError> {
 /// the blobs the tags reach are stored and the tags set, under the lock. Returns the tags.
 pub fn import(store: &Store, mut input: impl Read, label: &str) -> Result<Vec<String>, DistError> {
     let head = peek(&mut input, 8, label)?;
+    if head.is_empty() {
+        return Err(archive_err(label, "empty: not a tar archive"));
+    }
     if let Some((_, format, tool)) = COMPRESSED.iter().find(|(m, _, _)| head.starts_with(m)) {
         return Err(DistError::ArchiveCompressed {
             path: printable(label),
@@ -397,16 +400,13 @@ pub fn import(store: &Store, mut input: impl Read, label: &str) -> Result<Vec<St
         path: printable(label),
         detail: printable(&detail),
     };
-    let (blobs, index, layout_seen) = read_members(&mut counting, label).map_err(|e| {
+    let (blobs, index, layout_seen) = read_members(&mut counting, label).map_err(|e| match e {
         // The reader stopped inside a header: the input ran out there.
-        if counting.eof && matches!(e, DistError::Archive { .. }) {
-            truncated(format!(
-                "it ends after {} bytes, inside a tar header ({e})",
-                counting.read
-            ))
-        } else {
-            e
-        }
+        DistError::Archive { reason, .. } if counting.eof => truncated(format!(
+            "it ends after {} bytes, inside a tar header ({reason})",
+            counting.read
+        )),
+        e => e,
     })?;
     // The input ran out where a header should have been: no end-of-archive blocks.
     let cut_short = counting.eof;

@@ -93,7 +93,7 @@ fn read_json(path: &Path) -> Result<Option<Value>, DistError> {
         Err(e) => {
             return Err(DistError::Io {
                 path: path.to_path_buf(),
-                source: e,
+                error: e,
             })
         }
     };

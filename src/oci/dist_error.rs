@@ -90,10 +90,12 @@ pub enum DistError {
     },
     #[error(transparent)]
     Output(#[from] crate::fsutil::OutputPathError),
-    #[error("{path}: {source}")]
+    /// `error` is not a `source`: the message already holds it, and the CLI prints sources
+    /// after the message.
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("key {path}: {reason}")]
     Key { path: String, reason: String },
@@ -124,6 +126,6 @@ pub enum DistError {
 impl DistError {
     pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> DistError {
         let path = path.into();
-        move |source| DistError::Io { path, source }
+        move |error| DistError::Io { path, error }
     }
 }
