@@ -16,6 +16,7 @@
 //! * [`containers`]: Docker and containerd clients and the live container collection.
 //! * [`traceloop`]: syscall tables and decoding for the traceloop flight recorder.
 //! * [`builtin`]: the gadgets embedded at build time.
+//! * [`fsutil`]: writing a path the user named (regular file, FIFO, device or symlink).
 //!
 //! The `ig` binary (`src/main.rs`, `src/cli/`) is one thin client of this library.
 
@@ -23,6 +24,7 @@ pub mod builtin;
 pub mod containers;
 pub mod daemon;
 pub mod event;
+pub mod fsutil;
 pub mod gadget;
 pub mod oci;
 pub mod operators;

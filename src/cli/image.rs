@@ -5,12 +5,14 @@ use std::future::Future;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
 
 use ig::gadget::build::Toolchain;
-use ig::gadget::{GadgetSpec, Metadata};
+use ig::gadget::{GadgetError, GadgetSpec, Metadata};
 use ig::oci::image::{created_now, reachable, read_gadget, write_image, ImageParts};
 use ig::oci::registry::RegistryOptions;
 use ig::oci::sign::{is_signature_tag, signature_reference, PrivateKey};
@@ -170,12 +172,26 @@ fn build(store: &Store, dir: PathBuf, tag: Option<String>) -> anyhow::Result<Exi
             .context("cannot name the image after the directory; give -t REF")?,
     };
     let reference = Reference::parse(&name)?;
-    let headers = tempfile::tempdir().context("creating a directory for the gadget headers")?;
-    ig::builtin::write_headers(headers.path()).context("writing the gadget headers")?;
-    let toolchain = Toolchain::from_env(headers.path().to_path_buf());
-    let built = toolchain
-        .build(&dir)
-        .with_context(|| format!("building {}", dir.display()))?;
+    // One directory holds the headers, objects and compiler messages; it is removed when the
+    // build ends, also when SIGTERM or SIGINT ends it (the signal cancels the build, and
+    // `work` is dropped before ig exits with 128 + the signal).
+    let cancel = cancel_on_signals().context("installing the SIGTERM and SIGINT handlers")?;
+    let work = tempfile::Builder::new()
+        .prefix("ig-build-")
+        .tempdir()
+        .context("creating the build directory")?;
+    let include = work.path().join("include");
+    ig::builtin::write_headers(&include).context("writing the gadget headers")?;
+    let toolchain =
+        Toolchain::from_env(include, work.path().to_path_buf()).with_cancel(cancel.clone());
+    let built = match toolchain.build(&dir) {
+        Err(GadgetError::Interrupted(sig)) => return Ok(interrupted(work, sig)),
+        other => other.with_context(|| format!("building {}", dir.display()))?,
+    };
+    match cancel.load(Ordering::SeqCst) {
+        0 => drop(work),
+        sig => return Ok(interrupted(work, sig as i32)),
+    }
     for (arch, why) in &built.skipped {
         eprintln!("ig: warning: {} not built: {why}", arch.oci_name());
     }
@@ -207,6 +223,32 @@ fn build(store: &Store, dir: PathBuf, tag: Option<String>) -> anyhow::Result<Exi
         archs.join(", ")
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// From now on SIGTERM and SIGINT set the returned flag to their number instead of ending
+/// ig, so a build can stop its compiler and remove its files; a second one ends ig at once.
+fn cancel_on_signals() -> std::io::Result<Arc<AtomicUsize>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    use signal_hook::flag;
+    let signal = Arc::new(AtomicUsize::new(0));
+    let armed = Arc::new(AtomicBool::new(false));
+    for sig in [SIGTERM, SIGINT] {
+        // Registered first, so it sees `armed` as the previous signal left it.
+        flag::register_conditional_default(sig, Arc::clone(&armed))?;
+        flag::register_usize(sig, Arc::clone(&signal), sig as usize)?;
+        flag::register(sig, Arc::clone(&armed))?;
+    }
+    Ok(signal)
+}
+
+/// Removes the build directory and gives the exit code of a process the signal ended.
+fn interrupted(work: tempfile::TempDir, sig: i32) -> ExitCode {
+    let dir = work.path().display().to_string();
+    if let Err(e) = work.close() {
+        eprintln!("ig: cannot remove the build directory {dir}: {e}");
+    }
+    eprintln!("ig: build interrupted by signal {sig}");
+    ExitCode::from(128u8.saturating_add(sig as u8))
 }
 
 fn list(store: &Store, no_trunc: bool) -> anyhow::Result<ExitCode> {

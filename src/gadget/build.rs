@@ -1,8 +1,16 @@
 //! `ig image build`: compiles a gadget directory with the local clang, for each architecture the
 //! headers allow, and checks the result against `gadget.yaml`.
+//!
+//! Everything a build writes (the objects, the compilers' messages) goes to one work directory
+//! the caller owns and removes. A build can be cancelled (SIGTERM or SIGINT to `ig`): the
+//! compiler running at that moment is stopped and waited for, so it leaves nothing behind, and
+//! the build returns [`GadgetError::Interrupted`] for the caller to clean up and exit.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
@@ -82,17 +90,101 @@ fn read(path: &Path) -> Result<Vec<u8>, GadgetError> {
 /// `include/<kernel arch>/vmlinux.h`.
 pub struct Toolchain {
     pub include_dir: PathBuf,
+    /// Where objects and compiler messages are written.
+    pub work_dir: PathBuf,
     pub clang: String,
     pub strip: String,
+    /// Set to a signal number to cancel the build.
+    pub cancel: Arc<AtomicUsize>,
 }
 
+/// How often a running compiler is checked for exit or cancellation.
+const POLL: Duration = Duration::from_millis(20);
+/// How long a cancelled compiler gets to exit on SIGTERM before it is killed.
+const GRACE: Duration = Duration::from_secs(2);
+
 impl Toolchain {
-    pub fn from_env(include_dir: PathBuf) -> Self {
+    pub fn from_env(include_dir: PathBuf, work_dir: PathBuf) -> Self {
         Toolchain {
             include_dir,
+            work_dir,
             clang: std::env::var("IG_CLANG").unwrap_or_else(|_| "clang".into()),
             strip: std::env::var("IG_LLVM_STRIP").unwrap_or_else(|_| "llvm-strip".into()),
+            cancel: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// Cancels when `flag` becomes non-zero (the signal number).
+    pub fn with_cancel(mut self, flag: Arc<AtomicUsize>) -> Self {
+        self.cancel = flag;
+        self
+    }
+
+    fn cancelled(&self) -> Result<(), GadgetError> {
+        match self.cancel.load(Ordering::SeqCst) {
+            0 => Ok(()),
+            sig => Err(GadgetError::Interrupted(sig as i32)),
+        }
+    }
+
+    /// Runs a tool to completion, its stderr kept in the work directory; stops it (SIGTERM,
+    /// then SIGKILL after a grace period) and waits for it when the build is cancelled.
+    fn run(
+        &self,
+        cmd: &mut Command,
+        tool: &str,
+        hint: &str,
+    ) -> Result<(std::process::ExitStatus, String), GadgetError> {
+        self.cancelled()?;
+        let log = tempfile::Builder::new()
+            .prefix("stderr-")
+            .tempfile_in(&self.work_dir)
+            .map_err(|source| GadgetError::Io {
+                path: self.work_dir.clone(),
+                source,
+            })?;
+        let stderr = log.reopen().map_err(|source| GadgetError::Io {
+            path: log.path().to_path_buf(),
+            source,
+        })?;
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| GadgetError::Tool {
+                tool: tool.to_string(),
+                reason: format!("{e} ({hint})"),
+            })?;
+        let wait_err = |source| GadgetError::Tool {
+            tool: tool.to_string(),
+            reason: format!("waiting for it: {source}"),
+        };
+        let status = loop {
+            if let Some(status) = child.try_wait().map_err(wait_err)? {
+                break status;
+            }
+            if let Err(e) = self.cancelled() {
+                // SAFETY: signalling our own child, which has not been waited for yet.
+                unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+                let deadline = Instant::now() + GRACE;
+                while child.try_wait().map_err(wait_err)?.is_none() {
+                    if Instant::now() > deadline {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                    std::thread::sleep(POLL);
+                }
+                return Err(e);
+            }
+            std::thread::sleep(POLL);
+        };
+        let text = std::fs::read(log.path()).unwrap_or_default();
+        Ok((
+            status,
+            String::from_utf8_lossy(&text).trim_end().to_string(),
+        ))
     }
 
     fn vmlinux_dir(&self, arch: Arch) -> Option<PathBuf> {
@@ -136,13 +228,15 @@ impl Toolchain {
             reason: format!("no vmlinux.h for {}", arch.oci_name()),
         })?;
         let out = tempfile::Builder::new()
+            .prefix(&format!("{}-", arch.oci_name()))
             .suffix(".o")
-            .tempfile()
+            .tempfile_in(&self.work_dir)
             .map_err(|source| GadgetError::Io {
-                path: std::env::temp_dir(),
+                path: self.work_dir.clone(),
                 source,
             })?;
-        let output = Command::new(&self.clang)
+        let mut clang = Command::new(&self.clang);
+        clang
             .args([
                 "-target",
                 "bpf",
@@ -162,29 +256,23 @@ impl Toolchain {
             .arg("-c")
             .arg(&source)
             .arg("-o")
-            .arg(out.path())
-            .output()
-            .map_err(|e| GadgetError::Tool {
-                tool: self.clang.clone(),
-                reason: format!("{e} (install clang, or set IG_CLANG)"),
-            })?;
-        if !output.status.success() {
+            .arg(out.path());
+        let (status, stderr) =
+            self.run(&mut clang, &self.clang, "install clang, or set IG_CLANG")?;
+        if !status.success() {
             return Err(GadgetError::Compile {
                 source_file: source,
                 arch: arch.oci_name().into(),
-                stderr: String::from_utf8_lossy(&output.stderr)
-                    .trim_end()
-                    .to_string(),
+                stderr,
             });
         }
-        let status = Command::new(&self.strip)
-            .arg("-g")
-            .arg(out.path())
-            .status()
-            .map_err(|e| GadgetError::Tool {
-                tool: self.strip.clone(),
-                reason: format!("{e} (install llvm, or set IG_LLVM_STRIP)"),
-            })?;
+        let mut strip = Command::new(&self.strip);
+        strip.arg("-g").arg(out.path());
+        let (status, _) = self.run(
+            &mut strip,
+            &self.strip,
+            "install llvm, or set IG_LLVM_STRIP",
+        )?;
         if !status.success() {
             return Err(GadgetError::Tool {
                 tool: self.strip.clone(),
@@ -208,10 +296,12 @@ impl Toolchain {
                     GadgetSpec::analyze(&obj, metadata.clone())?;
                     objects.push((arch, obj));
                 }
+                Err(e @ GadgetError::Interrupted(_)) => return Err(e),
                 Err(e) if arch != host => skipped.push((arch, first_line(&e.to_string()))),
                 Err(e) => return Err(e),
             }
         }
+        self.cancelled()?;
         Ok(BuiltGadget {
             metadata_yaml,
             metadata,

@@ -56,4 +56,6 @@ pub enum GadgetError {
     },
     #[error("BPF map `{map}`: {reason}")]
     Map { map: String, reason: String },
+    #[error("interrupted by signal {0}")]
+    Interrupted(i32),
 }

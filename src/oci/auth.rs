@@ -5,8 +5,6 @@
 
 use std::fmt;
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -95,7 +93,7 @@ fn read_json(path: &Path) -> Result<Option<Value>, DistError> {
         Err(e) => {
             return Err(DistError::Io {
                 path: path.to_path_buf(),
-                source: e,
+                error: e,
             })
         }
     };
@@ -170,6 +168,8 @@ impl CredentialFiles {
     }
 }
 
+/// Writes the credentials file (mode 0600) by [`crate::fsutil`]'s rules: replaced atomically,
+/// a symbolic link followed (a config kept in a dotfiles repository stays linked).
 fn write_private(path: &Path, doc: &Value) -> Result<(), DistError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(DistError::io(dir))?;
@@ -178,17 +178,8 @@ fn write_private(path: &Path, doc: &Value) -> Result<(), DistError> {
         reason: e.to_string(),
     })?;
     bytes.push(b'\n');
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(DistError::io(&tmp))?;
-    file.write_all(&bytes).map_err(DistError::io(&tmp))?;
-    file.sync_all().map_err(DistError::io(&tmp))?;
-    fs::rename(&tmp, path).map_err(DistError::io(path))
+    crate::fsutil::write(path, &bytes, crate::fsutil::Mode::Fixed(0o600))?;
+    Ok(())
 }
 
 /// Records credentials for `registry` in `path` (created with mode 0600), keeping other entries.

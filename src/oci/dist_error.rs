@@ -59,12 +59,43 @@ pub enum DistError {
     },
     #[error("credentials file {path}: {reason}")]
     Credentials { path: PathBuf, reason: String },
+    #[error("registry {registry}: {what} {mismatch}; refusing it")]
+    Content {
+        registry: String,
+        what: String,
+        mismatch: super::content::Mismatch,
+    },
     #[error("archive {path}: {reason}")]
     Archive { path: String, reason: String },
-    #[error("{path}: {source}")]
+    #[error("archive {path} is {format}-compressed: {tool} it first")]
+    ArchiveCompressed {
+        path: String,
+        format: &'static str,
+        tool: &'static str,
+    },
+    #[error("archive {path} is truncated: {detail}")]
+    ArchiveTruncated { path: String, detail: String },
+    #[error("archive {path}: image {reference} needs blob {digest}, which is missing from the archive (and from the local store)")]
+    ArchiveMissingBlob {
+        path: String,
+        reference: String,
+        digest: String,
+    },
+    #[error("archive {path}: tag {tag} appears twice, for {first} and {second}: refusing the ambiguous archive")]
+    ArchiveDuplicateTag {
+        path: String,
+        tag: String,
+        first: String,
+        second: String,
+    },
+    #[error(transparent)]
+    Output(#[from] crate::fsutil::OutputPathError),
+    /// `error` is not a `source`: the message already holds it, and the CLI prints sources
+    /// after the message.
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("key {path}: {reason}")]
     Key { path: String, reason: String },
@@ -95,6 +126,6 @@ pub enum DistError {
 impl DistError {
     pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> DistError {
         let path = path.into();
-        move |source| DistError::Io { path, source }
+        move |error| DistError::Io { path, error }
     }
 }

@@ -11,6 +11,7 @@ use std::str::FromStr;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::content;
 use super::dist_error::DistError;
 use super::registry::{Access, RawManifest, Registry, RegistryOptions, MAX_MANIFEST};
 use super::sign::{signature_reference, signature_tag};
@@ -136,16 +137,29 @@ async fn fetch_blob(
     out: &mut Fetched,
 ) -> Result<(), DistError> {
     out.needed.insert(desc.digest.clone());
-    if out.blobs.contains_key(&desc.digest) || store.has_blob(&desc.digest) {
-        return Ok(());
+    if let Some(bytes) = out.blobs.get(&desc.digest) {
+        return check(reg, "blob", desc, bytes);
+    }
+    if store.has_blob(&desc.digest) {
+        return check(reg, "blob", desc, &store.blob(&desc.digest)?);
     }
     let pb = bar(opts, &short(&desc.digest), desc.size);
     let bytes = reg.blob(&desc.digest, desc.size, &|n| pb.inc(n)).await;
     pb.finish_and_clear();
     let bytes = bytes?;
+    check(reg, "blob", desc, &bytes)?;
     out.downloaded += bytes.len() as u64;
     out.blobs.insert(desc.digest.clone(), bytes);
     Ok(())
+}
+
+/// The content check every descriptor of a pulled image passes (the one import uses too).
+fn check(reg: &Registry, what: &str, desc: &Descriptor, bytes: &[u8]) -> Result<(), DistError> {
+    content::check(desc, bytes).map_err(|mismatch| DistError::Content {
+        registry: reg.registry().to_string(),
+        what: format!("{what} {}", desc.digest),
+        mismatch,
+    })
 }
 
 fn parse_manifest(name: &str, raw: &RawManifest) -> Result<Manifest, DistError> {
@@ -190,6 +204,7 @@ async fn fetch_image(
                     ));
                 }
                 let child = reg.manifest(&m.digest).await?;
+                check(reg, "manifest", m, &child.bytes)?;
                 let manifest = parse_manifest(name, &child)?;
                 fetch_manifest_tree(reg, store, opts, &manifest, out).await?;
                 out.needed.insert(child.digest.clone());
