@@ -357,12 +357,8 @@ fn image_and_kernel_text_never_reaches_the_terminal_raw() {
     let ig = Ig::new();
     assert!(build(&ig, Path::new(GADGET), "good:v1").status.success());
     let store = Store::open(ig.store.path()).expect("store");
-    let good = read_gadget(
-        &store,
-        &Reference::parse("good:v1").expect("ref"),
-        "amd64",
-    )
-    .expect("read image");
+    let good = read_gadget(&store, &Reference::parse("good:v1").expect("ref"), "amd64")
+        .expect("read image");
     let hostile = "evil\u{1b}]0;pwned\u{7}\u{1b}[2J\u{202e}gpj.exe\u{85}";
     // A JSON string is a YAML double-quoted scalar: \u001b etc. carry the bytes in.
     let quoted = ig::output::json_string(hostile, false).expect("json");
@@ -393,7 +389,10 @@ fn image_and_kernel_text_never_reaches_the_terminal_raw() {
     assert!(text.status.success(), "{}", stderr_of(&text));
     let out = stdout_of(&text);
     assert!(!raw(&out), "{out:?}");
-    assert!(out.contains("evil\\x1b]0;pwned\\x07\\x1b[2J\\u202egpj.exe\\x85"), "{out}");
+    assert!(
+        out.contains("evil\\x1b]0;pwned\\x07\\x1b[2J\\u202egpj.exe\\x85"),
+        "{out}"
+    );
     let json = ig.output(&["image", "inspect", "shout:v1", "-o", "json"]);
     let out = stdout_of(&json);
     assert!(!raw(&out), "{out:?}");
