@@ -4,6 +4,7 @@
 pub mod allow;
 pub mod archive;
 pub mod auth;
+pub mod deadline;
 pub mod dist_error;
 mod error;
 pub mod image;
