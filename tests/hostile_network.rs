@@ -353,3 +353,319 @@ fn an_empty_bearer_realm_is_an_invalid_challenge_of_the_registry() {
     );
     assert!(!stderr_of(&out).contains("relative URL without a base"));
 }
+
+// ---- Container runtime sockets -------------------------------------------------------------
+
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+
+/// How many containers the hostile Docker socket lists.
+const LISTED: usize = 200_000;
+
+/// A unix-socket server at `path` handing every connection to `handle` on its own thread.
+fn unix_server(path: &Path, handle: fn(UnixStream)) {
+    let listener = UnixListener::bind(path).expect("bind unix socket");
+    thread::spawn(move || {
+        for conn in listener.incoming().map_while(Result::ok) {
+            thread::spawn(move || handle(conn));
+        }
+    });
+}
+
+/// The request line of one request (the rest of the head is read and dropped).
+fn request_path(conn: &UnixStream) -> String {
+    let mut r = BufReader::new(conn);
+    let mut first = String::new();
+    let _ = r.read_line(&mut first);
+    let mut line = String::new();
+    while r.read_line(&mut line).map(|n| n > 0).unwrap_or(false) && line != "\r\n" {
+        line.clear();
+    }
+    first.split_whitespace().nth(1).unwrap_or("").to_string()
+}
+
+fn json_answer(conn: &mut UnixStream, body: &str) {
+    let _ = write!(
+        conn,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+/// `/version` as Docker 20.10 answers it; `/containers/json`: [`LISTED`] containers, generated
+/// while sent (until EOF); `/events`: a head, then nothing.
+fn docker_basics(conn: &mut UnixStream, path: &str) -> bool {
+    if path == "/version" {
+        json_answer(conn, r#"{"ApiVersion":"1.41","Version":"20.10.24"}"#);
+        return true;
+    }
+    if path.ends_with("/containers/json") {
+        let _ = conn.write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n[",
+        );
+        let mut chunk = String::new();
+        for i in 0..LISTED {
+            if i > 0 {
+                chunk.push(',');
+            }
+            chunk.push_str(&format!(r#"{{"Id":"{i:064x}","Names":["/c{i}"]}}"#));
+            if chunk.len() > 60_000 {
+                if conn.write_all(chunk.as_bytes()).is_err() {
+                    return true;
+                }
+                chunk.clear();
+            }
+        }
+        chunk.push(']');
+        let _ = conn.write_all(chunk.as_bytes());
+        return true;
+    }
+    if path.contains("/events") {
+        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n");
+        thread::sleep(Duration::from_secs(60));
+        return true;
+    }
+    false
+}
+
+/// Inspections are never answered.
+fn docker_slow_inspect(mut conn: UnixStream) {
+    let path = request_path(&conn);
+    if !docker_basics(&mut conn, &path) {
+        thread::sleep(Duration::from_secs(60));
+    }
+}
+
+/// Inspections answer 200 MiB of labels.
+fn docker_huge_inspect(mut conn: UnixStream) {
+    let path = request_path(&conn);
+    if docker_basics(&mut conn, &path) {
+        return;
+    }
+    let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 209715200\r\n\r\n{\"Id\":\"x\",\"Config\":{\"Labels\":{\"a\":\"");
+    let block = [b'a'; 65536];
+    for _ in 0..3200 {
+        if conn.write_all(&block).is_err() {
+            return;
+        }
+    }
+}
+
+/// Answers anything with bytes that are not HTTP.
+fn garbage(mut conn: UnixStream) {
+    let _ = request_path(&conn);
+    let _ = conn.write_all(b"\x00\x01SSH-2.0-OpenSSH_9.2\r\n\r\n");
+}
+
+/// An HTTP server that is not Docker: 404 for everything.
+fn not_docker(mut conn: UnixStream) {
+    let _ = request_path(&conn);
+    let _ = conn.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found");
+}
+
+struct Measured {
+    code: Option<i32>,
+    stderr: String,
+    took: Duration,
+    max_rss_kib: i64,
+}
+
+/// Runs `ig args`; sends SIGINT after `interrupt` if given; kills it after 60 s (so a hang
+/// fails the test instead of stalling it). Peak RSS from wait4's rusage.
+fn measured(ig: &common::Ig, args: &[&str], interrupt: Option<Duration>) -> Measured {
+    let start = Instant::now();
+    let mut child = ig
+        .cmd(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn ig");
+    let pid = child.id() as i32;
+    let mut err_pipe = child.stderr.take().expect("stderr");
+    let reader = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut err_pipe, &mut s);
+        s
+    });
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    thread::spawn(move || {
+        if let Some(after) = interrupt {
+            if rx.recv_timeout(after).is_ok() {
+                return;
+            }
+            // SAFETY: signalling our own child, not yet reaped (we hold the channel).
+            unsafe { libc::kill(pid, libc::SIGINT) };
+        }
+        if rx.recv_timeout(Duration::from_secs(60)).is_err() {
+            // SAFETY: as above.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    });
+    let mut status = 0;
+    // SAFETY: rusage is plain data filled by the kernel.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting for our own child; std's Child is never waited on after this.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let took = start.elapsed();
+    let _ = tx.send(());
+    assert_eq!(r, pid, "wait4");
+    std::mem::forget(child);
+    Measured {
+        code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
+        stderr: reader.join().unwrap_or_default(),
+        took,
+        max_rss_kib: usage.ru_maxrss,
+    }
+}
+
+fn run_with_socket(ig: &common::Ig, socket: &Path, extra: &[&str]) -> Measured {
+    let socket = socket.to_str().expect("utf-8 path");
+    let mut args = vec![
+        "run",
+        "trace_exec",
+        "--host",
+        "--runtimes",
+        "docker",
+        "--docker-socketpath",
+        socket,
+    ];
+    args.extend_from_slice(extra);
+    measured(ig, &args, None)
+}
+
+#[test]
+fn a_socket_listing_200000_containers_is_capped_and_timeout_holds_at_start_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket: PathBuf = dir.path().join("docker.sock");
+    unix_server(&socket, docker_slow_inspect);
+    let ig = common::Ig::new();
+    let m = run_with_socket(&ig, &socket, &["--timeout", "2"]);
+    eprintln!(
+        "--timeout 2 against {LISTED} listed containers: {:?}, peak RSS {} MiB",
+        m.took,
+        m.max_rss_kib / 1024
+    );
+    assert!(
+        m.stderr.contains(&format!(
+            "lists {LISTED} running containers; only the first 4096 are used"
+        )),
+        "{}",
+        m.stderr
+    );
+    assert!(
+        m.stderr
+            .contains("--timeout (2s) passed while the container runtimes were still listing"),
+        "{}",
+        m.stderr
+    );
+    assert_eq!(m.code, Some(0), "{}", m.stderr);
+    assert!(m.took < Duration::from_secs(8), "took {:?}", m.took);
+    assert!(m.max_rss_kib < 256 * 1024, "peak RSS {} KiB", m.max_rss_kib);
+}
+
+#[test]
+fn ctrl_c_holds_while_the_runtimes_are_still_listing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket: PathBuf = dir.path().join("docker.sock");
+    unix_server(&socket, docker_slow_inspect);
+    let ig = common::Ig::new();
+    let socket = socket.to_str().expect("utf-8 path");
+    let args = [
+        "run",
+        "trace_exec",
+        "--host",
+        "--runtimes",
+        "docker",
+        "--docker-socketpath",
+        socket,
+    ];
+    let m = measured(&ig, &args, Some(Duration::from_millis(1500)));
+    assert!(
+        m.took < Duration::from_secs(8),
+        "took {:?}: {}",
+        m.took,
+        m.stderr
+    );
+    assert!(!m.stderr.contains("panicked"), "{}", m.stderr);
+}
+
+#[test]
+fn huge_inspect_answers_are_refused_with_bounded_memory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket: PathBuf = dir.path().join("docker.sock");
+    unix_server(&socket, docker_huge_inspect);
+    let ig = common::Ig::new();
+    let m = run_with_socket(&ig, &socket, &["--timeout", "5"]);
+    eprintln!(
+        "200 MiB inspect answers: {:?}, peak RSS {} MiB",
+        m.took,
+        m.max_rss_kib / 1024
+    );
+    assert_ne!(m.code, Some(0), "{}", m.stderr);
+    assert!(
+        m.stderr.contains(&format!(
+            "docker ({}): inspect container: the answer is larger than 1048576 bytes; refusing it",
+            socket.display()
+        )),
+        "{}",
+        m.stderr
+    );
+    assert!(m.took < Duration::from_secs(15), "took {:?}", m.took);
+    assert!(m.max_rss_kib < 256 * 1024, "peak RSS {} KiB", m.max_rss_kib);
+}
+
+#[test]
+fn sockets_that_are_not_docker_are_named_with_what_is_wrong() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ig = common::Ig::new();
+    let file = dir.path().join("file.sock");
+    std::fs::write(&file, b"").expect("write");
+    let refused = dir.path().join("refused.sock");
+    drop(UnixListener::bind(&refused).expect("bind"));
+    let garbled = dir.path().join("garbage.sock");
+    unix_server(&garbled, garbage);
+    let http = dir.path().join("http.sock");
+    unix_server(&http, not_docker);
+    let cases: [(&Path, String); 4] = [
+        (
+            &file,
+            format!(
+                "docker: {} is not a socket (it is a regular file)",
+                file.display()
+            ),
+        ),
+        (
+            &refused,
+            format!(
+                "docker: cannot connect to {}: connection refused: nothing listens on it",
+                refused.display()
+            ),
+        ),
+        (
+            &garbled,
+            format!(
+                "docker: {} does not speak the Docker Engine API: version: its answer is not HTTP",
+                garbled.display()
+            ),
+        ),
+        (
+            &http,
+            format!(
+                "docker: {} does not speak the Docker Engine API: GET /version answered HTTP 404",
+                http.display()
+            ),
+        ),
+    ];
+    for (socket, expected) in cases {
+        let m = run_with_socket(&ig, socket, &["--timeout", "1"]);
+        assert_ne!(m.code, Some(0), "{}", m.stderr);
+        assert!(
+            m.stderr.contains(&expected),
+            "{expected:?} not in {}",
+            m.stderr
+        );
+        assert!(!m.stderr.contains("hyper"), "{}", m.stderr);
+        assert!(m.took < Duration::from_secs(10), "took {:?}", m.took);
+    }
+}

@@ -86,7 +86,7 @@ impl std::fmt::Display for Missed {
 /// `2s`, `1.5s`.
 pub fn secs(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{}s", d.as_secs_f64())
@@ -104,7 +104,7 @@ pub fn parse_secs(name: &str, value: &str) -> Result<Duration, DistError> {
         .trim()
         .parse()
         .map_err(|_| bad("not a number of seconds"))?;
-    if !(n > 0.0) {
+    if n.is_nan() || n <= 0.0 {
         return Err(bad("must be more than 0 seconds"));
     }
     Duration::try_from_secs_f64(n).map_err(|_| bad("too large"))
