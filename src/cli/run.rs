@@ -548,12 +548,39 @@ pub fn main(args: Vec<String>) -> anyhow::Result<ExitCode> {
     let connecting =
         (!runtimes.is_empty()).then(|| tokio.spawn(ContainerCollection::start(runtimes)));
     let handle = tokio.handle().clone();
+    // Ctrl-C and --timeout hold while the runtimes are still being listed: the run then stops
+    // as it would have (nothing is traced) instead of waiting for them.
+    let (stop_waiting, begun, timeout) = (stop.clone(), std::time::Instant::now(), config.timeout);
     let connect: ig::run::ConnectContainers<'_> = Box::new(move || {
-        let Some(connecting) = connecting else {
+        let Some(mut connecting) = connecting else {
             return Ok(None);
         };
-        let (collection, notices) = handle
-            .block_on(connecting)
+        let deadline = timeout.map(|t| begun + t);
+        let done = handle.block_on(async {
+            loop {
+                tokio::select! {
+                    r = &mut connecting => return Some(r),
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {
+                        if stop_waiting.load(Ordering::Relaxed)
+                            || deadline.is_some_and(|d| std::time::Instant::now() >= d)
+                        {
+                            return None;
+                        }
+                    }
+                }
+            }
+        });
+        let Some(done) = done else {
+            connecting.abort();
+            if !stop_waiting.swap(true, Ordering::Relaxed) {
+                eprintln!(
+                    "ig: warning: --timeout ({}s) passed while the container runtimes were still listing their containers; stopping",
+                    timeout.map(|t| t.as_secs()).unwrap_or(0)
+                );
+            }
+            return Ok(None);
+        };
+        let (collection, notices) = done
             .map_err(|e| RunError::Containers(format!("connecting to the runtimes: {e}")))?
             .map_err(|e| RunError::Containers(e.to_string()))?;
         for n in notices {

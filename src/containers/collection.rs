@@ -18,6 +18,10 @@ use super::watch;
 /// How many removed containers `lookup_mntns` still knows.
 pub const GONE_CAPACITY: usize = 256;
 
+/// How long the first listing of one runtime may take before the collection starts without it
+/// (an explicitly requested runtime: fails); the watcher lists again in the background.
+pub const LIST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Capacity of the `subscribe` channel; a slower receiver gets `Lagged`.
 const EVENT_CAPACITY: usize = 1024;
 
@@ -118,7 +122,17 @@ impl ContainerCollection {
         for (source, client) in clients.into_iter().enumerate() {
             // Subscribe before listing so nothing starting in between is missed.
             let events = watch::forward(client.events());
-            match client.list().await {
+            let listing = tokio::time::timeout(LIST_TIMEOUT, client.list())
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ContainerError::RequestTimeout {
+                        runtime: client.kind(),
+                        socket: client.socket_path().to_path_buf(),
+                        op: "listing the running containers",
+                        secs: LIST_TIMEOUT.as_secs(),
+                    })
+                });
+            match listing {
                 Ok(list) => collection.reconcile(source, list),
                 Err(e) if is_explicit(&configs, client.as_ref()) => return Err(e),
                 Err(e) => warnings.push(format!(

@@ -104,7 +104,9 @@ impl ContainerdClient {
         self.hidden_namespaces.iter().any(|h| h == namespace)
     }
 
-    async fn list_namespace(&self, ns: &str) -> Result<Vec<Container>, ContainerError> {
+    /// The running containers of one namespace, at most `max` (tonic bounds each answer to
+    /// 4 MiB, its default decoding limit).
+    async fn list_namespace(&self, ns: &str, max: usize) -> Result<Vec<Container>, ContainerError> {
         let tasks = TasksClient::new(self.channel.clone())
             .list(self.request(ns, ListTasksRequest::default())?)
             .await
@@ -140,6 +142,14 @@ impl ContainerdClient {
             let Some(&pid) = live.get(&c.id) else {
                 continue;
             };
+            if out.len() >= max {
+                eprintln!(
+                    "ig: warning: containerd ({}) lists more than {} running containers; only the first are used (the others are named when their processes show up)",
+                    self.socket.display(),
+                    super::docker::MAX_CONTAINERS
+                );
+                break;
+            }
             let digest = match digests.get(&c.image) {
                 Some(d) => d.clone(),
                 None => {
@@ -356,7 +366,8 @@ impl RuntimeClient for ContainerdClient {
         async move {
             let mut out = Vec::new();
             for ns in self.namespaces().await? {
-                out.extend(self.list_namespace(&ns).await?);
+                let max = super::docker::MAX_CONTAINERS.saturating_sub(out.len());
+                out.extend(self.list_namespace(&ns, max).await?);
             }
             Ok(out)
         }

@@ -1,50 +1,107 @@
-//! Docker through its Engine API socket (bollard), with API version
-//! negotiation (Debian's docker.io 20.10 speaks API 1.41).
+//! Docker through its Engine API socket, with API version negotiation (Debian's docker.io 20.10
+//! speaks API 1.41). Requests go through [`EngineApi`] (every answer bounded in size and time);
+//! bollard supplies the models. A listing is capped at [`MAX_CONTAINERS`] (with a warning) and
+//! its containers are inspected [`INSPECT_CONCURRENCY`] at a time, within a byte budget.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use bollard::container::ListContainersOptions;
-use bollard::models::{ContainerInspectResponse, ContainerStateStatusEnum};
-use bollard::system::EventsOptions;
-use bollard::Docker;
-use futures_util::future::{join_all, BoxFuture};
+use bollard::models::{ContainerInspectResponse, ContainerStateStatusEnum, EventMessage};
+use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
-use futures_util::{FutureExt, StreamExt};
+use futures_util::{FutureExt, StreamExt, TryStreamExt};
+use serde::de::{DeserializeSeed, IgnoredAny, SeqAccess, Visitor};
 
 use super::container::{Container, K8sMeta, RuntimeKind};
+use super::engine_api::{path_safe, EngineApi, MAX_ANSWER, MAX_LIST};
 use super::error::ContainerError;
 use super::mntns::MntnsKey;
 use super::procfs;
-use super::runtime::{RuntimeClient, RuntimeEvent, CONNECT_TIMEOUT};
+use super::runtime::{RuntimeClient, RuntimeEvent};
 use super::timestamp::parse_rfc3339;
 
+/// Most containers taken from one listing; the rest are left out with a warning (and are
+/// still resolved one by one when their processes show up).
+pub const MAX_CONTAINERS: usize = 4096;
+/// Inspections in flight at once while listing.
+pub const INSPECT_CONCURRENCY: usize = 16;
+/// Most bytes of inspection answers one listing reads.
+pub const LIST_BUDGET: usize = 256 << 20;
+
 pub struct DockerClient {
-    docker: Docker,
+    api: EngineApi,
     socket: PathBuf,
+    /// The listing was capped once already (warn once).
+    warned_cap: AtomicBool,
+}
+
+/// The ids of a `/containers/json` answer: the first `max`, and how many there were.
+struct CappedIds {
+    max: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for CappedIds {
+    type Value = (Vec<String>, usize);
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for CappedIds {
+    type Value = (Vec<String>, usize);
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array of containers")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        #[derive(serde::Deserialize)]
+        struct Summary {
+            #[serde(rename = "Id", default)]
+            id: String,
+        }
+        let mut ids = Vec::new();
+        let mut total = 0;
+        loop {
+            let more = if ids.len() < self.max {
+                seq.next_element::<Summary>()?.map(|s| ids.push(s.id))
+            } else {
+                seq.next_element::<IgnoredAny>()?.map(|_| ())
+            };
+            if more.is_none() {
+                return Ok((ids, total));
+            }
+            total += 1;
+        }
+    }
 }
 
 impl DockerClient {
-    /// Connects, negotiates the API version and pings the daemon.
+    /// Connects and negotiates the API version (which also tells a Docker socket from others).
     pub async fn connect(socket: &Path) -> Result<Self, ContainerError> {
-        let path = socket.to_string_lossy();
-        let docker = Docker::connect_with_unix(
-            &path,
-            CONNECT_TIMEOUT.as_secs(),
-            bollard::API_DEFAULT_VERSION,
-        )
-        .map_err(|e| ContainerError::docker(socket, "connect", e))?
-        .negotiate_version()
-        .await
-        .map_err(|e| ContainerError::docker(socket, "version negotiation", e))?;
-        docker
-            .ping()
-            .await
-            .map_err(|e| ContainerError::docker(socket, "ping", e))?;
+        let mut api = EngineApi::new(socket);
+        api.negotiate().await?;
         Ok(DockerClient {
-            docker,
+            api,
             socket: socket.to_path_buf(),
+            warned_cap: AtomicBool::new(false),
         })
+    }
+
+    /// `docker inspect ID` and the size of the answer; `None` when Docker does not know it.
+    async fn inspect_raw(
+        &self,
+        id: &str,
+    ) -> Result<Option<(ContainerInspectResponse, usize)>, ContainerError> {
+        if !path_safe(id) {
+            return Ok(None);
+        }
+        self.api
+            .get_json(
+                "inspect container",
+                &format!("/containers/{id}/json"),
+                MAX_ANSWER,
+            )
+            .await
     }
 
     async fn inspect_running(
@@ -52,28 +109,80 @@ impl DockerClient {
         id: &str,
         pid_hint: Option<u32>,
     ) -> Result<Option<Container>, ContainerError> {
-        let info = match self.docker.inspect_container(id, None).await {
-            Ok(info) => info,
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => return Ok(None),
-            Err(e) => return Err(ContainerError::docker(&self.socket, "inspect container", e)),
+        Ok(self.inspect_sized(id, pid_hint).await?.and_then(|(c, _)| c))
+    }
+
+    /// A running container and the bytes its inspection took.
+    async fn inspect_sized(
+        &self,
+        id: &str,
+        pid_hint: Option<u32>,
+    ) -> Result<Option<(Option<Container>, usize)>, ContainerError> {
+        let Some((info, size)) = self.inspect_raw(id).await? else {
+            return Ok(None);
         };
         let digest = match &info.image {
             Some(image_id) => self.image_digest(image_id).await,
             None => None,
         };
-        Ok(container_from_inspect(info, digest, pid_hint))
+        Ok(Some((container_from_inspect(info, digest, pid_hint), size)))
     }
 
     /// The manifest digest from the image's RepoDigests (`name@sha256:…`);
     /// `None` for images that never came from a registry (`docker import`).
     async fn image_digest(&self, image_id: &str) -> Option<String> {
-        let image = self.docker.inspect_image(image_id).await.ok()?;
+        #[derive(serde::Deserialize)]
+        struct Image {
+            #[serde(rename = "RepoDigests")]
+            repo_digests: Option<Vec<String>>,
+        }
+        if !path_safe(image_id) {
+            return None;
+        }
+        let (image, _) = self
+            .api
+            .get_json::<Image>(
+                "inspect image",
+                &format!("/images/{image_id}/json"),
+                MAX_ANSWER,
+            )
+            .await
+            .ok()??;
         image
             .repo_digests?
             .iter()
             .find_map(|d| d.split_once('@').map(|(_, digest)| digest.to_string()))
+    }
+
+    /// The ids of the running containers, at most [`MAX_CONTAINERS`] (warning once when more).
+    async fn list_ids(&self) -> Result<Vec<String>, ContainerError> {
+        let op = "list containers";
+        let (status, body) = self.api.get(op, "/containers/json", MAX_LIST).await?;
+        if !status.is_success() {
+            return Err(ContainerError::Engine {
+                socket: self.socket.clone(),
+                op,
+                reason: format!("HTTP {status}"),
+            });
+        }
+        let mut de = serde_json::Deserializer::from_slice(&body);
+        let (ids, total) = CappedIds {
+            max: MAX_CONTAINERS,
+        }
+        .deserialize(&mut de)
+        .map_err(|e| ContainerError::Engine {
+            socket: self.socket.clone(),
+            op,
+            reason: format!("invalid answer: {e}"),
+        })?;
+        if total > ids.len() && !self.warned_cap.swap(true, Ordering::Relaxed) {
+            eprintln!(
+                "ig: warning: docker ({}) lists {total} running containers; only the first {} are used (the others are named when their processes show up)",
+                self.socket.display(),
+                ids.len()
+            );
+        }
+        Ok(ids)
     }
 }
 
@@ -140,26 +249,33 @@ impl RuntimeClient for DockerClient {
 
     fn list(&self) -> BoxFuture<'_, Result<Vec<Container>, ContainerError>> {
         async move {
-            let options = ListContainersOptions::<String> {
-                all: false,
-                ..Default::default()
-            };
-            let summaries = self
-                .docker
-                .list_containers(Some(options))
-                .await
-                .map_err(|e| ContainerError::docker(&self.socket, "list containers", e))?;
-            let ids = summaries.into_iter().filter_map(|s| s.id);
-            let inspected =
-                join_all(ids.map(|id| async move { self.inspect_running(&id, None).await })).await;
+            let ids = self.list_ids().await?;
+            let budget = AtomicUsize::new(LIST_BUDGET);
+            // Bounded concurrency; the first error ends the listing (the rest is dropped).
             // A container that stopped between list and inspect is simply gone.
-            let mut out = Vec::new();
-            for r in inspected {
-                if let Some(c) = r? {
-                    out.push(c);
-                }
-            }
-            Ok(out)
+            let found: Vec<Option<Container>> = futures_util::stream::iter(ids)
+                .map(|id| {
+                    let budget = &budget;
+                    async move {
+                        let Some((c, size)) = self.inspect_sized(&id, None).await? else {
+                            return Ok(None);
+                        };
+                        let left = budget.load(Ordering::Relaxed);
+                        if size > left {
+                            return Err(ContainerError::TooLarge {
+                                socket: self.socket.clone(),
+                                op: "inspect the listed containers",
+                                limit: LIST_BUDGET,
+                            });
+                        }
+                        budget.fetch_sub(size, Ordering::Relaxed);
+                        Ok(c)
+                    }
+                })
+                .buffer_unordered(INSPECT_CONCURRENCY)
+                .try_collect()
+                .await?;
+            Ok(found.into_iter().flatten().collect())
         }
         .boxed()
     }
@@ -179,21 +295,16 @@ impl RuntimeClient for DockerClient {
         _namespace: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Option<Container>, ContainerError>> {
         async move {
-            match self.docker.inspect_container(id, None).await {
-                Ok(info) => {
-                    let pid = info
-                        .state
-                        .as_ref()
-                        .and_then(|s| s.pid)
-                        .and_then(|p| u32::try_from(p).ok())
-                        .unwrap_or(0);
-                    Ok(describe_inspect(info, None, pid, MntnsKey::default()))
-                }
-                Err(bollard::errors::Error::DockerResponseServerError {
-                    status_code: 404, ..
-                }) => Ok(None),
-                Err(e) => Err(ContainerError::docker(&self.socket, "inspect container", e)),
-            }
+            let Some((info, _)) = self.inspect_raw(id).await? else {
+                return Ok(None);
+            };
+            let pid = info
+                .state
+                .as_ref()
+                .and_then(|s| s.pid)
+                .and_then(|p| u32::try_from(p).ok())
+                .unwrap_or(0);
+            Ok(describe_inspect(info, None, pid, MntnsKey::default()))
         }
         .boxed()
     }
@@ -210,7 +321,6 @@ impl RuntimeClient for DockerClient {
                 ],
             ),
         ]);
-        let socket = self.socket.clone();
         let end_socket = self.socket.clone();
         // The request is only sent when the stream is first polled, after the caller's list may
         // have been taken: events since a second ago are replayed, so a container that starts
@@ -218,38 +328,36 @@ impl RuntimeClient for DockerClient {
         // applied idempotently.
         let since = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .ok()
-            .map(|d| d.as_secs().saturating_sub(1).to_string());
-        self.docker
-            .events(Some(EventsOptions::<String> {
-                since,
-                until: None,
-                filters,
-            }))
-            .filter_map(move |msg| {
-                let socket = socket.clone();
-                async move {
-                    match msg {
-                        Err(e) => Some(Err(ContainerError::docker(&socket, "event stream", e))),
-                        Ok(msg) => {
-                            let actor = msg.actor?;
-                            let id = actor.id?;
-                            let attr =
-                                |k: &str| actor.attributes.as_ref().and_then(|a| a.get(k)).cloned();
-                            match msg.action.as_deref()? {
-                                "start" => Some(Ok(RuntimeEvent::Started {
-                                    namespace: None,
-                                    name: attr("name"),
-                                    image: attr("image"),
-                                    pid: None,
-                                    id,
-                                })),
-                                "die" | "destroy" => Some(Ok(RuntimeEvent::Stopped {
-                                    namespace: None,
-                                    id,
-                                })),
-                                _ => None,
-                            }
+            .map(|d| d.as_secs().saturating_sub(1))
+            .unwrap_or(0);
+        let filters = serde_json::to_string(&filters).unwrap_or_default();
+        let query: String = url_encode(&filters);
+        self.api
+            .json_lines::<EventMessage>(
+                "event stream",
+                format!("/events?since={since}&filters={query}"),
+            )
+            .filter_map(move |msg| async move {
+                match msg {
+                    Err(e) => Some(Err(e)),
+                    Ok(msg) => {
+                        let actor = msg.actor?;
+                        let id = actor.id?;
+                        let attr =
+                            |k: &str| actor.attributes.as_ref().and_then(|a| a.get(k)).cloned();
+                        match msg.action.as_deref()? {
+                            "start" => Some(Ok(RuntimeEvent::Started {
+                                namespace: None,
+                                name: attr("name"),
+                                image: attr("image"),
+                                pid: None,
+                                id,
+                            })),
+                            "die" | "destroy" => Some(Ok(RuntimeEvent::Stopped {
+                                namespace: None,
+                                id,
+                            })),
+                            _ => None,
                         }
                     }
                 }
@@ -262,4 +370,17 @@ impl RuntimeClient for DockerClient {
             }))
             .boxed()
     }
+}
+
+/// Percent-encodes a query value (everything but unreserved characters).
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }

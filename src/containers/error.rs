@@ -23,12 +23,43 @@ pub enum ContainerError {
         secs: u64,
     },
 
-    #[error("docker ({}): {op}: {source}", socket.display())]
-    Docker {
+    #[error("{runtime}: {} is not a socket (it is {kind})", socket.display())]
+    NotASocket {
+        runtime: RuntimeKind,
+        socket: PathBuf,
+        kind: &'static str,
+    },
+
+    #[error("{runtime}: cannot connect to {}: {reason}", socket.display())]
+    Unreachable {
+        runtime: RuntimeKind,
+        socket: PathBuf,
+        reason: String,
+    },
+
+    #[error("docker: {} does not speak the Docker Engine API: {reason}", socket.display())]
+    NotDockerApi { socket: PathBuf, reason: String },
+
+    #[error("{runtime} ({}): {op}: no answer within {secs}s", socket.display())]
+    RequestTimeout {
+        runtime: RuntimeKind,
         socket: PathBuf,
         op: &'static str,
-        #[source]
-        source: Box<bollard::errors::Error>,
+        secs: u64,
+    },
+
+    #[error("docker ({}): {op}: the answer is larger than {limit} bytes; refusing it", socket.display())]
+    TooLarge {
+        socket: PathBuf,
+        op: &'static str,
+        limit: usize,
+    },
+
+    #[error("docker ({}): {op}: {reason}", socket.display())]
+    Engine {
+        socket: PathBuf,
+        op: &'static str,
+        reason: String,
     },
 
     #[error("containerd ({}): cannot connect: {source}", socket.display())]
@@ -57,18 +88,6 @@ pub enum ContainerError {
 }
 
 impl ContainerError {
-    pub(super) fn docker(
-        socket: &std::path::Path,
-        op: &'static str,
-        e: bollard::errors::Error,
-    ) -> Self {
-        ContainerError::Docker {
-            socket: socket.to_path_buf(),
-            op,
-            source: Box::new(e),
-        }
-    }
-
     pub(super) fn containerd(socket: &std::path::Path, op: &'static str, e: tonic::Status) -> Self {
         ContainerError::Containerd {
             socket: socket.to_path_buf(),

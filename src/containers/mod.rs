@@ -4,7 +4,8 @@
 //! - [`container`] — the `Container` record, `RuntimeKind`, `K8sMeta`.
 //! - [`runtime`] — the `RuntimeClient` interface, `RuntimeConfig`, connecting the
 //!   selected runtimes (skip with a notice, or fail when explicit).
-//! - `docker`, `containerd` — the two clients (bollard, containerd-client).
+//! - `docker`, `containerd` — the two clients (`engine_api` with bollard's models,
+//!   containerd-client); `engine_api` bounds every Docker answer in size and time.
 //! - [`collection`] — `ContainerCollection`, the live set indexed by mount
 //!   namespace, with a bounded list of recently removed containers.
 //! - [`mntns`] — `MntnsKey`, a mount namespace's inode and never-reused id.
@@ -22,6 +23,7 @@ pub mod collection;
 pub mod container;
 mod containerd;
 mod docker;
+mod engine_api;
 pub mod error;
 pub mod mntns;
 pub mod procfs;

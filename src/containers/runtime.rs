@@ -128,6 +128,30 @@ pub async fn connect(
             socket: config.socket_path.clone(),
         });
     }
+    if let Ok(meta) = std::fs::metadata(&config.socket_path) {
+        use std::os::unix::fs::FileTypeExt;
+        let t = meta.file_type();
+        let kind = if t.is_socket() {
+            None
+        } else if t.is_file() {
+            Some("a regular file")
+        } else if t.is_dir() {
+            Some("a directory")
+        } else if t.is_fifo() {
+            Some("a FIFO")
+        } else if t.is_char_device() || t.is_block_device() {
+            Some("a device")
+        } else {
+            Some("not a socket")
+        };
+        if let Some(kind) = kind {
+            return Err(ContainerError::NotASocket {
+                runtime: config.kind,
+                socket: config.socket_path.clone(),
+                kind,
+            });
+        }
+    }
     let connecting = async {
         Ok::<Arc<dyn RuntimeClient>, ContainerError>(match config.kind {
             RuntimeKind::Docker => Arc::new(DockerClient::connect(&config.socket_path).await?),

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use super::deadline::Missed;
 use super::OciError;
 
 #[derive(Debug, thiserror::Error)]
@@ -14,6 +15,18 @@ pub enum DistError {
         registry: String,
         detail: String,
         hint: String,
+    },
+    #[error("registry {registry}: {what}: {missed}")]
+    Timeout {
+        registry: String,
+        what: String,
+        missed: Missed,
+    },
+    #[error("{name}={value:?}: {reason}")]
+    Config {
+        name: String,
+        value: String,
+        reason: String,
     },
     #[error(
         "registry {registry}: {what} requires authentication: log in with `ig login {registry}`"

@@ -6,13 +6,15 @@
 //! types (dropping fields like `artifactType` would change digests and break signatures) and
 //! has no first-class image-index push; the API surface we need is six requests.
 
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
+use futures_util::StreamExt;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 
 use super::auth::{basic_header, Challenge, CredentialFiles, Credentials};
+use super::deadline::{Activity, ConnectWatch, Connections, Deadlines, Missed};
 use super::dist_error::DistError;
 use super::types::{MEDIA_INDEX, MEDIA_MANIFEST};
 use super::{digest_of, Reference};
@@ -21,6 +23,12 @@ use super::{digest_of, Reference};
 pub const MAX_MANIFEST: u64 = 4 << 20;
 /// Largest blob accepted from a registry (gadget objects are kilobytes to a few megabytes).
 pub const MAX_BLOB: u64 = 512 << 20;
+/// Largest token answer accepted from an authentication realm.
+const MAX_TOKEN: u64 = 1 << 20;
+/// How much of an error answer is read for its message.
+const MAX_ERROR_BODY: u64 = 64 << 10;
+/// Uploads go out in chunks of this size, each one progress for the read deadline.
+const UPLOAD_CHUNK: usize = 64 << 10;
 
 const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
@@ -34,6 +42,9 @@ pub struct RegistryOptions {
     pub progress: bool,
     /// Where credentials come from.
     pub credentials: CredentialFiles,
+    /// Connect, read and overall deadlines; `None`: the defaults and the `IG_REGISTRY_*`
+    /// environment variables ([`Deadlines::from_env`]).
+    pub deadlines: Option<Deadlines>,
 }
 
 impl RegistryOptions {
@@ -60,6 +71,8 @@ pub struct Registry {
     creds: Option<Credentials>,
     authorization: Mutex<Option<String>>,
     insecure: bool,
+    deadlines: Deadlines,
+    conns: Arc<Connections>,
 }
 
 /// A manifest or index as the registry returned it.
@@ -78,10 +91,17 @@ fn api_host(registry: &str) -> &str {
 }
 
 /// The registry's error text (`{"errors":[{"code":..,"message":..}]}`), prefixed with ": ".
-async fn error_detail(resp: Response) -> String {
-    let Ok(body) = resp.bytes().await else {
-        return String::new();
-    };
+/// Reads at most [`MAX_ERROR_BODY`] bytes of the answer.
+async fn error_detail(mut resp: Response, act: &Activity) -> String {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        act.touch();
+        let room = (MAX_ERROR_BODY as usize).saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() as u64 >= MAX_ERROR_BODY {
+            break;
+        }
+    }
     let parsed: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
     let msgs: Vec<String> = parsed
         .as_ref()
@@ -118,8 +138,14 @@ impl Registry {
         let registry = reference.registry.clone();
         let insecure = opts.is_insecure(&registry);
         let scheme = if insecure { "http" } else { "https" };
+        let deadlines = match opts.deadlines {
+            Some(d) => d,
+            None => Deadlines::from_env()?,
+        };
+        let conns = Arc::new(Connections::default());
         let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(15))
+            .connect_timeout(deadlines.connect)
+            .connector_layer(ConnectWatch(conns.clone()))
             .user_agent(concat!("ig/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| DistError::Network {
@@ -140,6 +166,8 @@ impl Registry {
             registry,
             authorization: Mutex::new(None),
             insecure,
+            deadlines,
+            conns,
         })
     }
 
@@ -166,6 +194,14 @@ impl Registry {
     }
 
     fn network(&self, e: reqwest::Error) -> DistError {
+        if e.is_timeout() {
+            // Only the connect deadline is reqwest's; the others are `Deadlines::guard`'s.
+            return DistError::Timeout {
+                registry: self.registry.clone(),
+                what: format!("connecting to {}", self.base),
+                missed: Missed::Connect(self.deadlines.connect),
+            };
+        }
         let mut detail = e.to_string();
         let mut source = std::error::Error::source(&e);
         while let Some(s) = source {
@@ -203,9 +239,29 @@ impl Registry {
         }
     }
 
-    /// Sends a request; on a 401, answers the challenge once and retries.
+    /// Runs one request (`op`, handed the activity it must touch on progress) under this
+    /// registry's read and overall deadlines; `bytes`: how much it is expected to move.
+    async fn guarded<T, F, Fut>(&self, what: &str, bytes: u64, op: F) -> Result<T, DistError>
+    where
+        F: FnOnce(Arc<Activity>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, DistError>>,
+    {
+        let act = Arc::new(Activity::new(self.conns.clone()));
+        let fut = op(act.clone());
+        self.deadlines
+            .guard(&act, bytes, fut, |missed| DistError::Timeout {
+                registry: self.registry.clone(),
+                what: what.to_string(),
+                missed,
+            })
+            .await
+    }
+
+    /// Sends a request; on a 401, answers the challenge once and retries. The response head
+    /// counts as progress.
     async fn send(
         &self,
+        act: &Activity,
         what: &str,
         make: impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> Result<Response, DistError> {
@@ -216,6 +272,7 @@ impl Registry {
                 req = req.header(AUTHORIZATION, a);
             }
             let resp = req.send().await.map_err(|e| self.network(e))?;
+            act.touch();
             if resp.status() != StatusCode::UNAUTHORIZED {
                 return Ok(resp);
             }
@@ -229,7 +286,25 @@ impl Registry {
                 .and_then(|h| h.to_str().ok())
                 .and_then(Challenge::parse)
                 .ok_or_else(|| self.unauthorized(what))?;
-            self.answer(&challenge, what).await?;
+            self.answer(act, &challenge, what).await?;
+        }
+    }
+
+    /// A challenge the registry should not have sent.
+    fn bad_challenge(&self, what: &str, challenge: &Challenge, reason: &str) -> DistError {
+        let params: Vec<String> = challenge
+            .params
+            .iter()
+            .map(|(k, v)| format!("{k}={v:?}"))
+            .collect();
+        DistError::Protocol {
+            registry: self.registry.clone(),
+            what: what.to_string(),
+            reason: format!(
+                "the registry sent an invalid authentication challenge (WWW-Authenticate: {:?} {}): {reason}",
+                challenge.scheme,
+                params.join(",")
+            ),
         }
     }
 
@@ -247,7 +322,12 @@ impl Registry {
         }
     }
 
-    async fn answer(&self, challenge: &Challenge, what: &str) -> Result<(), DistError> {
+    async fn answer(
+        &self,
+        act: &Activity,
+        challenge: &Challenge,
+        what: &str,
+    ) -> Result<(), DistError> {
         if challenge.scheme.eq_ignore_ascii_case("basic") {
             let creds = self.creds.as_ref().ok_or_else(|| self.unauthorized(what))?;
             self.set_auth(basic_header(creds));
@@ -262,11 +342,18 @@ impl Registry {
         }
         let realm = challenge
             .param("realm")
-            .ok_or_else(|| DistError::Protocol {
-                registry: self.registry.clone(),
-                what: what.to_string(),
-                reason: "Bearer challenge without realm".into(),
-            })?;
+            .ok_or_else(|| self.bad_challenge(what, challenge, "Bearer without a realm"))?;
+        // The realm is where the token comes from: an absolute http(s) URL with a host.
+        match reqwest::Url::parse(realm) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
+            _ => {
+                return Err(self.bad_challenge(
+                    what,
+                    challenge,
+                    "its realm is not an absolute http(s) URL",
+                ))
+            }
+        }
         let mut query: Vec<(&str, &str)> = Vec::new();
         if let Some(service) = challenge.param("service") {
             query.push(("service", service));
@@ -280,6 +367,7 @@ impl Registry {
             req = req.basic_auth(&c.username, Some(&c.password));
         }
         let resp = req.send().await.map_err(|e| self.network(e))?;
+        act.touch();
         match resp.status() {
             s if s.is_success() => {}
             StatusCode::UNAUTHORIZED => return Err(self.unauthorized(what)),
@@ -287,7 +375,7 @@ impl Registry {
                 return Err(DistError::Forbidden {
                     registry: self.registry.clone(),
                     what: what.to_string(),
-                    detail: error_detail(resp).await,
+                    detail: error_detail(resp, act).await,
                 })
             }
             s => {
@@ -295,11 +383,19 @@ impl Registry {
                     registry: self.registry.clone(),
                     what: format!("token for {what} from {realm}"),
                     status: s.as_u16(),
-                    detail: error_detail(resp).await,
+                    detail: error_detail(resp, act).await,
                 })
             }
         }
-        let bytes = resp.bytes().await.map_err(|e| self.network(e))?;
+        let bytes = self
+            .read_body(
+                act,
+                resp,
+                &format!("token from {realm}"),
+                MAX_TOKEN,
+                &|_| {},
+            )
+            .await?;
         let body: serde_json::Value =
             serde_json::from_slice(&bytes).map_err(|e| DistError::Protocol {
                 registry: self.registry.clone(),
@@ -319,9 +415,9 @@ impl Registry {
         Ok(())
     }
 
-    async fn status_error(&self, resp: Response, what: &str) -> DistError {
+    async fn status_error(&self, act: &Activity, resp: Response, what: &str) -> DistError {
         let status = resp.status();
-        let detail = error_detail(resp).await;
+        let detail = error_detail(resp, act).await;
         let (registry, what) = (self.registry.clone(), what.to_string());
         match status {
             StatusCode::UNAUTHORIZED => self.unauthorized(&what),
@@ -352,30 +448,39 @@ impl Registry {
     pub async fn ping(&self) -> Result<(), DistError> {
         let url = format!("{}/v2/", self.base);
         let what = "the API root /v2/";
-        let resp = self.send(what, |h| h.get(&url)).await?;
-        if resp.status().is_success() {
-            Ok(())
-        } else {
-            Err(self.status_error(resp, what).await)
-        }
+        self.guarded(what, 0, |act| async move {
+            let resp = self.send(&act, what, |h| h.get(&url)).await?;
+            if resp.status().is_success() {
+                Ok(())
+            } else {
+                Err(self.status_error(&act, resp, what).await)
+            }
+        })
+        .await
     }
 
     /// Reads a body, refusing more than `limit` bytes; `tick` sees each chunk's length.
     async fn read_body(
         &self,
+        act: &Activity,
         mut resp: Response,
         what: &str,
         limit: u64,
         tick: &(dyn Fn(u64) + Sync),
     ) -> Result<Vec<u8>, DistError> {
+        let too_large = || DistError::Protocol {
+            registry: self.registry.clone(),
+            what: what.to_string(),
+            reason: format!("larger than the {limit} bytes expected"),
+        };
+        if resp.content_length().is_some_and(|n| n > limit) {
+            return Err(too_large());
+        }
         let mut out = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(|e| self.network(e))? {
+            act.touch();
             if out.len() as u64 + chunk.len() as u64 > limit {
-                return Err(DistError::Protocol {
-                    registry: self.registry.clone(),
-                    what: what.to_string(),
-                    reason: format!("larger than the {limit} bytes expected"),
-                });
+                return Err(too_large());
             }
             out.extend_from_slice(&chunk);
             tick(chunk.len() as u64);
@@ -386,17 +491,27 @@ impl Registry {
     /// Fetches a manifest or index by tag or digest, keeping its exact bytes; a digest
     /// reference (or the registry's `Docker-Content-Digest`) must match the content.
     pub async fn manifest(&self, tag_or_digest: &str) -> Result<RawManifest, DistError> {
-        let url = self.url(&format!("manifests/{tag_or_digest}"));
         let what = format!(
             "manifest {}/{}:{tag_or_digest}",
             self.registry, self.repository
         );
+        self.guarded(&what, 0, |act| self.manifest_in(act, tag_or_digest, &what))
+            .await
+    }
+
+    async fn manifest_in(
+        &self,
+        act: Arc<Activity>,
+        tag_or_digest: &str,
+        what: &str,
+    ) -> Result<RawManifest, DistError> {
+        let url = self.url(&format!("manifests/{tag_or_digest}"));
         let accept = [MEDIA_INDEX, MEDIA_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST].join(", ");
         let resp = self
-            .send(&what, |h| h.get(&url).header(ACCEPT, &accept))
+            .send(&act, what, |h| h.get(&url).header(ACCEPT, &accept))
             .await?;
         if !resp.status().is_success() {
-            return Err(self.status_error(resp, &what).await);
+            return Err(self.status_error(&act, resp, what).await);
         }
         let header_digest = resp
             .headers()
@@ -408,7 +523,9 @@ impl Registry {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
-        let bytes = self.read_body(resp, &what, MAX_MANIFEST, &|_| {}).await?;
+        let bytes = self
+            .read_body(&act, resp, what, MAX_MANIFEST, &|_| {})
+            .await?;
         let digest = digest_of(&bytes);
         let expected = if tag_or_digest.starts_with("sha256:") {
             Some(tag_or_digest.to_string())
@@ -419,7 +536,7 @@ impl Registry {
             if expected != digest {
                 return Err(DistError::DigestMismatch {
                     registry: self.registry.clone(),
-                    what,
+                    what: what.to_string(),
                     expected,
                     actual: digest,
                 });
@@ -449,12 +566,16 @@ impl Registry {
     ) -> Result<Vec<u8>, DistError> {
         let url = self.url(&format!("blobs/{digest}"));
         let what = format!("blob {digest} of {}", self.repository);
-        let resp = self.send(&what, |h| h.get(&url)).await?;
-        if !resp.status().is_success() {
-            return Err(self.status_error(resp, &what).await);
-        }
+        let limit = size.min(MAX_BLOB);
+        let w: &str = &what;
         let bytes = self
-            .read_body(resp, &what, size.min(MAX_BLOB), tick)
+            .guarded(&what, limit, |act| async move {
+                let resp = self.send(&act, w, |h| h.get(&url)).await?;
+                if !resp.status().is_success() {
+                    return Err(self.status_error(&act, resp, w).await);
+                }
+                self.read_body(&act, resp, w, limit, tick).await
+            })
             .await?;
         let actual = digest_of(&bytes);
         if actual != digest {
@@ -471,38 +592,47 @@ impl Registry {
     pub async fn has_blob(&self, digest: &str) -> Result<bool, DistError> {
         let url = self.url(&format!("blobs/{digest}"));
         let what = format!("blob {digest} of {}", self.repository);
-        let resp = self.send(&what, |h| h.head(&url)).await?;
-        match resp.status() {
-            s if s.is_success() => Ok(true),
-            StatusCode::NOT_FOUND => Ok(false),
-            _ => Err(self.status_error(resp, &what).await),
-        }
+        let w: &str = &what;
+        self.guarded(&what, 0, |act| async move {
+            let resp = self.send(&act, w, |h| h.head(&url)).await?;
+            match resp.status() {
+                s if s.is_success() => Ok(true),
+                StatusCode::NOT_FOUND => Ok(false),
+                _ => Err(self.status_error(&act, resp, w).await),
+            }
+        })
+        .await
     }
 
     /// Uploads a blob in one request (POST, then PUT with the digest).
     pub async fn put_blob(&self, digest: &str, bytes: &[u8]) -> Result<(), DistError> {
         let what = format!("upload of blob {digest} to {}", self.repository);
         let start = self.url("blobs/uploads/");
-        let resp = self
-            .send(&what, |h| {
-                h.request(Method::POST, &start)
-                    .header("content-length", "0")
+        let w: &str = &what;
+        let location = self
+            .guarded(&what, 0, |act| async move {
+                let resp = self
+                    .send(&act, w, |h| {
+                        h.request(Method::POST, &start)
+                            .header("content-length", "0")
+                    })
+                    .await?;
+                if resp.status() != StatusCode::ACCEPTED {
+                    return Err(self.status_error(&act, resp, w).await);
+                }
+                resp.headers()
+                    .get(LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+                    .ok_or_else(|| DistError::Protocol {
+                        registry: self.registry.clone(),
+                        what: w.to_string(),
+                        reason: "upload started without a Location".into(),
+                    })
             })
             .await?;
-        if resp.status() != StatusCode::ACCEPTED {
-            return Err(self.status_error(resp, &what).await);
-        }
-        let location = resp
-            .headers()
-            .get(LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| DistError::Protocol {
-                registry: self.registry.clone(),
-                what: what.clone(),
-                reason: "upload started without a Location".into(),
-            })?;
         let mut url = if location.starts_with("http://") || location.starts_with("https://") {
-            location.to_string()
+            location
         } else {
             format!("{}{location}", self.base)
         };
@@ -528,7 +658,8 @@ impl Registry {
         self.put(&what, &url, media_type, bytes).await
     }
 
-    /// PUTs `bytes` and maps a refusal to an error naming `what`.
+    /// PUTs `bytes` and maps a refusal to an error naming `what`. The body goes out in chunks;
+    /// each one taken is progress for the read deadline, so a slow but live upload goes on.
     async fn put(
         &self,
         what: &str,
@@ -536,18 +667,35 @@ impl Registry {
         content_type: &str,
         bytes: &[u8],
     ) -> Result<(), DistError> {
-        let body = bytes.to_vec();
-        let resp = self
-            .send(what, |h| {
-                h.put(url)
-                    .header(CONTENT_TYPE, content_type)
-                    .body(body.clone())
-            })
-            .await?;
-        if resp.status().is_success() {
-            Ok(())
-        } else {
-            Err(self.status_error(resp, what).await)
-        }
+        let body = Bytes::copy_from_slice(bytes);
+        self.guarded(what, body.len() as u64, |act| async move {
+            let resp = self
+                .send(&act, what, |h| {
+                    h.put(url)
+                        .header(CONTENT_TYPE, content_type)
+                        .header(reqwest::header::CONTENT_LENGTH, body.len())
+                        .body(chunked(body.clone(), act.clone()))
+                })
+                .await?;
+            if resp.status().is_success() {
+                Ok(())
+            } else {
+                Err(self.status_error(&act, resp, what).await)
+            }
+        })
+        .await
     }
+}
+
+/// `bytes` as a streamed body whose every chunk, when taken, touches `act`.
+fn chunked(bytes: Bytes, act: Arc<Activity>) -> reqwest::Body {
+    let chunks: Vec<Bytes> = (0..bytes.len())
+        .step_by(UPLOAD_CHUNK)
+        .map(|at| bytes.slice(at..(at + UPLOAD_CHUNK).min(bytes.len())))
+        .collect();
+    let stream = futures_util::stream::iter(chunks).map(move |c| {
+        act.touch();
+        Ok::<_, std::io::Error>(hyper::body::Frame::data(c))
+    });
+    reqwest::Body::wrap(http_body_util::StreamBody::new(stream))
 }
