@@ -816,3 +816,11 @@ fn a_build_interrupted_while_clang_runs_leaves_no_files() {
         assert!(!list.contains("interrupted"), "{list}");
     }
 }
+
+/// A cause the message already quotes is not printed a second time.
+#[test]
+fn an_error_names_its_cause_once() {
+    let ig = Ig::new();
+    let err = fails(&ig, &["image", "import", "/nonexistent/archive.tar"]);
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+}

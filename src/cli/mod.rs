@@ -78,7 +78,7 @@ pub fn main() -> ExitCode {
             }
             // An error can quote an image, a registry or the kernel: escaped, but its own
             // line breaks kept (compiler output spans lines).
-            let text = format!("{e:#}");
+            let text = error_text(&e);
             eprintln!(
                 "ig: error: {}",
                 ig::output::escape_except(&text, &['\n', '\t'])
@@ -86,6 +86,24 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes as `a: b: c`, leaving out a cause whose text the message before it
+/// already quotes (library errors often include their source's text: "cannot read P: No such
+/// file or directory" would otherwise end with it twice).
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }
 
 pub(crate) fn open_store() -> anyhow::Result<ig::oci::Store> {
