@@ -6,7 +6,7 @@ CARGO ?= cargo
 IG := target/release/ig
 ARGS ?= --host
 
-.PHONY: run build test deps test-deps lint bench clean
+.PHONY: run build test test-kernels deps test-deps lint bench clean
 
 deps:
 	bash tests/setup/deps.sh build
@@ -27,6 +27,12 @@ run: build
 test: test-deps lint
 	$(CARGO) build --tests
 	$(CARGO) test --lib --bins --tests -- --test-threads 4
+
+# The kernel matrix alone (also part of `make test`): one line per kernel and check,
+# `<kernel-release> <check> pass|fail|unsupported (<reason>)`.
+test-kernels: test-deps
+	bash -o pipefail -c '$(CARGO) test --test kernels -- --nocapture --test-threads 2 2>&1 \
+		| tee target/test-kernels.log | grep -E "^[^ ]+ [a-z_0-9]+ (pass|fail|unsupported)( |$$)" | sort'
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -8,7 +8,7 @@
 #                   "6.1" (the newest linux-image-6.1.0-*-amd64), "6.12" (the newest
 #                   linux-image-6.12.*+deb12-amd64)
 #   SCRIPT          run by /bin/sh inside the VM, from /work, where the FILEs are copied;
-#                   `ig` is on PATH
+#                   `ig` is on PATH; the kernel's overlay module is loaded
 # Prints, besides the script's output: "vm: kernel RELEASE, accel kvm|tcg" on stderr first.
 # Env: IG_VM_ACCEL=tcg (force TCG), IG_BIN (default target/release/ig), IG_VM_CACHE (default /var/cache/ig-vm: kernel
 #      packages, kept between runs), IG_VM_TIMEOUT (seconds, default 180), IG_VM_MEMORY (MiB, 1024).
@@ -54,13 +54,23 @@ fi
 [[ -n "$pkg" ]] || { log "no Debian package matches $want"; exit 2; }
 
 kdir="$cache/$pkg"
-if [[ ! -f "$kdir/vmlinuz" ]]; then
+# The modules the scripts load (overlay: trace_exec's upper_layer), kept beside the kernel.
+modules=(fs/overlayfs/overlay.ko)
+if [[ ! -f "$kdir/vmlinuz" || ! -f "$kdir/modules/overlay.ko" ]]; then
     log "fetching $pkg"
     tmp=$(mktemp -d "$cache/.fetch.XXXXXX")
     (cd "$tmp" && apt-get download -qq -o APT::Sandbox::User=root "$pkg" >/dev/null)
     dpkg-deb -x "$tmp"/*.deb "$tmp/x"
-    mkdir -p "$kdir"
+    mkdir -p "$kdir/modules"
     cp "$tmp"/x/boot/vmlinuz-* "$kdir/vmlinuz"
+    for m in "${modules[@]}"; do
+        # Debian compresses modules with xz from 6.12 on; busybox's insmod takes them plain.
+        src=("$tmp"/x/lib/modules/*/kernel/"$m"*)
+        case "${src[0]}" in
+            *.xz) xz -dc "${src[0]}" >"$kdir/modules/$(basename "$m")" ;;
+            *) cp "${src[0]}" "$kdir/modules/" ;;
+        esac
+    done
     basename "$tmp"/x/boot/vmlinuz-* | sed 's/^vmlinuz-//' >"$kdir/release"
     rm -rf "$tmp"
 fi
@@ -69,6 +79,7 @@ release=$(cat "$kdir/release")
 # The initramfs: busybox, ig and the libraries it links, the script and its files.
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
+chmod 755 "$root" # the VM's /: other users (the scripts' uid 1234) must traverse it
 mkdir -p "$root"/{bin,sbin,proc,sys,dev,tmp,work,etc,root,lib64,usr/bin}
 cp /bin/busybox "$root/bin/busybox"
 for applet in $(/bin/busybox --list); do
@@ -82,6 +93,8 @@ for lib in $(ldd "$ig_bin" | grep -oE '/[^ ]+\.so[^ ]*'); do
 done
 echo 'root:x:0:0:root:/root:/bin/sh' >"$root/etc/passwd"
 echo 'root:x:0:' >"$root/etc/group"
+mkdir -p "$root/lib/modules"
+cp "$kdir"/modules/*.ko "$root/lib/modules/"
 cp "$script" "$root/work/script.sh"
 for f in "$@"; do
     cp -a "$f" "$root/work/"
@@ -95,6 +108,7 @@ mount -t devtmpfs dev /dev
 mount -t tmpfs tmp /tmp
 mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
 mount -t bpf bpf /sys/fs/bpf 2>/dev/null
+for m in /lib/modules/*.ko; do insmod "$m" 2>/dev/null; done
 cd /work
 echo "vm: script start"
 sh /work/script.sh
