@@ -1,10 +1,11 @@
-//! traceloop: a flight recorder of system calls per container.
+//! The syscall decoder of flight recorders (traceloop, or any gadget with a `GADGET_RECORDER`).
 //!
 //! # Layout
 //!
-//! The BPF side (`gadgets/traceloop/program.bpf.c`) writes fixed-size records into one big
-//! overwriting array, one window per container. Everything here is pure decoding, with no
-//! syscalls (except the explicit tracefs loader in [`format::SyscallFormats::load`]):
+//! The BPF side (`bpf/gadget/recorder.h` and the gadget) writes fixed-size records into one big
+//! overwriting array, one window per container; the record's fields are known by their typedefs.
+//! Everything here is pure decoding, with no syscalls (except the explicit tracefs loader in
+//! [`format::SyscallFormats::load`]):
 //!
 //! - [`record`]: a recorder's record layout, found by the typedefs of its fields in BTF (any
 //!   gadget's struct, not only traceloop's), parsing, and choosing a container's window;

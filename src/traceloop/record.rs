@@ -410,7 +410,9 @@ pub fn select_window(
 pub(crate) fn traceloop_layout() -> RecordLayout {
     let g = crate::builtin::find("traceloop").expect("built-in traceloop");
     let meta = crate::gadget::Metadata::parse(g.metadata).expect("metadata");
-    let spec = crate::gadget::GadgetSpec::analyze(&g.objects[0].1.to_vec(), meta).expect("analyze");
+    // A copy: the embedded bytes are not aligned as the ELF reader needs.
+    let object: Vec<u8> = g.objects[0].1.into();
+    let spec = crate::gadget::GadgetSpec::analyze(&object, meta).expect("analyze");
     let r = spec.recorder().expect("traceloop is a recorder");
     RecordLayout::from_layout(&r.layout).expect("layout")
 }
