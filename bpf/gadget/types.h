@@ -18,5 +18,16 @@ typedef __u32 gadget_tid;
 typedef __u32 gadget_ppid;
 typedef char gadget_strlist;		/* NUL-separated strings */
 typedef __u32 gadget_syscall;		/* syscall number: name */
+typedef __u32 gadget_cpu;		/* CPU number */
+
+/* Fields of a flight recorder's records (gadget/recorder.h): what the syscall decoder reads. */
+typedef __u64 gadget_record_seq;	/* the record's sequence number in its container */
+typedef __u8 gadget_record_kind;	/* 0 empty, 1 syscall enter, 2 exit, 3 more data of an enter */
+typedef __u64 gadget_syscall_arg;	/* array of up to 6: the arguments (exit: [0] = return value) */
+typedef __s64 gadget_syscall_ret;	/* the return value of an exit */
+typedef __u8 gadget_capture_arg;	/* which argument the captured bytes are (0xff: none) */
+typedef __u16 gadget_capture_len;	/* captured bytes (strings: without the NUL) */
+typedef __u8 gadget_capture_flags;	/* 1: cut, 2: reading user memory failed */
+typedef char gadget_capture;		/* array: the captured bytes */
 
 #endif /* __GADGET_TYPES_H */

@@ -2,11 +2,11 @@
 /*
  * traceloop: a flight recorder of system calls, one bounded overwriting buffer per container.
  *
- * sys_enter/sys_exit write fixed-size records into one big array map, each container (mount
- * namespace) owning the window [slot * records_per_container, (slot + 1) * records_per_container).
- * The slot is allocated here, in BPF, on the container's first syscall: user space could not
- * create a buffer in time for a container that lives 50 ms. Nothing is streamed; user space reads
- * a container's window when asked (`traceloop show`). See README.md for the conventions.
+ * sys_enter/sys_exit write fixed-size records into the buffer of the container (mount
+ * namespace) through the gadget API's flight recorder (<gadget/recorder.h>): the slot is
+ * allocated in BPF on the container's first syscall, user space reads a container's window when
+ * asked (`traceloop show`). The record's typedefs tell the runtime's syscall decoder what each
+ * field is. See README.md.
  */
 #include <vmlinux.h>
 #include <bpf/bpf_helpers.h>
@@ -15,9 +15,10 @@
 #include <gadget/types.h>
 #include <gadget/macros.h>
 #include <gadget/mntns_filter.h>
+#include <gadget/recorder.h>
 
 #define TRACELOOP_DATA_LEN	128	/* captured bytes per record, power of 2 */
-#define TRACELOOP_MAX_NR	1024	/* syscall numbers covered by the tables, power of 2 */
+#define TRACELOOP_MAX_NR	GADGET_SYSCALL_MAX_NR	/* syscall numbers covered by the tables */
 #define NO_DATA_ARG		0xff
 
 enum record_kind {
@@ -30,24 +31,26 @@ enum record_kind {
 #define DATA_TRUNCATED	1
 #define DATA_FAULT	2
 
-/* 240 bytes; mirrored by src/traceloop/record.rs. */
+/* 240 bytes. The typedefs tell the runtime's decoder what each field is (bpf/README.md). */
 struct traceloop_record {
-	__u64 seq;			/* per-container sequence number */
+	gadget_record_seq seq;		/* per-container sequence number */
 	gadget_timestamp timestamp_raw;
 	gadget_mntns_id mntns_id;
-	__u64 args[6];			/* enter: arguments; exit: args[0] = return value */
+	gadget_syscall_arg args[6];	/* enter: arguments; exit: args[0] = return value */
 	gadget_pid pid;
 	gadget_tid tid;
-	__u32 cpu;
+	gadget_cpu cpu;
 	gadget_syscall syscall_nr;
 	gadget_comm comm[16];
-	__u8 kind;			/* enum record_kind; written last */
-	__u8 data_arg;			/* argument `data` belongs to, NO_DATA_ARG if none */
-	__u16 data_len;			/* bytes in data (strings: without the NUL) */
-	__u8 data_flags;		/* DATA_TRUNCATED, DATA_FAULT */
+	gadget_record_kind kind;	/* enum record_kind; written last */
+	gadget_capture_arg data_arg;	/* argument `data` belongs to, NO_DATA_ARG if none */
+	gadget_capture_len data_len;	/* bytes in data (strings: without the NUL) */
+	gadget_capture_flags data_flags;	/* DATA_TRUNCATED, DATA_FAULT */
 	__u8 __pad[3];
-	char data[TRACELOOP_DATA_LEN];
+	gadget_capture data[TRACELOOP_DATA_LEN];
 };
+
+GADGET_RECORDER(traceloop, traceloop_records, traceloop_record);
 
 /*
  * What to capture for a syscall (indexed by number in traceloop_specs).
@@ -155,107 +158,11 @@ const volatile struct traceloop_spec traceloop_specs[TRACELOOP_MAX_NR] = {
 #endif
 };
 
-/* Parameters (const volatile: set by the runtime before load). */
-const volatile __u32 records_per_container = 16384;
-const volatile __u32 max_containers = 16;
-const volatile bool filter_syscalls = false;
-
 /*
  * The runtime's own process, set by it before load: not recorded. Its scans and its final dump
  * are thousands of syscalls that would push the host's history out of its buffer.
  */
 const volatile __u32 gadget_runtime_tgid = 0;
-
-GADGET_PARAM(records_per_container);
-GADGET_PARAM(max_containers);
-GADGET_PARAM(filter_syscalls);
-
-/* Counters in .bss, read by user space. */
-__u32 traceloop_next_slot;		/* slots handed out from the counter */
-__u64 traceloop_lost_containers;	/* syscalls dropped: no slot left */
-__u64 traceloop_lost_records;		/* records dropped: index outside the array */
-
-/*
- * A mount namespace as slots are keyed: its inode is reused as soon as it dies,
- * so a container started later may get it; the namespace id never is reused.
- */
-struct traceloop_ns {
-	__u64 inum;
-	__u64 id;	/* ns_common.ns_id (6.18+), else mnt_namespace.seq; 0: unknown */
-};
-
-struct traceloop_slot {
-	__u32 slot;		/* TRACELOOP_CLOSED: not recorded (set by the runtime) */
-	__u32 __pad;
-	__u64 first_seq;	/* the slot's head when this namespace got it */
-};
-
-#define TRACELOOP_CLOSED	0xffffffff
-
-/*
- * mount namespace -> slot. max_entries = max_containers + closed namespaces the
- * runtime keeps (set by the runtime). A namespace the runtime does not want is
- * closed here, by inode *and* id, not in the inode-keyed filter map: a new
- * namespace that gets a dead one's inode is recorded from its first syscall.
- */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16);
-	__type(key, struct traceloop_ns);
-	__type(value, struct traceloop_slot);
-} traceloop_slots SEC(".maps");
-
-/* slot -> next sequence number. max_entries = max_containers. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 16);
-	__type(key, __u32);
-	__type(value, __u64);
-} traceloop_heads SEC(".maps");
-
-/* Slots given back by user space (`traceloop close`), reused before the counter. */
-struct {
-	__uint(type, BPF_MAP_TYPE_QUEUE);
-	__uint(max_entries, 16);
-	__type(value, __u32);
-} traceloop_free_slots SEC(".maps");
-
-/* The records. max_entries = max_containers * records_per_container. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 16 * 16384);
-	__type(key, __u32);
-	__type(value, struct traceloop_record);
-} traceloop_records SEC(".maps");
-
-/* syscall nr -> non-zero: record it (when filter_syscalls). Filled by the runtime. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, TRACELOOP_MAX_NR);
-	__type(key, __u32);
-	__type(value, __u8);
-} syscall_filters SEC(".maps");
-
-/*
- * slot -> the cgroup of the container's processes, "parent/leaf" names of the kernfs node
- * (`docker/<id>`, `system.slice/docker-<id>.scope`, `<ns>/<id>`). It names a container that
- * exited before user space could ask its runtime. max_entries = max_containers.
- */
-struct traceloop_cgroup {
-	__u64 mntns_id;		/* owner: a reused slot may hold a previous owner's name */
-	char parent[64];
-	char leaf[96];
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 16);
-	__type(key, __u32);
-	__type(value, struct traceloop_cgroup);
-} traceloop_cgroups SEC(".maps");
-
-/* Keeps the record struct in BTF for the runtime. */
-const struct traceloop_record *__traceloop_record_type __attribute__((unused));
 
 /* pt_regs flavors: CO-RE matches them to the kernel's struct pt_regs by field name. */
 struct pt_regs___x86_tl {
@@ -309,65 +216,16 @@ static __always_inline __u32 syscall_nr_of(struct pt_regs *regs)
 #endif
 }
 
-static __always_inline void current_ns(struct traceloop_ns *ns, __u64 inum)
-{
-	ns->inum = inum;
-	ns->id = gadget_get_current_mntns_nsid();
-}
-
-/* The container's slot, allocated on first use; -1 when none is left. */
-static __always_inline __s64 get_slot(const struct traceloop_ns *ns)
-{
-	struct traceloop_slot *found, value = {};
-	__u64 *head;
-	__u32 slot;
-
-	found = bpf_map_lookup_elem(&traceloop_slots, ns);
-	if (found)
-		return found->slot == TRACELOOP_CLOSED ? -1 : found->slot;
-
-	if (bpf_map_pop_elem(&traceloop_free_slots, &slot)) {
-		slot = __sync_fetch_and_add(&traceloop_next_slot, 1);
-		if (slot >= max_containers) {
-			__sync_fetch_and_add(&traceloop_lost_containers, 1);
-			return -1;
-		}
-	}
-	/* records before first_seq are a previous owner's */
-	value.slot = slot;
-	head = bpf_map_lookup_elem(&traceloop_heads, &slot);
-	if (head)
-		value.first_seq = *head;
-	if (bpf_map_update_elem(&traceloop_slots, ns, &value, BPF_NOEXIST)) {
-		/* Another CPU won the race (or the map is full): give the slot back. */
-		bpf_map_push_elem(&traceloop_free_slots, &slot, 0);
-		found = bpf_map_lookup_elem(&traceloop_slots, ns);
-		if (found)
-			return found->slot == TRACELOOP_CLOSED ? -1 : found->slot;
-		__sync_fetch_and_add(&traceloop_lost_containers, 1);
-		return -1;
-	}
-	return slot;
-}
-
 /* Claims the next record of the slot and fills the common header (kind still empty). */
 static __always_inline struct traceloop_record *
 new_record(__u32 slot, __u64 mntns_id, __u32 nr, __u64 ts)
 {
 	struct traceloop_record *rec;
-	__u64 *head, seq, pid_tgid;
-	__u32 idx;
+	__u64 seq = 0, pid_tgid;
 
-	head = bpf_map_lookup_elem(&traceloop_heads, &slot);
-	if (!head)
+	rec = gadget_recorder_claim(traceloop_records, slot, &seq);
+	if (!rec)
 		return NULL;
-	seq = __sync_fetch_and_add(head, 1);
-	idx = slot * records_per_container + (__u32)(seq % records_per_container);
-	rec = bpf_map_lookup_elem(&traceloop_records, &idx);
-	if (!rec) {
-		__sync_fetch_and_add(&traceloop_lost_records, 1);
-		return NULL;
-	}
 	pid_tgid = bpf_get_current_pid_tgid();
 	rec->kind = RECORD_EMPTY;
 	rec->seq = seq;
@@ -430,22 +288,11 @@ static __always_inline __u32 spec_index(__u32 nr)
 	return nr & (TRACELOOP_MAX_NR - 1);
 }
 
-static __always_inline bool wanted(__u32 nr)
-{
-	__u8 *on;
-
-	if (!filter_syscalls)
-		return true;
-	on = bpf_map_lookup_elem(&syscall_filters, &nr);
-	return on && *on;
-}
-
 SEC("tp_btf/sys_enter")
 int BPF_PROG(traceloop_sys_enter, struct pt_regs *regs, long id)
 {
 	struct traceloop_record *rec;
 	struct traceloop_spec spec = {};
-	struct traceloop_ns ns;
 	__u64 mntns_id, ts, args[8] = {};	/* 8: indexes are masked with & 7 */
 	__u32 nr = id;
 	__u8 kind = RECORD_ENTER;
@@ -459,10 +306,9 @@ int BPF_PROG(traceloop_sys_enter, struct pt_regs *regs, long id)
 		return 0;
 	if (gadget_runtime_tgid && bpf_get_current_pid_tgid() >> 32 == gadget_runtime_tgid)
 		return 0;
-	if (!wanted(nr))
+	if (!gadget_syscall_wanted(nr))
 		return 0;
-	current_ns(&ns, mntns_id);
-	slot = get_slot(&ns);
+	slot = gadget_recorder_slot(mntns_id);
 	if (slot < 0)
 		return 0;
 
@@ -507,22 +353,10 @@ int BPF_PROG(traceloop_sys_enter, struct pt_regs *regs, long id)
 	return 0;
 }
 
-/* Notes the slot's cgroup until a non-root one is seen (runc moves its init late). */
-static __always_inline void note_cgroup(__u32 slot, __u64 mntns_id)
-{
-	struct traceloop_cgroup *tc = bpf_map_lookup_elem(&traceloop_cgroups, &slot);
-
-	if (!tc || (tc->mntns_id == mntns_id && tc->leaf[0]))
-		return;
-	if (gadget_current_cgroup_names(tc->parent, sizeof(tc->parent), tc->leaf, sizeof(tc->leaf)))
-		tc->mntns_id = mntns_id;
-}
-
 SEC("tp_btf/sys_exit")
 int BPF_PROG(traceloop_sys_exit, struct pt_regs *regs, long ret)
 {
 	struct traceloop_record *rec;
-	struct traceloop_ns ns;
 	__u64 mntns_id, ts;
 	__s64 slot;
 	__u32 nr;
@@ -533,14 +367,13 @@ int BPF_PROG(traceloop_sys_exit, struct pt_regs *regs, long ret)
 	if (gadget_runtime_tgid && bpf_get_current_pid_tgid() >> 32 == gadget_runtime_tgid)
 		return 0;
 	nr = syscall_nr_of(regs);
-	if (!wanted(nr))
+	if (!gadget_syscall_wanted(nr))
 		return 0;
-	current_ns(&ns, mntns_id);
-	slot = get_slot(&ns);
+	slot = gadget_recorder_slot(mntns_id);
 	if (slot < 0)
 		return 0;
 
-	note_cgroup(slot, mntns_id);
+	gadget_recorder_note_cgroup(slot, mntns_id);
 	ts = bpf_ktime_get_boot_ns();
 	rec = new_record(slot, mntns_id, nr, ts);
 	if (!rec)

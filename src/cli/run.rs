@@ -522,7 +522,7 @@ pub fn main(args: Vec<String>) -> anyhow::Result<ExitCode> {
     let prepared =
         ig::run::prepare(&store, &reference).with_context(|| format!("cannot run {image}"))?;
     let params = ParamFlag::of_spec(&prepared.spec);
-    let flight_recorder = prepared.spec.metadata.section("traceloop").is_some();
+    let flight_recorder = prepared.spec.recorder().is_some();
     let matches = match gadget_command(&params, flight_recorder)?.try_get_matches_from(argv) {
         Ok(m) => m,
         Err(e) => return Ok(clap_exit(e)),

@@ -148,7 +148,7 @@ fn check(
                 default_value: p.default.clone(),
             })
             .collect(),
-        flight_recorder: spec.metadata.section("traceloop").is_some(),
+        flight_recorder: spec.recorder().is_some(),
     };
     Ok((verified, info))
 }

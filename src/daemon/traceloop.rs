@@ -271,9 +271,9 @@ fn list(recorder: &Recorder) -> Result<proto::TraceloopListResponse, DaemonError
         records_per_container: per_container,
         max_containers,
         max_exited: recorder.max_dead as u64,
-        record_size: crate::traceloop::record::RECORD_SIZE as u32,
-        lost_containers: lost("traceloop_lost_containers"),
-        lost_records: lost("traceloop_lost_records"),
+        record_size: recorder.record_size() as u32,
+        lost_containers: lost(crate::gadget::spec::recorder_api::LOST_CONTAINERS),
+        lost_records: lost(crate::gadget::spec::recorder_api::LOST_RECORDS),
     })
 }
 
@@ -312,6 +312,7 @@ fn show(
     write_trace(
         &mut text,
         mode,
+        recorder.name(),
         trace.container.as_deref(),
         trace.key.inum,
         &events,

@@ -19,6 +19,8 @@ pub enum GadgetError {
     NoTracer,
     #[error("tracer `{tracer}`: {reason}")]
     Tracer { tracer: String, reason: String },
+    #[error("recorder `{recorder}`: {reason}")]
+    Recorder { recorder: String, reason: String },
     #[error("parameter key {key:?}: {reason}")]
     ParamKey { key: String, reason: String },
     #[error("gadget.yaml: defaultValue {value:?} of parameter `{key}` is not valid: {reason}")]

@@ -16,6 +16,8 @@ pub struct LoadSettings {
     pub params: Vec<(String, Vec<u8>)>,
     pub filter_by_mntns: bool,
     pub drop_unknown_mntns: bool,
+    /// A recorder records only the syscalls the runtime puts in `gadget_syscall_filter_map`.
+    pub filter_syscalls: bool,
     /// Unread bytes in a ring that wake the reader; 0: a quarter of the smallest ring.
     pub wakeup_bytes: u64,
     /// A record wakes the reader when the last wakeup is older than this; 0: WAKEUP_INTERVAL.
@@ -227,6 +229,7 @@ impl LoadedGadget {
             let value: u64 = match name.as_str() {
                 "gadget_filter_by_mntns" => settings.filter_by_mntns as u64,
                 "gadget_drop_unknown_mntns" => settings.drop_unknown_mntns as u64,
+                "gadget_filter_syscalls" => settings.filter_syscalls as u64,
                 "gadget_wakeup_bytes" => wakeup_bytes,
                 "gadget_wakeup_interval_ns" => wakeup_interval_ns,
                 // This process, for gadgets that leave the runtime's own activity out.

@@ -34,7 +34,7 @@ pub struct Metadata {
     pub datasources: serde_norway::Mapping,
     #[serde(default)]
     pub params: Params,
-    /// Sections other tools do not know (e.g. `traceloop:`), kept as they are.
+    /// Sections other tools do not know (e.g. `programs:`), kept as they are.
     #[serde(flatten)]
     pub extra: serde_norway::Mapping,
 }
@@ -123,7 +123,7 @@ impl Metadata {
             .collect()
     }
 
-    /// A top-level section this schema does not name (`traceloop:`).
+    /// A top-level section this schema does not name (`programs:`).
     pub fn section(&self, name: &str) -> Option<&Value> {
         self.extra.get(name)
     }

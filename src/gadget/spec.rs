@@ -7,6 +7,7 @@ use super::metadata::Metadata;
 use super::GadgetError;
 
 const TRACER_PREFIX: &str = "gadget_tracer_";
+const RECORDER_PREFIX: &str = "gadget_recorder_";
 const PARAM_PREFIX: &str = "gadget_param_";
 const LOST_PREFIX: &str = "gadget_lost__";
 
@@ -22,6 +23,22 @@ pub enum Semantic {
     Gid,
     Errno,
     Syscall,
+    Pid,
+    Tid,
+    Comm,
+    Cpu,
+    /// A flight recorder's record (`gadget/recorder.h`, `gadget/types.h`): its sequence number.
+    RecordSeq,
+    /// 0 empty, 1 syscall enter, 2 exit, 3 more captured data of an enter.
+    RecordKind,
+    /// An array of syscall arguments (exit: `[0]` is the return value unless `SyscallRet`).
+    SyscallArgs,
+    SyscallRet,
+    /// Captured user memory: which argument, how many bytes, flags, the bytes.
+    CaptureArg,
+    CaptureLen,
+    CaptureFlags,
+    Capture,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -71,6 +88,31 @@ pub struct Tracer {
     pub layout: EventLayout,
 }
 
+/// A flight recorder (`GADGET_RECORDER`, `gadget/recorder.h`): the array map `map` holds one
+/// bounded buffer of records per mount namespace; the record's fields get their meaning from
+/// their typedefs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorder {
+    pub name: String,
+    pub map: String,
+    pub layout: EventLayout,
+}
+
+/// The maps and globals `gadget/recorder.h` defines, by their fixed names.
+pub mod recorder_api {
+    pub const SLOTS: &str = "gadget_recorder_slots";
+    pub const HEADS: &str = "gadget_recorder_heads";
+    pub const FREE_SLOTS: &str = "gadget_recorder_free_slots";
+    pub const CGROUPS: &str = "gadget_recorder_cgroups";
+    pub const SYSCALL_FILTER: &str = "gadget_syscall_filter_map";
+    pub const LOST_CONTAINERS: &str = "gadget_recorder_lost_containers";
+    pub const LOST_RECORDS: &str = "gadget_recorder_lost_records";
+    /// Parameters (variables): records per container, containers with a buffer.
+    pub const RECORDS_VAR: &str = "gadget_recorder_records";
+    pub const MAX_CONTAINERS_VAR: &str = "gadget_recorder_max_containers";
+    pub const ALL_MAPS: [&str; 5] = [SLOTS, HEADS, FREE_SLOTS, CGROUPS, SYSCALL_FILTER];
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParamType {
     Bool,
@@ -93,6 +135,8 @@ pub struct ParamSpec {
 pub struct GadgetSpec {
     pub metadata: Metadata,
     pub tracers: Vec<Tracer>,
+    /// Flight recorders (at most one).
+    pub recorders: Vec<Recorder>,
     pub params: Vec<ParamSpec>,
     pub programs: Vec<ProgramInfo>,
     pub maps: Vec<String>,
@@ -109,6 +153,7 @@ impl GadgetSpec {
     pub fn analyze(object: &[u8], metadata: Metadata) -> Result<Self, GadgetError> {
         let elf = BpfElf::parse(object)?;
         let tracers = find_tracers(&elf)?;
+        let recorders = find_recorders(&elf)?;
         let params = find_params(&elf, &metadata)?;
         let lost_counters = elf
             .var_names()
@@ -133,6 +178,7 @@ impl GadgetSpec {
         Ok(GadgetSpec {
             metadata,
             tracers,
+            recorders,
             params,
             programs: elf.programs,
             maps: elf.maps,
@@ -140,6 +186,11 @@ impl GadgetSpec {
             runtime_vars,
             bss_vars,
         })
+    }
+
+    /// The flight recorder, if the gadget is one.
+    pub fn recorder(&self) -> Option<&Recorder> {
+        self.recorders.first()
     }
 
     pub fn param(&self, key: &str) -> Option<&ParamSpec> {
@@ -204,6 +255,77 @@ fn find_tracers(elf: &BpfElf) -> Result<Vec<Tracer>, GadgetError> {
     Ok(tracers)
 }
 
+/// Splits a `<prefix><name>___<map>___<struct>` marker.
+fn split_marker<'a>(var: &'a str, prefix: &str) -> Option<Result<[&'a str; 3], String>> {
+    let rest = var.strip_prefix(prefix)?;
+    let parts: Vec<&str> = rest.split("___").collect();
+    Some(match parts[..] {
+        [name, map, st] => Ok([name, map, st]),
+        _ => Err(rest.to_string()),
+    })
+}
+
+fn find_recorders(elf: &BpfElf) -> Result<Vec<Recorder>, GadgetError> {
+    let bad = |recorder: &str, reason: String| GadgetError::Recorder {
+        recorder: recorder.to_string(),
+        reason,
+    };
+    let mut recorders: Vec<Recorder> = Vec::new();
+    for var in elf.var_names() {
+        // The header's own globals share the prefix; only markers have three parts.
+        let Some(Ok([name, map, struct_name])) = split_marker(var, RECORDER_PREFIX) else {
+            continue;
+        };
+        if recorders.iter().any(|r| r.name == name) {
+            continue;
+        }
+        let id = elf.btf.struct_by_name(struct_name).ok_or_else(|| {
+            bad(
+                name,
+                format!("struct `{struct_name}` is not in the object's BTF"),
+            )
+        })?;
+        for m in std::iter::once(map).chain(recorder_api::ALL_MAPS) {
+            if !elf.maps.iter().any(|x| x == m) {
+                return Err(bad(
+                    name,
+                    format!(
+                        "map `{m}` is not defined (use GADGET_RECORDER of <gadget/recorder.h>)"
+                    ),
+                ));
+            }
+        }
+        let layout = event_layout(&elf.btf, id, struct_name)?;
+        for (semantic, typedef) in [
+            (Semantic::RecordSeq, "gadget_record_seq"),
+            (Semantic::MntnsId, "gadget_mntns_id"),
+            (Semantic::RecordKind, "gadget_record_kind"),
+        ] {
+            if !layout.fields.iter().any(|f| f.semantic == semantic) {
+                return Err(bad(
+                    name,
+                    format!("struct `{struct_name}` has no field of type `{typedef}`"),
+                ));
+            }
+        }
+        recorders.push(Recorder {
+            name: name.to_string(),
+            map: map.to_string(),
+            layout,
+        });
+    }
+    if recorders.len() > 1 {
+        return Err(bad(
+            &recorders[1].name,
+            format!(
+                "a gadget has at most one recorder (`{}` is another)",
+                recorders[0].name
+            ),
+        ));
+    }
+    Ok(recorders)
+}
+
 /// The flat list of fields of an event struct; nested structs become `outer.inner`.
 pub fn event_layout(btf: &Btf, id: TypeId, struct_name: &str) -> Result<EventLayout, GadgetError> {
     let size = btf.size_of(id).unwrap_or(0);
@@ -251,8 +373,14 @@ fn collect_fields(
         };
         let offset = base + m.bit_offset / 8;
         let typedefs = btf.typedef_chain(m.ty);
-        let semantic = semantic_of(&typedefs);
         let concrete = btf.resolve(m.ty);
+        // An array's meaning is its element's (`gadget_syscall_arg args[6]`).
+        let semantic = match btf.get(concrete).map(|t| &t.kind) {
+            Some(Kind::Array { elem, .. }) if typedefs.is_empty() => {
+                semantic_of(&btf.typedef_chain(*elem))
+            }
+            _ => semantic_of(&typedefs),
+        };
         let kind = match btf.get(concrete).map(|t| &t.kind) {
             Some(Kind::Int {
                 size,
@@ -332,6 +460,18 @@ fn semantic_of(typedefs: &[&str]) -> Semantic {
             "gadget_gid" => Semantic::Gid,
             "gadget_errno" => Semantic::Errno,
             "gadget_syscall" => Semantic::Syscall,
+            "gadget_pid" => Semantic::Pid,
+            "gadget_tid" => Semantic::Tid,
+            "gadget_comm" => Semantic::Comm,
+            "gadget_cpu" => Semantic::Cpu,
+            "gadget_record_seq" => Semantic::RecordSeq,
+            "gadget_record_kind" => Semantic::RecordKind,
+            "gadget_syscall_arg" => Semantic::SyscallArgs,
+            "gadget_syscall_ret" => Semantic::SyscallRet,
+            "gadget_capture_arg" => Semantic::CaptureArg,
+            "gadget_capture_len" => Semantic::CaptureLen,
+            "gadget_capture_flags" => Semantic::CaptureFlags,
+            "gadget_capture" => Semantic::Capture,
             _ => continue,
         };
         return s;

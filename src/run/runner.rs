@@ -153,7 +153,7 @@ pub fn run(
             )));
         }
     }
-    if spec.metadata.section("traceloop").is_some() {
+    if spec.recorder().is_some() {
         return super::traceloop::run(&image, &spec, config, containers, stop, outputs);
     }
     if spec.tracers.is_empty() {

@@ -7,8 +7,9 @@ use super::format::{Param, SyscallFormats};
 use super::record::{Captured, Record, RecordKind};
 use super::syscalls::Arch;
 
-/// Syscalls whose buffer is captured at exit (the kernel fills it): name → argument index.
-/// Must match the BPF table in `gadgets/traceloop/program.bpf.c`.
+/// Syscalls whose buffer the kernel fills (known of the syscalls, not of a gadget): name →
+/// argument index. Until its exit is seen such a buffer shows as `...`; an exit that captured no
+/// bytes for it (an error, or a recorder that does not capture it) shows its pointer.
 const EXIT_BUFFERS: &[(&str, usize)] = &[
     ("read", 1),
     ("pread64", 1),

@@ -4,14 +4,18 @@
 use super::decode::Decoder;
 use super::format::SyscallFormats;
 use super::line::{format_line, Timebase};
-use super::record::{parse_records, select_window};
+use super::record::{parse_records, select_window, traceloop_layout};
 use super::syscalls::Arch;
 
 const MNTNS: u64 = 4026532178;
 const HEAD: u64 = 193;
 
 fn lines() -> Vec<String> {
-    let records = parse_records(include_bytes!("testdata/multiplication.bin")).expect("parse");
+    let records = parse_records(
+        &traceloop_layout(),
+        include_bytes!("testdata/multiplication.bin"),
+    )
+    .expect("parse");
     let window = select_window(records, MNTNS, 0, HEAD, 4096);
     assert_eq!(window.len(), 193);
     let events = Decoder::new(Arch::X86_64, SyscallFormats::fallback()).decode(&window);

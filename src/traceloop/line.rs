@@ -193,6 +193,7 @@ mod tests {
             timestamp: BASE + ts,
             mntns_id: 4026532000,
             args: [0; 6],
+            ret: None,
             pid: tid,
             tid,
             cpu: 1,

@@ -1,7 +1,10 @@
-//! The flight-recorder run mode (`traceloop`): the BPF side writes every syscall of the selected
-//! containers into a bounded, overwriting buffer per container; nothing streams. When the run
-//! stops, each container's window is read, decoded and printed, also for containers that exited
-//! during the run. The map conventions are those of `gadgets/traceloop/README.md`.
+//! The flight-recorder run mode, for any gadget with a `GADGET_RECORDER` (`bpf/gadget/recorder.h`;
+//! traceloop is one): the BPF side writes every syscall of the selected containers into a
+//! bounded, overwriting buffer per container; nothing streams. When the run stops, each
+//! container's window is read, decoded and printed, also for containers that exited during the
+//! run. The maps are the header's, found by their fixed names; the records map and the record
+//! struct are the gadget's, named by its marker; the record's fields are found by their typedefs
+//! ([`crate::traceloop::RecordLayout`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -14,9 +17,11 @@ use super::runner::ConnectContainers;
 use super::{RunConfig, RunError};
 use crate::containers::{Container, ContainerCollection, MntnsKey};
 use crate::gadget::loader::LoadedGadget;
+use crate::gadget::spec::recorder_api;
 use crate::gadget::GadgetSpec;
 use crate::oci::image::GadgetImage;
-use crate::traceloop::record::{parse_records, RECORD_SIZE};
+use crate::traceloop::record::parse_records;
+use crate::traceloop::RecordLayout;
 
 mod recorder;
 mod render;
@@ -25,17 +30,25 @@ mod scan;
 pub use recorder::{Recorder, Trace};
 pub use render::write_trace;
 
-pub(super) const RECORDS: &str = "traceloop_records";
-pub(super) const HEADS: &str = "traceloop_heads";
-pub(super) const SLOTS: &str = "traceloop_slots";
-pub(super) const FREE_SLOTS: &str = "traceloop_free_slots";
-/// `traceloop_slots` value of a namespace the run does not record (TRACELOOP_CLOSED).
+pub(super) use recorder_api::{CGROUPS, FREE_SLOTS, HEADS, SLOTS, SYSCALL_FILTER};
+/// `gadget_recorder_slots` value of a namespace the run does not record
+/// (GADGET_RECORDER_CLOSED).
 const CLOSED: u32 = u32::MAX;
-/// Closed namespaces kept in `traceloop_slots` besides the open ones; dead ones are swept.
+/// Closed namespaces kept in `gadget_recorder_slots` besides the open ones; dead ones are swept.
 pub(super) const CLOSED_KEPT: u32 = 1024;
-pub(super) const CGROUPS: &str = "traceloop_cgroups";
-pub(super) const SYSCALL_FILTERS: &str = "syscall_filters";
-const LOST: [&str; 2] = ["traceloop_lost_containers", "traceloop_lost_records"];
+/// `struct gadget_recorder_cgroup`: `{ u64 mntns_id; char parent[64]; char leaf[96]; }`.
+const CGROUP_SIZE: usize = 168;
+const LOST: [&str; 2] = [recorder_api::LOST_CONTAINERS, recorder_api::LOST_RECORDS];
+
+/// The gadget's part of the recorder: its records map, record layout and buffer size.
+#[derive(Debug, Clone)]
+pub(super) struct Records {
+    /// The gadget's name for the recorder (`GADGET_RECORDER(name, ...)`): titles its traces.
+    pub(super) name: String,
+    pub(super) map: String,
+    pub(super) layout: RecordLayout,
+    pub(super) per_container: u32,
+}
 
 /// How often new buffers are looked at, to name their container while its processes live.
 const SCAN_INTERVAL: Duration = Duration::from_millis(20);
@@ -58,8 +71,8 @@ pub(super) fn param_u32(spec: &GadgetSpec, config: &RunConfig, var: &str) -> Res
         .iter()
         .find(|p| p.var == var)
         .ok_or_else(|| RunError::Unsupported {
-            gadget: "traceloop".into(),
-            reason: format!("no parameter {var}"),
+            gadget: spec.metadata.name.clone(),
+            reason: format!("no parameter {var} (include <gadget/recorder.h>)"),
         })?;
     let value = config
         .params
@@ -136,7 +149,7 @@ impl Slot {
     }
 }
 
-/// `struct traceloop_ns`: the layout of `struct gadget_mntns_key`.
+/// `struct gadget_mntns_key`.
 pub(super) fn key_bytes(key: NsKey) -> [u8; 16] {
     key.to_bpf_bytes()
 }
@@ -145,7 +158,7 @@ pub(super) fn slots(loaded: &LoadedGadget) -> Result<Vec<Slot>, RunError> {
     let map = loaded.map(SLOTS)?;
     let mut out = Vec::new();
     for key in map.keys() {
-        // key: struct traceloop_ns; value: struct traceloop_slot
+        // key: struct gadget_mntns_key; value: struct gadget_recorder_slot
         if let (16, Ok(Some(v))) = (key.len(), map.lookup(&key, MapFlags::ANY)) {
             if v.len() >= 16 {
                 out.push(Slot {
@@ -162,17 +175,18 @@ pub(super) fn slots(loaded: &LoadedGadget) -> Result<Vec<Slot>, RunError> {
 
 pub(super) fn read_slot(
     loaded: &LoadedGadget,
+    records: &Records,
     slot: u32,
-    per_container: u32,
 ) -> Result<Vec<u8>, RunError> {
-    let map = loaded.map(RECORDS)?;
+    let map = loaded.map(&records.map)?;
+    let (size, per_container) = (records.layout.size, records.per_container);
     let first = slot as u64 * per_container as u64;
-    let mut buf = Vec::with_capacity(per_container as usize * RECORD_SIZE);
+    let mut buf = Vec::with_capacity(per_container as usize * size);
     for i in 0..per_container as u64 {
         let key = ((first + i) as u32).to_le_bytes();
         match map.lookup(&key, MapFlags::ANY) {
-            Ok(Some(v)) if v.len() == RECORD_SIZE => buf.extend_from_slice(&v),
-            _ => buf.extend_from_slice(&[0u8; RECORD_SIZE]),
+            Ok(Some(v)) if v.len() == size => buf.extend_from_slice(&v),
+            _ => buf.resize(buf.len() + size, 0),
         }
     }
     Ok(buf)
@@ -182,9 +196,10 @@ pub(super) fn read_slot(
 /// already moved into the container's cgroup.
 pub(super) fn slot_pids(
     loaded: &LoadedGadget,
+    records: &Records,
     slot: u32,
-    per_container: u32,
 ) -> Result<Vec<u32>, RunError> {
+    let per_container = records.per_container;
     let head = loaded
         .map(HEADS)?
         .lookup(&slot.to_le_bytes(), MapFlags::ANY)
@@ -192,7 +207,7 @@ pub(super) fn slot_pids(
         .flatten()
         .map(|v| u64_at(&v))
         .unwrap_or(0);
-    let map = loaded.map(RECORDS)?;
+    let map = loaded.map(&records.map)?;
     let first = slot as u64 * per_container as u64;
     let mut pids = Vec::new();
     for back in 1..=(PIDS_FROM as u64).min(head) {
@@ -200,7 +215,8 @@ pub(super) fn slot_pids(
         let Some(v) = map.lookup(&key, MapFlags::ANY).ok().flatten() else {
             continue;
         };
-        if let Some(r) = parse_records(&v).ok().and_then(|r| r.into_iter().next()) {
+        let parsed = parse_records(&records.layout, &v).ok();
+        if let Some(r) = parsed.and_then(|r| r.into_iter().next()) {
             if !pids.contains(&r.pid) {
                 pids.push(r.pid);
             }
@@ -238,8 +254,7 @@ pub(super) fn container_by_cgroup(
         .ok()?
         .lookup(&slot.to_le_bytes(), MapFlags::ANY)
         .ok()??;
-    // { u64 mntns_id; char parent[64]; char leaf[96]; }
-    if value.len() < 168 || u64_at(&value[..8]) != mntns {
+    if value.len() < CGROUP_SIZE || u64_at(&value[..8]) != mntns {
         return None;
     }
     let path = crate::gadget::loader::cgroup_path(&value[8..72], &value[72..168])?;
@@ -263,7 +278,7 @@ pub(super) fn close_slot(loaded: &LoadedGadget, s: &Slot) -> Result<(), RunError
         .map(SLOTS)?
         .update(&key_bytes(s.key()), &closed, MapFlags::ANY)
         .map_err(|e| map_err(SLOTS, e))?;
-    let empty = [0u8; 168];
+    let empty = [0u8; CGROUP_SIZE];
     loaded
         .map(CGROUPS)?
         .update(&slot.to_le_bytes(), &empty, MapFlags::ANY)

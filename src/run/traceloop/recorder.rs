@@ -10,11 +10,12 @@ use libbpf_rs::{MapCore, MapFlags};
 
 use super::scan::Scan;
 use super::{
-    close_slot, container_by_cgroup, map_err, param_u32, read_slot, slots, u64_at, Slot, CGROUPS,
-    CLOSED_KEPT, FREE_SLOTS, HEADS, RECORDS, SLOTS, SYSCALL_FILTERS,
+    close_slot, container_by_cgroup, map_err, param_u32, read_slot, slots, u64_at, Records, Slot,
+    CGROUPS, CLOSED_KEPT, FREE_SLOTS, HEADS, SLOTS, SYSCALL_FILTER,
 };
 use crate::containers::{Container, ContainerCollection, MntnsKey};
 use crate::gadget::loader::{LoadSettings, LoadedGadget};
+use crate::gadget::spec::recorder_api;
 use crate::gadget::GadgetSpec;
 use crate::oci::image::GadgetImage;
 use crate::output::OutputMode;
@@ -22,8 +23,8 @@ use crate::run::outputs::Outputs;
 use crate::run::runner::{apply_verdicts, selection_for, Containers};
 use crate::run::selection::Selection;
 use crate::run::{RunConfig, RunError};
-use crate::traceloop::record::{parse_records, select_window, RECORD_SIZE};
-use crate::traceloop::{Arch, Decoder, SyscallEvent, SyscallFormats};
+use crate::traceloop::record::{parse_records, select_window};
+use crate::traceloop::{Arch, Decoder, RecordLayout, SyscallEvent, SyscallFormats};
 
 /// How often the recorder checks which traced containers are gone.
 const LIVENESS_EVERY: Duration = Duration::from_millis(500);
@@ -54,6 +55,7 @@ pub struct TraceExtent {
 
 pub struct Recorder {
     loaded: LoadedGadget,
+    records: Records,
     per_container: u32,
     max_containers: u32,
     arch: Arch,
@@ -77,16 +79,35 @@ impl Recorder {
         spec: &GadgetSpec,
         config: &RunConfig,
     ) -> Result<Self, RunError> {
-        let per_container = param_u32(spec, config, "records_per_container")?;
-        let max_containers = param_u32(spec, config, "max_containers")?;
+        let unsupported = |reason: String| RunError::Unsupported {
+            gadget: image.reference.clone(),
+            reason,
+        };
+        let marker = spec
+            .recorder()
+            .ok_or_else(|| unsupported("it declares no recorder (GADGET_RECORDER)".into()))?;
+        let layout =
+            RecordLayout::from_layout(&marker.layout).map_err(|e| unsupported(e.to_string()))?;
+        let per_container = param_u32(spec, config, recorder_api::RECORDS_VAR)?;
+        let max_containers = param_u32(spec, config, recorder_api::MAX_CONTAINERS_VAR)?;
+        let key = |var: &str| {
+            spec.params
+                .iter()
+                .find(|p| p.var == var)
+                .map_or(var.to_string(), |p| p.key.clone())
+        };
         let total = per_container
             .checked_mul(max_containers)
-            .filter(|t| (*t as u64) * RECORD_SIZE as u64 <= 4 << 30)
+            .filter(|t| (*t as u64) * layout.size as u64 <= 4 << 30)
             .ok_or_else(|| {
-                RunError::Config("--records × --max-containers is too large (over 4 GiB)".into())
+                RunError::Config(format!(
+                    "--{} × --{} is too large (over 4 GiB)",
+                    key(recorder_api::RECORDS_VAR),
+                    key(recorder_api::MAX_CONTAINERS_VAR)
+                ))
             })?;
         let arch = Arch::host().unwrap_or(Arch::X86_64);
-        let mut params = crate::run::runner::encode_params(spec, config)?;
+        let params = crate::run::runner::encode_params(spec, config)?;
         let mut filter_nrs = Vec::new();
         for name in &config.syscall_filters {
             let nr = arch.syscall_nr(name).ok_or_else(|| {
@@ -94,15 +115,12 @@ impl Recorder {
             })?;
             filter_nrs.push(nr);
         }
-        if !filter_nrs.is_empty() {
-            params.retain(|(v, _)| v != "filter_syscalls");
-            params.push(("filter_syscalls".into(), vec![1]));
-        }
         let settings = LoadSettings {
             params,
             filter_by_mntns: true,
+            filter_syscalls: !filter_nrs.is_empty(),
             map_sizes: vec![
-                (RECORDS.into(), total),
+                (marker.map.clone(), total),
                 (HEADS.into(), max_containers),
                 (SLOTS.into(), max_containers.saturating_add(CLOSED_KEPT)),
                 (FREE_SLOTS.into(), max_containers),
@@ -112,14 +130,20 @@ impl Recorder {
         };
         let loaded = LoadedGadget::load(&image.object, spec, &settings)?;
         if !filter_nrs.is_empty() {
-            let map = loaded.map(SYSCALL_FILTERS)?;
+            let map = loaded.map(SYSCALL_FILTER)?;
             for nr in &filter_nrs {
                 map.update(&nr.to_le_bytes(), &[1], MapFlags::ANY)
-                    .map_err(|e| map_err(SYSCALL_FILTERS, e))?;
+                    .map_err(|e| map_err(SYSCALL_FILTER, e))?;
             }
         }
         Ok(Recorder {
             loaded,
+            records: Records {
+                name: marker.name.clone(),
+                map: marker.map.clone(),
+                layout,
+                per_container,
+            },
             per_container,
             max_containers,
             arch,
@@ -145,7 +169,7 @@ impl Recorder {
         self.handle = containers.as_ref().map(|(_, h)| h.clone());
         let selection = selection_for(config, containers, &self.loaded)?;
         self.scan = Some(Scan {
-            per_container: self.per_container,
+            records: self.records.clone(),
             host: config.host,
             host_mntns: crate::run::runner::host_mntns(),
             collection: self.collection.clone(),
@@ -327,13 +351,16 @@ impl Recorder {
         if head <= low {
             return Ok(TraceExtent::default());
         }
-        let map = self.loaded.map(RECORDS)?;
+        let map = self.loaded.map(&self.records.map)?;
         let at = |seq: u64| -> Option<u64> {
             let index = t.slot as u64 * self.per_container as u64 + seq % self.per_container as u64;
             let v = map
                 .lookup(&(index as u32).to_le_bytes(), MapFlags::ANY)
                 .ok()??;
-            let r = parse_records(&v).ok()?.into_iter().next()?;
+            let r = parse_records(&self.records.layout, &v)
+                .ok()?
+                .into_iter()
+                .next()?;
             (r.seq == seq && r.mntns_id == t.key.inum).then_some(r.timestamp)
         };
         Ok(TraceExtent {
@@ -346,8 +373,9 @@ impl Recorder {
     /// A trace's history as it is now (recording goes on).
     pub fn events(&self, t: &Trace) -> Result<Vec<SyscallEvent>, RunError> {
         let head = self.head(t.slot)?;
-        let raw = read_slot(&self.loaded, t.slot, self.per_container)?;
-        let records = parse_records(&raw).map_err(|e| RunError::Config(e.to_string()))?;
+        let raw = read_slot(&self.loaded, &self.records, t.slot)?;
+        let records = parse_records(&self.records.layout, &raw)
+            .map_err(|e| RunError::Config(e.to_string()))?;
         let window = select_window(
             records,
             t.key.inum,
@@ -416,8 +444,14 @@ impl Recorder {
         let mut written = 0;
         let result: std::io::Result<()> = (|| {
             for ((_, mntns, _), (container, events)) in &by_start {
-                written +=
-                    super::write_trace(&mut *out, mode, container.as_deref(), *mntns, events)?;
+                written += super::write_trace(
+                    &mut *out,
+                    mode,
+                    &self.records.name,
+                    container.as_deref(),
+                    *mntns,
+                    events,
+                )?;
             }
             out.flush()
         })();
@@ -442,6 +476,16 @@ impl Recorder {
                 t.container = owner;
             }
         }
+    }
+
+    /// The gadget's name for its recorder (`GADGET_RECORDER(name, …)`): titles a trace.
+    pub fn name(&self) -> &str {
+        &self.records.name
+    }
+
+    /// Bytes per record.
+    pub fn record_size(&self) -> usize {
+        self.records.layout.size
     }
 
     /// The arch whose syscall table decodes the records.

@@ -1,5 +1,5 @@
-//! One container's history as text: the seed's strace-like lines under a `# traceloop of …`
-//! header, or one JSON/YAML object per syscall with the container's fields.
+//! One container's history as text: the seed's strace-like lines under a `# <recorder> of …`
+//! header (`# traceloop of …`), or one JSON/YAML object per syscall with the container's fields.
 
 use std::io::Write;
 
@@ -46,10 +46,12 @@ pub fn trace_owner(container: Option<&Container>, mntns: u64) -> String {
     }
 }
 
-/// Writes one trace; returns the number of syscalls written.
+/// Writes one trace of recorder `recorder` (the gadget's name for it: `traceloop`); returns the
+/// number of syscalls written.
 pub fn write_trace(
     out: &mut dyn Write,
     mode: OutputMode,
+    recorder: &str,
     container: Option<&Container>,
     mntns: u64,
     events: &[SyscallEvent],
@@ -60,7 +62,8 @@ pub fn write_trace(
         let who = trace_owner(container, mntns);
         writeln!(
             out,
-            "# traceloop of {}: {} syscalls",
+            "# {} of {}: {} syscalls",
+            crate::output::escape_control(recorder),
             crate::output::escape_control(&who),
             events.len()
         )?;

@@ -7,8 +7,8 @@ use std::time::Instant;
 use libbpf_rs::MapCore;
 
 use super::{
-    close_slot, container_by_cgroup, key_bytes, slot_pids, slots, NsKey, Slot, RESOLVE_FOR,
-    RETRY_EVERY, SLOTS,
+    close_slot, container_by_cgroup, key_bytes, slot_pids, slots, NsKey, Records, Slot,
+    RESOLVE_FOR, RETRY_EVERY, SLOTS,
 };
 use crate::containers::{Container, ContainerCollection, MntnsKey};
 use crate::gadget::loader::LoadedGadget;
@@ -19,7 +19,7 @@ use crate::run::RunError;
 /// container, a namespace that is no container) is closed and filtered in the kernel from then
 /// on, so it cannot take the slots the selected containers need.
 pub(super) struct Scan {
-    pub(super) per_container: u32,
+    pub(super) records: Records,
     pub(super) host: bool,
     pub(super) host_mntns: Option<MntnsKey>,
     pub(super) collection: Option<Arc<ContainerCollection>>,
@@ -141,7 +141,7 @@ impl Scan {
             }
             // Ask while its processes live: their cgroup names the container.
             if let (Some(col), Some(h)) = (&self.collection, &self.handle) {
-                for pid in slot_pids(loaded, slot.slot, self.per_container)? {
+                for pid in slot_pids(loaded, &self.records, slot.slot)? {
                     let col = col.clone();
                     h.spawn(async move {
                         col.resolve_pid(pid).await;
