@@ -419,3 +419,30 @@ fn image_and_kernel_text_never_reaches_the_terminal_raw() {
         }
     }
 }
+
+/// A CO-RE relocation this kernel's BTF cannot resolve is named: the type and field (without
+/// the program's local `___flavor`), the program and the kernel.
+#[test]
+fn a_kernel_field_the_program_needs_and_the_kernel_lacks_is_named() {
+    let ig = Ig::new();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/gadgets/core_missing");
+    assert!(build(&ig, Path::new(dir), "core:v1").status.success());
+    let release = fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
+    let out = ig.output(&[
+        "run",
+        "core:v1",
+        "--verify-image=false",
+        "--host",
+        "--timeout",
+        "1",
+    ]);
+    assert_clean_failure(
+        &out,
+        &format!(
+            "the kernel refused program `core_missing_openat` (tracepoint/syscalls/sys_enter_openat): \
+             -EINVAL: it needs `struct task_struct.ig_no_such_field` (a CO-RE relocation), which \
+             this kernel ({}) does not have",
+            release.trim()
+        ),
+    );
+}

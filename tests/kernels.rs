@@ -241,7 +241,7 @@ fn check_gadgets(series: &str) {
     let ig = Ig::new();
     let gadgets = ["trace_open", "kprobe_open", "fentry_open"];
     let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/gadgets");
-    for g in gadgets {
+    for g in gadgets.iter().chain(&["core_missing"]) {
         let out = ig.output(&[
             "image",
             "build",
@@ -253,7 +253,11 @@ fn check_gadgets(series: &str) {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let archive = dir.path().join("gadgets.tar");
-    let mut args: Vec<String> = gadgets.iter().map(|g| format!("vm/{g}:v1")).collect();
+    let mut args: Vec<String> = gadgets
+        .iter()
+        .chain(&["core_missing"])
+        .map(|g| format!("vm/{g}:v1"))
+        .collect();
     args.insert(0, "export".into());
     args.insert(0, "image".into());
     args.push(archive.to_string_lossy().into_owned());
@@ -296,6 +300,36 @@ fn check_gadgets(series: &str) {
         assert!(event["pid"].as_u64().is_some_and(|p| p > 1), "{event}");
         verdict.pass();
     }
+
+    // Probing, not guessing: what the kernel lacks is named, with the kernel.
+    let verdict = Verdict::new(&b, "probe-core");
+    let err = |what: &str| -> String {
+        let prefix = format!("stderr {what}: ");
+        b.console
+            .lines()
+            .filter_map(|l| l.strip_prefix(&prefix))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(
+        b.console.contains("ig-exit core_missing: 1"),
+        "{}",
+        b.console
+    );
+    let want = format!(
+        "it needs `struct task_struct.ig_no_such_field` (a CO-RE relocation), which this kernel ({}) does not have",
+        b.release
+    );
+    assert!(err("core_missing").contains(&want), "{}", b.console);
+    verdict.pass();
+    let verdict = Verdict::new(&b, "probe-btf");
+    assert!(b.console.contains("ig-exit nobtf: 1"), "{}", b.console);
+    let want = format!(
+        "this kernel ({}) has no BTF (/sys/kernel/btf/vmlinux is missing)",
+        b.release
+    );
+    assert!(err("nobtf").contains(&want), "{}", b.console);
+    verdict.pass();
 }
 
 #[test]

@@ -79,7 +79,7 @@ fn load_error(error: &str, log: &str, spec: &GadgetSpec) -> GadgetError {
         .find(|p| p.name == name)
         .map(|p| p.section.clone())
         .unwrap_or_default();
-    let hook = hook_unavailable_hint(&section);
+    let hook = hook_unavailable_hint(&section).or_else(|| missing_core_target(log));
     let log = match hook {
         Some(_) => log
             .lines()
@@ -95,6 +95,50 @@ fn load_error(error: &str, log: &str, spec: &GadgetSpec) -> GadgetError {
     ))
 }
 
+/// A CO-RE relocation libbpf could not resolve against this kernel's BTF (its log says
+/// `failed to resolve CO-RE relocation <byte_off> [N] struct task_struct___flavor.field (…)`):
+/// which type and field the program needs, without the local flavor suffix.
+fn missing_core_target(log: &str) -> Option<String> {
+    let line = log
+        .lines()
+        .find(|l| l.contains("failed to resolve CO-RE relocation"))?;
+    let after = line.split("] ").nth(1)?;
+    let target = after.split(" (").next()?.trim();
+    let target = match target.split_once("___") {
+        Some((head, rest)) => match rest.find('.') {
+            Some(dot) => format!("{head}{}", &rest[dot..]),
+            None => head.to_string(),
+        },
+        None => target.to_string(),
+    };
+    Some(format!(
+        "it needs `{target}` (a CO-RE relocation), which this kernel ({}) does not have",
+        kernel_release()
+    ))
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// Before anything loads: a kernel without BTF cannot run CO-RE gadgets, and libbpf's own
+/// message for it is about a file it did not find.
+fn check_kernel_btf() -> Result<(), GadgetError> {
+    let path = std::path::Path::new("/sys/kernel/btf/vmlinux");
+    if path.exists() {
+        return Ok(());
+    }
+    Err(GadgetError::Load(format!(
+        "this kernel ({}) has no BTF ({} is missing): ig's gadgets are CO-RE programs and need a \
+         kernel built with CONFIG_DEBUG_INFO_BTF=y (is sysfs mounted?)",
+        kernel_release(),
+        path.display()
+    )))
+}
+
 /// For a section whose hook kind some kernels lack, what to tell the user, with this kernel's
 /// release.
 fn hook_unavailable_hint(section: &str) -> Option<String> {
@@ -107,10 +151,9 @@ fn hook_unavailable_hint(section: &str) -> Option<String> {
         }
         _ => return None,
     };
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     Some(format!(
         "{what} not available on this kernel ({})",
-        release.trim()
+        kernel_release()
     ))
 }
 
@@ -173,6 +216,7 @@ impl LoadedGadget {
         spec: &GadgetSpec,
         settings: &LoadSettings,
     ) -> Result<Self, GadgetError> {
+        check_kernel_btf()?;
         libbpf_rs::set_print(Some((PrintLevel::Warn, capture_libbpf_log)));
         take_libbpf_log();
         let mut open = ObjectBuilder::default()

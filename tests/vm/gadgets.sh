@@ -25,3 +25,12 @@ for g in trace_open kprobe_open fentry_open; do
     grep "vm-marker-$g" /tmp/$g.json | sed "s/^/$g: /"
     sed "s/^/stderr $g: /" /tmp/$g.err
 done
+# Probing: a CO-RE relocation no kernel can resolve, and a kernel whose BTF cannot be found.
+ig run vm/core_missing:v1 --verify-image=false --host --timeout 10 >/dev/null 2>/tmp/core.err
+echo "ig-exit core_missing: $?"
+sed 's/^/stderr core_missing: /' /tmp/core.err
+mount -t tmpfs none /sys/kernel/btf
+ig run trace_exec --host --timeout 10 >/dev/null 2>/tmp/nobtf.err
+echo "ig-exit nobtf: $?"
+sed 's/^/stderr nobtf: /' /tmp/nobtf.err
+umount /sys/kernel/btf
