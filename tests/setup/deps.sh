@@ -6,6 +6,8 @@ set -euo pipefail
 build_pkgs=(clang llvm libelf-dev zlib1g-dev pkg-config protobuf-compiler libbpf-dev make)
 test_pkgs=(docker.io containerd docker-registry skopeo busybox-static jq apache2-utils util-linux python3
     qemu-system-x86 cpio binutils bpftool openssl)
+# tests/kubernetes_manifests.rs makes a venv for kubernetes-validate (pip, from PyPI).
+test_pkgs+=(python3-venv)
 bench_pkgs=(libbpf-tools bpftrace)
 
 want=("${build_pkgs[@]}")
