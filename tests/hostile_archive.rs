@@ -702,7 +702,7 @@ fn archive_text_reaches_the_terminal_escaped() {
     assert_eq!(
         err,
         format!(
-            "ig: error: archive {}: blobs/sha256/\\x1b]0;pwned\\x07\\u{{202e}}rat is not named by a sha256 digest\n",
+            "ig: error: archive {}: blobs/sha256/\\x1b]0;pwned\\x07\\u202erat is not named by a sha256 digest\n",
             p.display()
         )
     );
@@ -717,7 +717,8 @@ fn archive_text_reaches_the_terminal_escaped() {
         "{err:?}"
     );
     assert!(
-        err.contains("\\u{9b}2J\\u{202e}") || err.contains("\\x9b2J\\u{202e}"),
+        // Debug-quoted by the reference parser, or escaped by ig's rule: never raw.
+        err.contains("\\u{9b}2J\\u{202e}") || err.contains("\\x9b2J\\u202e"),
         "{err}"
     );
 

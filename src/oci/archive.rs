@@ -152,29 +152,11 @@ pub fn export_to(
 }
 
 /// Text taken from an archive (entry names, header bytes in the tar reader's messages, tags,
-/// digests and media types from `index.json`) as it is safe to print: C0 and C1 controls, DEL,
-/// bidirectional overrides and isolates (U+202E can make a name read backwards) and line
-/// separators are shown as escapes, so an archive cannot move the cursor, retitle the terminal
-/// or fake lines of our messages. Kept to this module: the import errors are its only output.
+/// digests and media types from `index.json`) as it is safe to print, by ig's one escaping rule
+/// (`crate::output::escape_control`): an archive cannot move the cursor, retitle the terminal
+/// or fake lines of our messages.
 fn printable(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
-            '\u{061c}'
-            | '\u{200e}'
-            | '\u{200f}'
-            | '\u{202a}'..='\u{202e}'
-            | '\u{2066}'..='\u{2069}'
-            | '\u{2028}'
-            | '\u{2029}' => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out
+    crate::output::escape_control(s).into_owned()
 }
 
 /// Compressed files users hand to `ig image import` by mistake: magic, format, the tool.
