@@ -6,7 +6,7 @@ CARGO ?= cargo
 IG := target/release/ig
 ARGS ?= --host
 
-.PHONY: run build test test-kernels deps test-deps lint bench clean
+.PHONY: run build test test-kernels deps test-deps lint bench clean image
 
 deps:
 	bash tests/setup/deps.sh build
@@ -18,6 +18,11 @@ test-deps:
 
 build: deps
 	$(CARGO) build --release
+
+# The container image (packaging/image/build.sh): built from scratch, nothing pulled.
+IMAGE ?= ig:dev
+image: build
+	bash packaging/image/build.sh $(IG) $(IMAGE)
 
 run: build
 	$(IG) image inspect trace_exec >/dev/null   # seeds the local store from the binary

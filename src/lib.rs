@@ -17,6 +17,8 @@
 //! * [`traceloop`]: syscall tables and decoding for the traceloop flight recorder.
 //! * [`builtin`]: the gadgets embedded at build time.
 //! * [`fsutil`]: writing a path the user named (regular file, FIFO, device or symlink).
+//! * [`hostroot`]: where the host's sockets, users and processes are when `ig` runs in a
+//!   container with the host's root under `HOST_ROOT`.
 //!
 //! The `ig` binary (`src/main.rs`, `src/cli/`) is one thin client of this library.
 
@@ -26,6 +28,7 @@ pub mod daemon;
 pub mod event;
 pub mod fsutil;
 pub mod gadget;
+pub mod hostroot;
 pub mod oci;
 pub mod operators;
 pub mod output;

@@ -385,7 +385,12 @@ pub(crate) fn runtime_configs(m: &ArgMatches) -> anyhow::Result<Vec<RuntimeConfi
         let socket_explicit =
             m.value_source(&socket_flag) == Some(clap::parser::ValueSource::CommandLine);
         let mut config = RuntimeConfig::new(kind).explicit(explicit || socket_explicit);
-        if let Some(path) = m.get_one::<String>(&socket_flag) {
+        // The flag's default is for --help: the default socket is looked for in its usual
+        // places (under HOST_ROOT when set) by `RuntimeConfig::new`.
+        if let Some(path) = m
+            .get_one::<String>(&socket_flag)
+            .filter(|_| socket_explicit)
+        {
             config = config.socket(path);
         }
         configs.push(config);

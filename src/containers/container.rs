@@ -34,10 +34,31 @@ impl RuntimeKind {
 
     /// The socket the runtime listens on by default.
     pub fn default_socket(self) -> &'static str {
+        self.default_sockets()[0]
+    }
+
+    /// Where the runtime's socket usually is, the default first: containerd's own, then k3s's
+    /// and microk8s's containerd.
+    pub fn default_sockets(self) -> &'static [&'static str] {
         match self {
-            RuntimeKind::Docker => "/var/run/docker.sock",
-            RuntimeKind::Containerd => "/run/containerd/containerd.sock",
+            RuntimeKind::Docker => &["/var/run/docker.sock"],
+            RuntimeKind::Containerd => &[
+                "/run/containerd/containerd.sock",
+                "/run/k3s/containerd/containerd.sock",
+                "/var/snap/microk8s/common/run/containerd.sock",
+            ],
         }
+    }
+
+    /// The first of [`Self::default_sockets`] that exists, under `HOST_ROOT` when it is set
+    /// (see [`crate::hostroot`]); the default one when none does.
+    pub fn default_socket_path(self) -> std::path::PathBuf {
+        let sockets = self.default_sockets();
+        sockets
+            .iter()
+            .map(crate::hostroot::host_path)
+            .find(|p| p.exists())
+            .unwrap_or_else(|| crate::hostroot::host_path(sockets[0]))
     }
 }
 

@@ -1,16 +1,19 @@
 //! What `/proc` tells about a process: its mount namespace, the container id
-//! in its cgroup path, its start time.
+//! in its cgroup path, its start time. The procfs read is the host's
+//! ([`crate::hostroot::proc_root`]: `$HOST_ROOT/proc` in a container).
 
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, SystemTime};
+
+pub use crate::hostroot::proc_root;
 
 use super::container::RuntimeKind;
 use super::mntns::MntnsKey;
 
 /// Inode of `/proc/<pid>/ns/mnt`: the mount namespace id BPF sees.
 pub fn mntns_of(pid: u32) -> io::Result<u64> {
-    Ok(std::fs::metadata(format!("/proc/{pid}/ns/mnt"))?.ino())
+    Ok(std::fs::metadata(format!("{}/{pid}/ns/mnt", proc_root()))?.ino())
 }
 
 /// `NS_GET_MNTNS_ID`: `_IOR(0xb7, 5, __u64)` (include/uapi/linux/nsfs.h, since 6.9).
@@ -20,7 +23,7 @@ const NS_GET_MNTNS_ID: libc::c_ulong = (2 << 30) | (8 << 16) | (0xb7 << 8) | 5;
 /// `NS_GET_MNTNS_ID` (before 6.9): matching then falls back to the inode. Both come from one
 /// open file, so they describe the same namespace even if the process exits meanwhile.
 pub fn mntns_key_of(pid: u32) -> io::Result<MntnsKey> {
-    mntns_key_at(&format!("/proc/{pid}/ns/mnt"))
+    mntns_key_at(&format!("{}/{pid}/ns/mnt", proc_root()))
 }
 
 /// [`mntns_key_of`] for a path to a mount namespace file (`/proc/self/ns/mnt`).
@@ -56,7 +59,7 @@ pub struct CgroupHint {
 
 /// Container ids found in `/proc/<pid>/cgroup`, most specific first.
 pub async fn cgroup_hints(pid: u32) -> io::Result<Vec<CgroupHint>> {
-    let text = tokio::fs::read_to_string(format!("/proc/{pid}/cgroup")).await?;
+    let text = tokio::fs::read_to_string(format!("{}/{pid}/cgroup", proc_root())).await?;
     Ok(parse_cgroup(&text))
 }
 
@@ -135,7 +138,7 @@ fn is_systemd_unit(comp: &str) -> bool {
 /// When the process started (from `/proc/<pid>/stat` and the boot time in
 /// `/proc/stat`); second precision.
 pub fn process_start_time(pid: u32) -> Option<SystemTime> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = std::fs::read_to_string(format!("{}/{pid}/stat", proc_root())).ok()?;
     let boot = std::fs::read_to_string("/proc/stat").ok()?;
     start_time_from(&stat, &boot, clock_ticks_per_sec()?)
 }

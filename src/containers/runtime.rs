@@ -29,11 +29,12 @@ pub struct RuntimeConfig {
 }
 
 impl RuntimeConfig {
-    /// The runtime on its default socket, not explicitly requested.
+    /// The runtime on its default socket (the first of its usual places that exists, under
+    /// `HOST_ROOT` when set), not explicitly requested.
     pub fn new(kind: RuntimeKind) -> Self {
         RuntimeConfig {
             kind,
-            socket_path: PathBuf::from(kind.default_socket()),
+            socket_path: kind.default_socket_path(),
             explicit: false,
         }
     }

@@ -8,10 +8,21 @@ use std::path::Path;
 
 use super::DaemonError;
 
-/// A group by name or number (`--group`), from the system's group database.
+/// A group by name or number (`--group`), from the system's group database; with
+/// `HOST_ROOT` set, from the host's `/etc/group` (the socket is the host's to use).
 pub fn group_id(group: &str) -> Result<u32, DaemonError> {
     if let Ok(gid) = group.parse::<u32>() {
         return Ok(gid);
+    }
+    if let Some(root) = crate::hostroot::root() {
+        return crate::operators::users::NameTable::groups()
+            .id(group)
+            .ok_or_else(|| {
+                DaemonError::Invalid(format!(
+                    "no group {group:?} in the host's /etc/group (under {}; --group takes a group name or a number)",
+                    root.display()
+                ))
+            });
     }
     let name = CString::new(group)
         .map_err(|_| DaemonError::Invalid(format!("invalid group name {group:?}")))?;

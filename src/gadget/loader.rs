@@ -324,9 +324,17 @@ impl LoadedGadget {
             }
             let name = prog.name().to_string_lossy().into_owned();
             let section = prog.section().to_string_lossy().into_owned();
+            // Tracepoints are attached through tracefs's event ids: mount it if missing (a
+            // container's fresh /sys). A failed mount leaves libbpf's reason to the error.
+            let tracefs_note = if section.starts_with("tracepoint/") || section.starts_with("tp/") {
+                crate::hostroot::ensure_tracefs().err()
+            } else {
+                None
+            };
             take_libbpf_log();
             let link = prog.attach().map_err(|e| {
                 let hint = hook_unavailable_hint(&section)
+                    .or(tracefs_note.clone())
                     .map(|h| format!(": {h}"))
                     .unwrap_or_default();
                 GadgetError::Attach {

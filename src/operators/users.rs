@@ -8,16 +8,18 @@ pub struct NameTable {
 }
 
 impl NameTable {
+    /// The host's users (`$HOST_ROOT/etc/passwd` when `HOST_ROOT` is set).
     pub fn users() -> Self {
         Self::load("/etc/passwd", "uid")
     }
 
+    /// The host's groups (`$HOST_ROOT/etc/group` when `HOST_ROOT` is set).
     pub fn groups() -> Self {
         Self::load("/etc/group", "gid")
     }
 
     fn load(path: &str, prefix: &'static str) -> Self {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let text = std::fs::read_to_string(crate::hostroot::host_path(path)).unwrap_or_default();
         Self::parse(&text, prefix)
     }
 
@@ -34,6 +36,15 @@ impl NameTable {
             }
         }
         NameTable { names, prefix }
+    }
+
+    /// The id of a name, when the table has it.
+    pub fn id(&self, name: &str) -> Option<u32> {
+        self.names
+            .iter()
+            .filter(|(_, n)| n.as_str() == name)
+            .map(|(id, _)| *id)
+            .min()
     }
 
     /// The name, or `uid:<n>` / `gid:<n>` when there is none.
@@ -58,5 +69,7 @@ mod tests {
         assert_eq!(t.name(0), "root");
         assert_eq!(t.name(65534), "nobody");
         assert_eq!(t.name(4294967295), "uid:4294967295");
+        assert_eq!(t.id("nobody"), Some(65534));
+        assert_eq!(t.id("bad line"), None);
     }
 }

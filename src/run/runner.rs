@@ -40,10 +40,18 @@ pub fn prepare(store: &Store, reference: &Reference) -> Result<Prepared, RunErro
 }
 
 /// The host's mount namespace: init's, or ours where init's cannot be read (a sandbox
-/// without access to pid 1).
+/// without access to pid 1). With `HOST_ROOT` set, `ig` runs in a container: its own
+/// namespace is that container's, never the host's, so there is no fallback (the host's
+/// processes are then told by their cgroups, as any namespace nothing names yet).
 pub(super) fn host_mntns() -> Option<MntnsKey> {
-    let key = |pid: &str| procfs::mntns_key_at(&format!("/proc/{pid}/ns/mnt")).ok();
-    key("1").or_else(|| key("self"))
+    let key =
+        |pid: &str| procfs::mntns_key_at(&format!("{}/{pid}/ns/mnt", procfs::proc_root())).ok();
+    key("1").or_else(|| {
+        crate::hostroot::root()
+            .is_none()
+            .then(|| procfs::mntns_key_at("/proc/self/ns/mnt").ok())
+            .flatten()
+    })
 }
 
 /// The user's gadget parameters as `.rodata` bytes, by variable.

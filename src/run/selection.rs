@@ -76,14 +76,14 @@ const SCAN_EVERY: Duration = Duration::from_millis(250);
 const RUNTIME_COMMS: [&str; 5] = ["runc", "crun", "containerd-shim", "conmon", "runc:["];
 
 fn comm_of(pid: u32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+    std::fs::read_to_string(format!("{}/{pid}/comm", procfs::proc_root()))
         .unwrap_or_default()
         .trim()
         .to_string()
 }
 
 fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = std::fs::read_to_string(format!("{}/{pid}/stat", procfs::proc_root())).ok()?;
     // The comm may hold spaces and parentheses: the fields follow the last ')'.
     stat.rsplit_once(')')?
         .1
@@ -97,7 +97,7 @@ fn parent_of(pid: u32) -> Option<u32> {
 pub(super) const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 fn proc_pids() -> impl Iterator<Item = u32> {
-    std::fs::read_dir("/proc")
+    std::fs::read_dir(procfs::proc_root())
         .into_iter()
         .flatten()
         .filter_map(Result::ok)
