@@ -96,7 +96,16 @@ fn inspect_and_list_show_the_image() {
     assert!(out.status.success(), "{}", stderr_of(&out));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(doc["name"], "trace_open");
-    assert_eq!(doc["params"][0]["key"], "min-flags");
+    let keys: Vec<&str> = doc["params"]
+        .as_array()
+        .expect("params")
+        .iter()
+        .filter_map(|p| p["key"].as_str())
+        .collect();
+    assert!(
+        keys.contains(&"min-flags") && keys.contains(&"comm"),
+        "{keys:?}"
+    );
     assert_eq!(doc["tracers"][0]["map"], "opens");
     assert!(doc["programs"][0]["section"]
         .as_str()
@@ -226,4 +235,68 @@ fn unsigned_image_is_refused_by_default() {
     // The built-in gadgets are the binary's own code: they run without a signature.
     let out = ig.output(&["run", "trace_exec", "--host", "--timeout", "1"]);
     assert!(out.status.success(), "{}", stderr_of(&out));
+}
+
+/// A `char[]` parameter (Inspektor Gadget's `targ_comm` style) is a string flag: set in the
+/// program before load, so only that command's opens reach the output; too long is refused.
+#[test]
+fn a_string_param_filters_in_bpf() {
+    let ig = Ig::new();
+    assert!(build(&ig, Path::new(GADGET), "trace_open:comm")
+        .status
+        .success());
+    let help = stdout_of(&ig.output(&["run", "trace_open:comm", "--verify-image=false", "--help"]));
+    assert!(help.contains("--comm <VALUE>"), "{help}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A command of our own name: a copy of cat.
+    let comm = format!("cat{}", std::process::id() % 100_000);
+    let cat = dir.path().join(&comm);
+    fs::copy("/bin/cat", &cat).expect("copy cat");
+    let run = ig.spawn(&[
+        "run",
+        "trace_open:comm",
+        "--verify-image=false",
+        "--host",
+        "-o",
+        "json",
+        "--comm",
+        &comm,
+        "--timeout",
+        "60",
+    ]);
+    let ours = dir.path().join(marker("by-comm"));
+    let other = dir.path().join(marker("by-other"));
+    fs::write(&ours, b"x").expect("write");
+    fs::write(&other, b"x").expect("write");
+    let seen = run.wait_event(
+        Duration::from_secs(20),
+        || {
+            let _ = std::process::Command::new(&cat).arg(&ours).output();
+            let _ = std::process::Command::new("/bin/cat").arg(&other).output();
+        },
+        |e| e["fname"].as_str() == ours.to_str(),
+    );
+    let e = seen.unwrap_or_else(|| panic!("no open by {comm}: {}", run.stderr_text()));
+    assert_eq!(e["comm"], comm.as_str(), "{e}");
+    let events = run.events();
+    assert!(
+        events.iter().all(|e| e["comm"] == comm.as_str()),
+        "another command's open got through: {events:?}"
+    );
+
+    let out = ig.output(&[
+        "run",
+        "trace_open:comm",
+        "--verify-image=false",
+        "--host",
+        "--comm",
+        "a-name-longer-than-15",
+        "--timeout",
+        "1",
+    ]);
+    assert_clean_failure(
+        &out,
+        "invalid value \"a-name-longer-than-15\" for --comm: longer than 15 bytes",
+    );
 }

@@ -144,6 +144,7 @@ fn check(
                 r#type: match p.ty {
                     ParamType::Bool => "bool".into(),
                     ParamType::Int { .. } => "int".into(),
+                    ParamType::Str { .. } => "string".into(),
                 },
                 default_value: p.default.clone(),
             })

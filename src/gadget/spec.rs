@@ -116,7 +116,15 @@ pub mod recorder_api {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParamType {
     Bool,
-    Int { size: u32, signed: bool },
+    Int {
+        size: u32,
+        signed: bool,
+    },
+    /// A `char[len]` (e.g. Inspektor Gadget's `targ_comm`): a string of at most `len - 1`
+    /// bytes, NUL-padded.
+    Str {
+        len: u32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -559,8 +567,17 @@ fn param_type(elf: &BpfElf, var: &str) -> Result<ParamType, GadgetError> {
             size: *size,
             signed: *signed,
         }),
+        Some(Kind::Array { elem, len })
+            if *len > 1
+                && matches!(
+                    btf.get(btf.resolve(*elem)).map(|t| &t.kind),
+                    Some(Kind::Int { size: 1, .. })
+                ) =>
+        {
+            Ok(ParamType::Str { len: *len })
+        }
         _ => Err(GadgetError::Program(format!(
-            "parameter `{var}` has a type ig cannot set (use a bool or an integer)"
+            "parameter `{var}` has a type ig cannot set (use a bool, an integer or a char array)"
         ))),
     }
 }
@@ -571,6 +588,10 @@ fn render_param(ty: ParamType, bytes: &[u8]) -> String {
     raw[..n].copy_from_slice(&bytes[..n]);
     let v = u64::from_le_bytes(raw);
     match ty {
+        ParamType::Str { .. } => {
+            let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+            String::from_utf8_lossy(&bytes[..end]).into_owned()
+        }
         ParamType::Bool => (v != 0).to_string(),
         ParamType::Int { size, signed: true } => {
             let shift = 64 - 8 * size.min(8);
@@ -582,7 +603,11 @@ fn render_param(ty: ParamType, bytes: &[u8]) -> String {
 
 /// Encodes a user-given value for a parameter; empty means "keep the compiled default".
 pub fn encode_param(p: &ParamSpec, value: &str) -> Result<Option<Vec<u8>>, GadgetError> {
-    let value = value.trim();
+    // A string is taken as given (a comm may hold spaces); numbers and booleans are trimmed.
+    let value = match p.ty {
+        ParamType::Str { .. } => value,
+        _ => value.trim(),
+    };
     if value.is_empty() {
         return Ok(None);
     }
@@ -609,6 +634,18 @@ pub fn encode_param(p: &ParamSpec, value: &str) -> Result<Option<Vec<u8>>, Gadge
                 return Err(bad(&format!("out of range {min}..={max}")));
             }
             (v as u64).to_le_bytes()[..size as usize].to_vec()
+        }
+        ParamType::Str { len } => {
+            let max = len as usize - 1;
+            if value.len() > max {
+                return Err(bad(&format!("longer than {max} bytes")));
+            }
+            if value.contains('\0') {
+                return Err(bad("holds a NUL byte"));
+            }
+            let mut bytes = value.as_bytes().to_vec();
+            bytes.resize(len as usize, 0);
+            bytes
         }
     };
     Ok(Some(bytes))

@@ -17,6 +17,7 @@ struct open_event {
 const volatile char targ_comm[16] = {};
 const volatile __u32 min_flags = 0;
 const volatile bool only_creat = false;
+GADGET_PARAM(targ_comm);
 GADGET_PARAM(min_flags);
 GADGET_PARAM(only_creat);
 
@@ -29,9 +30,19 @@ int trace_openat(struct trace_event_raw_sys_enter *ctx)
 	__u64 mntns = gadget_get_current_mntns_id();
 	struct open_event *e;
 	int flags = (int)ctx->args[2];
+	char comm[16];
 
 	if (gadget_should_discard_mntns_id(mntns))
 		return 0;
+	bpf_get_current_comm(comm, sizeof(comm));
+	if (targ_comm[0]) {
+		for (int i = 0; i < sizeof(comm); i++) {
+			if (comm[i] != targ_comm[i])
+				return 0;
+			if (!comm[i])
+				break;
+		}
+	}
 	if (only_creat && !(flags & 0100))
 		return 0;
 	if ((__u32)flags < min_flags)
@@ -44,7 +55,7 @@ int trace_openat(struct trace_event_raw_sys_enter *ctx)
 	e->pid = bpf_get_current_pid_tgid() >> 32;
 	e->uid = (__u32)bpf_get_current_uid_gid();
 	e->flags = flags;
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	__builtin_memcpy(e->comm, comm, sizeof(e->comm));
 	bpf_probe_read_user_str(e->fname, sizeof(e->fname), (const char *)ctx->args[1]);
 	gadget_submit_buf(ctx, opens, e, sizeof(*e));
 	return 0;
