@@ -674,8 +674,26 @@ mod tests {
             size: match ty {
                 ParamType::Bool => 1,
                 ParamType::Int { size, .. } => size,
+                ParamType::Str { len } => len,
             },
         }
+    }
+
+    #[test]
+    fn encodes_and_renders_string_params() {
+        let comm = param(ParamType::Str { len: 16 });
+        let mut want = b"cat".to_vec();
+        want.resize(16, 0);
+        assert_eq!(encode_param(&comm, "cat").unwrap(), Some(want.clone()));
+        assert_eq!(render_param(comm.ty, &want), "cat");
+        assert_eq!(
+            encode_param(&comm, " a b ").unwrap().map(|b| b[..5].to_vec()),
+            Some(b" a b ".to_vec())
+        );
+        assert!(encode_param(&comm, &"x".repeat(15)).is_ok());
+        assert!(encode_param(&comm, &"x".repeat(16)).is_err());
+        assert!(encode_param(&comm, "a\0b").is_err());
+        assert_eq!(encode_param(&comm, "").unwrap(), None);
     }
 
     #[test]
