@@ -11,21 +11,6 @@ use common::*;
 
 const GADGET: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/gadgets/trace_open");
 
-fn build(ig: &Ig, dir: &Path, tag: &str) -> std::process::Output {
-    ig.output(&["image", "build", dir.to_str().expect("utf8"), "-t", tag])
-}
-
-fn assert_clean_failure(out: &std::process::Output, want: &str) {
-    let err = stderr_of(out);
-    assert!(
-        !out.status.success(),
-        "expected failure, got success; stdout: {}",
-        stdout_of(out)
-    );
-    assert!(err.contains(want), "stderr lacks {want:?}:\n{err}");
-    assert!(!err.contains("panicked"), "panic:\n{err}");
-}
-
 #[test]
 fn builds_and_runs_with_params_and_fields() {
     let ig = Ig::new();

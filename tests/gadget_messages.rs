@@ -16,19 +16,26 @@ const GADGET: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/gadgets/trace_o
 const FENTRY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/gadgets/fentry_open");
 const KPROBE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/gadgets/kprobe_open");
 
-fn build(ig: &Ig, dir: &Path, tag: &str) -> std::process::Output {
-    ig.output(&["image", "build", dir.to_str().expect("utf8"), "-t", tag])
-}
-
-fn assert_clean_failure(out: &std::process::Output, want: &str) {
-    let err = stderr_of(out);
-    assert!(
-        !out.status.success(),
-        "expected failure, got success; stdout: {}",
-        stdout_of(out)
-    );
-    assert!(err.contains(want), "stderr lacks {want:?}:\n{err}");
-    assert!(!err.contains("panicked"), "panic:\n{err}");
+/// An image made without `ig image build`: trace_open's object with its gadget.yaml edited,
+/// written straight into the store as `tag` (with `description` as its annotation).
+fn rebuilt_with(ig: &Ig, tag: &str, description: &str, edit: impl Fn(&str) -> String) {
+    assert!(build(ig, Path::new(GADGET), "good:v1").status.success());
+    let store = Store::open(ig.store.path()).expect("store");
+    let good = read_gadget(&store, &Reference::parse("good:v1").expect("ref"), "amd64")
+        .expect("read image");
+    let yaml = edit(std::str::from_utf8(&good.metadata_yaml).expect("utf8"));
+    let parts = ImageParts {
+        metadata_yaml: yaml.as_bytes(),
+        name: "trace_open",
+        description,
+        url: "",
+        documentation: "",
+        source: "",
+        created: "2026-01-01T00:00:00Z".into(),
+        objects: vec![("amd64", good.object.as_slice())],
+        extra_annotations: Vec::new(),
+    };
+    write_image(&store, &Reference::parse(tag).expect("ref"), &parts).expect("write");
 }
 
 /// trace_open with `edit` applied to (program.bpf.c, gadget.yaml, build.yaml).
@@ -86,30 +93,9 @@ fn a_param_named_like_an_ig_flag_is_refused_at_build() {
 #[test]
 fn a_param_named_like_an_ig_flag_is_refused_at_load() {
     let ig = Ig::new();
-    assert!(build(&ig, Path::new(GADGET), "good:v1").status.success());
-    let store = Store::open(ig.store.path()).expect("store");
-    let good = read_gadget(&store, &Reference::parse("good:v1").expect("ref"), "amd64")
-        .expect("read image");
-    let yaml = String::from_utf8(good.metadata_yaml.clone())
-        .expect("utf8")
-        .replace("key: min-flags", "key: timeout");
-    let parts = ImageParts {
-        metadata_yaml: yaml.as_bytes(),
-        name: "trace_open",
-        description: "",
-        url: "",
-        documentation: "",
-        source: "",
-        created: "2026-01-01T00:00:00Z".into(),
-        objects: vec![("amd64", good.object.as_slice())],
-        extra_annotations: Vec::new(),
-    };
-    write_image(
-        &store,
-        &Reference::parse("hostile:v1").expect("ref"),
-        &parts,
-    )
-    .expect("write");
+    rebuilt_with(&ig, "hostile:v1", "", |yaml| {
+        yaml.replace("key: min-flags", "key: timeout")
+    });
     for args in [
         &[
             "run",
@@ -355,35 +341,19 @@ fn help_exits_zero_with_or_without_an_image() {
 #[test]
 fn image_and_kernel_text_never_reaches_the_terminal_raw() {
     let ig = Ig::new();
-    assert!(build(&ig, Path::new(GADGET), "good:v1").status.success());
-    let store = Store::open(ig.store.path()).expect("store");
-    let good = read_gadget(&store, &Reference::parse("good:v1").expect("ref"), "amd64")
-        .expect("read image");
     let hostile = "evil\u{1b}]0;pwned\u{7}\u{1b}[2J\u{202e}gpj.exe\u{85}";
     // A JSON string is a YAML double-quoted scalar: \u001b etc. carry the bytes in.
     let quoted = ig::output::json_string(hostile, false).expect("json");
-    let yaml = String::from_utf8(good.metadata_yaml.clone())
-        .expect("utf8")
-        .replace(
+    rebuilt_with(&ig, "shout:v1", hostile, |yaml| {
+        yaml.replace(
             "description: Trace openat calls (a test gadget)",
             &format!("description: {quoted}"),
         )
         .replace(
             "description: Only opens that create the file",
             &format!("description: {quoted}"),
-        );
-    let parts = ImageParts {
-        metadata_yaml: yaml.as_bytes(),
-        name: "trace_open",
-        description: hostile,
-        url: "",
-        documentation: "",
-        source: "",
-        created: "2026-01-01T00:00:00Z".into(),
-        objects: vec![("amd64", good.object.as_slice())],
-        extra_annotations: Vec::new(),
-    };
-    write_image(&store, &Reference::parse("shout:v1").expect("ref"), &parts).expect("write");
+        )
+    });
     let raw = |s: &str| s.chars().any(|c| ig::output::is_unsafe(c) && c != '\n');
     let text = ig.output(&["image", "inspect", "shout:v1"]);
     assert!(text.status.success(), "{}", stderr_of(&text));

@@ -687,7 +687,9 @@ mod tests {
         assert_eq!(encode_param(&comm, "cat").unwrap(), Some(want.clone()));
         assert_eq!(render_param(comm.ty, &want), "cat");
         assert_eq!(
-            encode_param(&comm, " a b ").unwrap().map(|b| b[..5].to_vec()),
+            encode_param(&comm, " a b ")
+                .unwrap()
+                .map(|b| b[..5].to_vec()),
             Some(b" a b ".to_vec())
         );
         assert!(encode_param(&comm, &"x".repeat(15)).is_ok());

@@ -184,3 +184,20 @@ pub fn stdout_of(o: &Output) -> String {
 pub fn stderr_of(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// `ig image build DIR -t TAG`.
+pub fn build(ig: &Ig, dir: &Path, tag: &str) -> Output {
+    ig.output(&["image", "build", dir.to_str().expect("utf8"), "-t", tag])
+}
+
+/// A failure as a user should see it: non-zero, `want` on stderr, no panic.
+pub fn assert_clean_failure(out: &Output, want: &str) {
+    let err = stderr_of(out);
+    assert!(
+        !out.status.success(),
+        "expected failure, got success; stdout: {}",
+        stdout_of(out)
+    );
+    assert!(err.contains(want), "stderr lacks {want:?}:\n{err}");
+    assert!(!err.contains("panicked"), "panic:\n{err}");
+}
