@@ -243,6 +243,7 @@ fn run_spec(
             .flatten()
             .map(|v| v.cloned().collect())
             .unwrap_or_default(),
+        filters: super::run::filters_of(m),
         timeout_ms: m.get_one::<u64>("timeout").map(|s| s * 1000).unwrap_or(0),
         max_events: m.get_one::<u64>("max-events").copied().unwrap_or(0),
         output: match output {

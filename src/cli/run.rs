@@ -69,6 +69,14 @@ fn common_command() -> Command {
             "Fields to show: a,b,c for exactly those; +a,-b to add to or remove from the defaults",
         ))
         .arg(
+            Arg::new("filter")
+                .short('F')
+                .long("filter")
+                .value_name("EXPR")
+                .action(ArgAction::Append)
+                .help("Only events where EXPR holds: field==v, !=, <, <=, >, >=, field~regex; a comma joins conditions (\\, is a comma); any field, e.g. runtime.containerName==web, args~--debug"),
+        )
+        .arg(
             Arg::new("timeout")
                 .long("timeout")
                 .value_name("SECONDS")
@@ -460,6 +468,7 @@ fn to_config(m: &ArgMatches, params: &[ParamFlag], image: Reference) -> anyhow::
         params,
         max_events: m.get_one::<u64>("max-events").copied().filter(|n| *n > 0),
         expected_digest: None,
+        filters: filters_of(m),
         syscall_filters: m
             .try_get_many::<String>("syscall-filters")
             .ok()
@@ -467,6 +476,13 @@ fn to_config(m: &ArgMatches, params: &[ParamFlag], image: Reference) -> anyhow::
             .map(|v| v.cloned().collect())
             .unwrap_or_default(),
     })
+}
+
+/// The `--filter` expressions, in order.
+pub(crate) fn filters_of(m: &ArgMatches) -> Vec<String> {
+    m.get_many::<String>("filter")
+        .map(|v| v.cloned().collect())
+        .unwrap_or_default()
 }
 
 /// The gadget parameters' values; defaults from gadget.yaml apply too: they may differ from

@@ -52,6 +52,7 @@ pub fn run_config(spec: &proto::RunSpec, resolved: &Resolved) -> Result<RunConfi
         max_events: (spec.max_events > 0).then_some(spec.max_events),
         expected_digest: resolved.verified.clone(),
         syscall_filters: spec.syscall_filters.clone(),
+        filters: spec.filters.clone(),
     })
 }
 

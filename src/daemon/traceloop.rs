@@ -134,6 +134,7 @@ fn start_recorder(ctx: &RunContext, config: &TraceloopConfig) -> Result<Recorder
         ],
         max_events: None,
         expected_digest: None,
+        filters: Vec::new(),
         syscall_filters: Vec::new(),
     };
     let mut recorder = Recorder::load(&prepared.image, &prepared.spec, &run_config)

@@ -10,6 +10,7 @@ pub const RESERVED_KEYS: &[&str] = &[
     "image",
     "output",
     "fields",
+    "filter",
     "timeout",
     "max-events",
     "host",

@@ -1,8 +1,9 @@
 //! Operators between decoding and output: enrichers (timestamps, users, errno, containers) and
-//! field selection.
+//! field selection, filters.
 
 pub mod containers;
 pub mod enrich;
 pub mod errno;
 pub mod fields;
+pub mod filter;
 pub mod users;

@@ -23,4 +23,6 @@ pub struct RunConfig {
     pub expected_digest: Option<String>,
     /// Flight-recorder gadgets: only these syscalls (names).
     pub syscall_filters: Vec<String>,
+    /// `--filter` expressions (`operators::filter`): every one must hold.
+    pub filters: Vec<String>,
 }

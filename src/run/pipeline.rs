@@ -9,6 +9,7 @@ use crate::gadget::spec::{FieldKind, Semantic, Tracer};
 use crate::gadget::Metadata;
 use crate::operators::containers::ContainerFields;
 use crate::operators::enrich::BasicEnricher;
+use crate::operators::filter::Filter;
 use crate::output::Sink;
 
 use super::selection::{Decision, Released, Selection};
@@ -30,6 +31,7 @@ pub struct Pipeline<'a> {
     event: Event,
     pub emitted: u64,
     max_events: Option<u64>,
+    filter: Option<Filter>,
     pub stopped: bool,
     pub error: Option<io::Error>,
 }
@@ -95,6 +97,7 @@ impl<'a> Pipeline<'a> {
         enrichers: Enrichers,
         sink: Box<dyn Sink + 'a>,
         max_events: Option<u64>,
+        filter: Option<Filter>,
     ) -> Self {
         let fields = &tracer.layout.fields;
         let mntns_field = fields.iter().position(|f| f.semantic == Semantic::MntnsId);
@@ -117,6 +120,7 @@ impl<'a> Pipeline<'a> {
             },
             emitted: 0,
             max_events,
+            filter,
             stopped: false,
             error: None,
         }
@@ -197,6 +201,13 @@ impl<'a> Pipeline<'a> {
     }
 
     fn emit_current(&mut self) -> i32 {
+        if self
+            .filter
+            .as_ref()
+            .is_some_and(|f| !f.matches(&self.event))
+        {
+            return 0;
+        }
         match self.sink.event(&self.event) {
             Ok(true) => {
                 self.emitted += 1;

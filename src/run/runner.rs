@@ -60,7 +60,7 @@ pub(super) fn encode_params(
     config: &RunConfig,
 ) -> Result<Vec<(String, Vec<u8>)>, RunError> {
     let mut params = Vec::new();
-    for (key, value) in &config.params {
+    for (key, value) in config.params.iter().chain(&pushed_down(spec, config)) {
         let p = spec
             .param(key)
             .ok_or_else(|| RunError::Config(format!("unknown gadget parameter --{key}")))?;
@@ -69,6 +69,28 @@ pub(super) fn encode_params(
         }
     }
     Ok(params)
+}
+
+/// `--filter` conditions `field==value` that a gadget parameter of the same key can decide in
+/// BPF (Inspektor Gadget's `filter.h` params: comm, pid, uid, …), when the user left that
+/// parameter unset: the events are dropped before the ring. The filter still applies in user
+/// space, so a parameter whose meaning differs cannot let more through.
+fn pushed_down(spec: &GadgetSpec, config: &RunConfig) -> Vec<(String, String)> {
+    let set = |key: &str| {
+        config
+            .params
+            .iter()
+            .any(|(k, v)| k == key && !v.trim().is_empty())
+    };
+    config
+        .filters
+        .iter()
+        .filter_map(|f| crate::operators::filter::parse(f).ok())
+        .flatten()
+        .filter(|c| c.op == crate::operators::filter::Op::Eq)
+        .filter(|c| spec.param(&c.field).is_some() && !set(&c.field))
+        .map(|c| (c.field, c.value))
+        .collect()
 }
 
 /// Programs whose `skipWhen` parameter is true for this run.
@@ -162,6 +184,11 @@ pub fn run(
         }
     }
     if spec.recorder().is_some() {
+        if !config.filters.is_empty() {
+            return Err(RunError::Config(
+                "--filter is for tracers; a flight recorder takes --syscall-filters".into(),
+            ));
+        }
         return super::traceloop::run(&image, &spec, config, containers, stop, outputs);
     }
     if spec.tracers.is_empty() {
@@ -171,6 +198,15 @@ pub fn run(
         });
     }
 
+    // Filters are checked against every tracer's fields before anything loads.
+    let mut filters = Vec::new();
+    for tracer in &spec.tracers {
+        let (schema, _, _) = build_schema(tracer, &spec.metadata);
+        filters.push(
+            crate::operators::filter::Filter::compile(&config.filters, &schema)
+                .map_err(|e| RunError::Config(e.to_string()))?,
+        );
+    }
     let params = encode_params(&spec, config)?;
     let skip_programs = skipped_programs(&spec, &params);
     let settings = LoadSettings {
@@ -183,7 +219,7 @@ pub fn run(
     let selection = selection_for(config, containers()?, &loaded)?;
 
     let mut pipelines = Vec::new();
-    for (datasource, tracer) in spec.tracers.iter().enumerate() {
+    for ((datasource, tracer), filter) in spec.tracers.iter().enumerate().zip(filters) {
         let (schema, enricher, yaml_order) = build_schema(tracer, &spec.metadata);
         let order = display_order(&schema, &yaml_order);
         let sink = outputs.sink(datasource, &schema, order, config)?;
@@ -192,6 +228,7 @@ pub fn run(
             enricher,
             sink,
             config.max_events,
+            filter,
         )));
     }
     let selection = RefCell::new(selection);
