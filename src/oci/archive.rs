@@ -480,7 +480,7 @@ mod tests {
             printable("blobs/a\x1b]0;pwned\x07"),
             "blobs/a\\x1b]0;pwned\\x07"
         );
-        assert_eq!(printable("evil\u{202e}rat.exe"), "evil\\u{202e}rat.exe");
+        assert_eq!(printable("evil\u{202e}rat.exe"), "evil\\u202erat.exe");
         assert_eq!(printable("c1\u{9b}2J"), "c1\\x9b2J");
         assert_eq!(printable("fine-näme"), "fine-näme");
     }
