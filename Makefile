@@ -6,7 +6,7 @@ CARGO ?= cargo
 IG := target/release/ig
 ARGS ?= --host
 
-.PHONY: run build test deps test-deps lint bench clean
+.PHONY: run build test deps test-deps lint bench clean fuzz
 
 deps:
 	bash tests/setup/deps.sh build
@@ -35,6 +35,24 @@ lint:
 bench:
 	bash tests/setup/deps.sh bench
 	bash bench/run.sh
+
+# make fuzz: builds every target of fuzz/ (cargo-fuzz, libFuzzer; its own workspace, which
+# `make test` does not build), seeds the corpora and runs each target for FUZZ_SECONDS, one at a
+# time, at low priority. cargo-fuzz passes nightly-only flags (-Zsanitizer=address); with only a
+# stable toolchain here, RUSTC_BOOTSTRAP=1 lets stable rustc accept them. Crashes are left in
+# fuzz/artifacts/<target>/; keep each as a regression test (tests/fixtures/fuzz-regressions/).
+FUZZ_SECONDS ?= 600
+FUZZ_ENV := RUSTC_BOOTSTRAP=1
+fuzz:
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
+	cd fuzz && $(FUZZ_ENV) cargo fuzz build
+	$(CARGO) build
+	fuzz/seed.sh $(CURDIR)/target/debug/ig
+	cd fuzz && for t in $$(cargo fuzz list); do \
+		$(FUZZ_ENV) nice -n 19 cargo fuzz run $$t corpus/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -jobs=1 -workers=1 -rss_limit_mb=2048 -timeout=20 \
+			-print_final_stats=1 || exit 1; \
+	done
 
 clean:
 	$(CARGO) clean
