@@ -52,7 +52,9 @@ fuzz:
 		$(FUZZ_ENV) nice -n 19 cargo fuzz run $$t corpus/$$t -- \
 			-max_total_time=$(FUZZ_SECONDS) -jobs=1 -workers=1 -rss_limit_mb=2048 -timeout=20 \
 			-print_final_stats=1 || exit 1; \
-	done
+		echo "== $$t"; grep -E '^#[0-9]+' fuzz-0.log | tail -n 1; grep '^stat::' fuzz-0.log; \
+	done; \
+	if ls artifacts/*/* >/dev/null 2>&1; then echo "fuzz: crashing inputs:"; ls artifacts/*/*; exit 1; fi
 
 clean:
 	$(CARGO) clean
