@@ -308,7 +308,7 @@ fn describe_container(
 }
 
 /// Decodes an envelope into the event the collection cares about.
-fn to_event(env: Envelope) -> Option<RuntimeEvent> {
+pub fn to_event(env: Envelope) -> Option<RuntimeEvent> {
     let mut any = env.event?;
     // containerd sends type URLs without a '/', which prost's check needs.
     if !any.type_url.contains('/') {

@@ -209,7 +209,7 @@ fn container_from_inspect(
 
 /// Any container `docker inspect` knows, running or not (mount namespace 0 then, and pid 0
 /// once Docker saw it stop).
-fn describe_inspect(
+pub fn describe_inspect(
     info: ContainerInspectResponse,
     image_digest: Option<String>,
     pid: u32,

@@ -32,6 +32,14 @@ mod timestamp;
 mod watch;
 
 pub use collection::{ContainerCollection, ContainerEvent, GONE_CAPACITY};
+
+/// The pure parsing steps of the runtime clients, for the fuzz targets in `fuzz/`; not an API.
+#[doc(hidden)]
+pub mod parse {
+    pub use super::containerd::to_event as containerd_event;
+    pub use super::docker::describe_inspect as docker_container;
+    pub use super::timestamp::parse_rfc3339;
+}
 pub use container::{Container, K8sMeta, RuntimeKind};
 pub use error::ContainerError;
 pub use mntns::{MntnsKey, MntnsMap};

@@ -20,7 +20,9 @@ pub mod server;
 mod service;
 pub mod socket;
 mod traceloop;
-mod wire;
+/// Public for the fuzz targets in `fuzz/` only.
+#[doc(hidden)]
+pub mod wire;
 
 /// The generated gRPC types (`proto/daemon.proto`).
 pub mod proto {

@@ -47,6 +47,10 @@ impl BatchEncoder {
         self.count
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
     /// Appends one event (`EventBatch.events`, field 2).
     pub fn push(&mut self, event: &Event) {
         self.record.clear();

@@ -9,6 +9,10 @@ const BTF_MAGIC: u16 = 0xeb9f;
 
 pub type TypeId = u32;
 
+/// How many qualifiers, typedefs or nested arrays a walk follows before giving up: real objects
+/// need a handful; a hostile one can make a cycle.
+const MAX_CHAIN: usize = 64;
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Kind {
     Void,
@@ -309,11 +313,15 @@ impl Btf {
             })
     }
 
-    /// Skips const/volatile/restrict/type tags, but not typedefs.
+    /// Skips const/volatile/restrict/type tags, but not typedefs. A chain longer than
+    /// `MAX_CHAIN` (only a cycle, in a hostile object, is) stops on a qualifier, which no caller
+    /// takes for a concrete type.
     pub fn skip_qualifiers(&self, mut id: TypeId) -> TypeId {
-        while let Some(t) = self.get(id) {
-            match t.kind {
-                Kind::Const(n) | Kind::Volatile(n) | Kind::Restrict(n) | Kind::TypeTag(n) => id = n,
+        for _ in 0..MAX_CHAIN {
+            match self.get(id).map(|t| &t.kind) {
+                Some(Kind::Const(n) | Kind::Volatile(n) | Kind::Restrict(n) | Kind::TypeTag(n)) => {
+                    id = *n
+                }
                 _ => break,
             }
         }
@@ -322,7 +330,7 @@ impl Btf {
 
     /// Skips qualifiers and typedefs down to the concrete type.
     pub fn resolve(&self, mut id: TypeId) -> TypeId {
-        for _ in 0..64 {
+        for _ in 0..MAX_CHAIN {
             id = self.skip_qualifiers(id);
             match self.get(id).map(|t| &t.kind) {
                 Some(Kind::Typedef(n)) => id = *n,
@@ -335,7 +343,7 @@ impl Btf {
     /// The names of the typedefs crossed on the way to the concrete type, outermost first.
     pub fn typedef_chain(&self, mut id: TypeId) -> Vec<&str> {
         let mut names = Vec::new();
-        for _ in 0..64 {
+        for _ in 0..MAX_CHAIN {
             id = self.skip_qualifiers(id);
             match self.get(id) {
                 Some(Type {
@@ -351,8 +359,13 @@ impl Btf {
         names
     }
 
-    /// Size in bytes of a type, when it has one.
+    /// Size in bytes of a type, when it has one (none for one past 4 GiB, or arrays nested
+    /// deeper than `MAX_CHAIN`, as an array of itself is).
     pub fn size_of(&self, id: TypeId) -> Option<u32> {
+        self.size_within(id, MAX_CHAIN)
+    }
+
+    fn size_within(&self, id: TypeId, depth: usize) -> Option<u32> {
         let id = self.resolve(id);
         match &self.get(id)?.kind {
             Kind::Int { size, .. }
@@ -361,14 +374,16 @@ impl Btf {
             | Kind::Enum { size, .. }
             | Kind::Float { size } => Some(*size),
             Kind::Ptr(_) => Some(8),
-            Kind::Array { elem, len } => Some(self.size_of(*elem)? * len),
+            Kind::Array { elem, len } => self
+                .size_within(*elem, depth.checked_sub(1)?)?
+                .checked_mul(*len),
             _ => None,
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Builds a tiny BTF blob by hand: `typedef unsigned int gadget_uid; struct ev { gadget_uid uid; char comm[16]; }`.
@@ -450,6 +465,41 @@ mod tests {
         assert_eq!(btf.typedef_chain(members[0].ty), vec!["gadget_uid"]);
         assert_eq!(members[1].bit_offset, 32);
         assert_eq!(btf.size_of(members[1].ty), Some(16));
+    }
+
+    /// A blob of raw type words (no strings but the empty one).
+    pub(crate) fn blob_of(types: &[u32]) -> Vec<u8> {
+        let mut blob = vec![0x9f, 0xeb, 1, 0];
+        let len = (types.len() * 4) as u32;
+        for v in [24, 0, len, len, 1] {
+            blob.extend_from_slice(&u32::to_le_bytes(v));
+        }
+        for t in types {
+            blob.extend_from_slice(&t.to_le_bytes());
+        }
+        blob.push(0);
+        blob
+    }
+
+    /// Found by the `btf` fuzz target and the property tests (issue 17): a qualifier that is its
+    /// own target hung `skip_qualifiers`, an array of itself overflowed the stack in `size_of`
+    /// and an array of 2^32 ints overflowed its size.
+    #[test]
+    fn cycles_and_huge_arrays_end() {
+        #[rustfmt::skip]
+        let types = [
+            0, 10 << 24, 1,              // 1: const → 1
+            0, 3 << 24, 0, 2, 2, 4,      // 2: array of 2 (itself)
+            0, 1 << 24, 4, 32,           // 3: int
+            0, 3 << 24, 0, 3, 3, u32::MAX, // 4: int[u32::MAX]
+        ];
+        let btf = Btf::parse(&blob_of(&types)).expect("parse");
+        let _ = btf.skip_qualifiers(1);
+        let _ = btf.resolve(1);
+        assert_eq!(btf.size_of(1), None);
+        assert_eq!(btf.size_of(2), None);
+        assert_eq!(btf.size_of(4), None);
+        assert_eq!(btf.size_of(3), Some(4));
     }
 
     #[test]

@@ -20,6 +20,10 @@ fn read_uint(data: &[u8], off: usize, size: usize) -> u64 {
 }
 
 fn sign_extend(v: u64, size: usize) -> i64 {
+    if size == 0 {
+        // A zero-sized integer (BTF allows it) reads as 0; the shift below would be 64.
+        return 0;
+    }
     let shift = 64 - 8 * size.min(8) as u32;
     ((v << shift) as i64) >> shift
 }
@@ -268,6 +272,38 @@ mod tests {
         assert_eq!(out[1], Value::List(vec!["x".into()]));
         assert_eq!(out[2], Value::U64(0));
         assert_eq!(out[3], Value::Str("0000".into()));
+    }
+
+    /// Found by the `event_decode` fuzz target (issue 17): a zero-sized signed integer (BTF
+    /// allows one) made `sign_extend` shift by 64.
+    #[test]
+    fn zero_sized_ints_decode_as_zero() {
+        let layout = EventLayout {
+            struct_name: "ev".into(),
+            size: 8,
+            fields: vec![
+                field(
+                    "a",
+                    0,
+                    FieldKind::Int {
+                        size: 0,
+                        signed: true,
+                    },
+                ),
+                field(
+                    "b",
+                    0,
+                    FieldKind::Enum {
+                        size: 0,
+                        signed: true,
+                        values: vec![],
+                    },
+                ),
+            ],
+        };
+        let mut out = Vec::new();
+        Decoder::new(layout).decode(&[0xff; 8], &mut out);
+        assert_eq!(out, vec![Value::I64(0), Value::I64(0)]);
     }
 
     #[test]

@@ -10,6 +10,9 @@ const TRACER_PREFIX: &str = "gadget_tracer_";
 const RECORDER_PREFIX: &str = "gadget_recorder_";
 const PARAM_PREFIX: &str = "gadget_param_";
 const LOST_PREFIX: &str = "gadget_lost__";
+/// The largest event struct a tracer may have (a ring buffer record is rarely more than a few
+/// KiB).
+pub const MAX_EVENT_SIZE: u32 = 16 << 20;
 
 /// What a typedef on a field tells the enrichers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -337,6 +340,12 @@ fn find_recorders(elf: &BpfElf) -> Result<Vec<Recorder>, GadgetError> {
 /// The flat list of fields of an event struct; nested structs become `outer.inner`.
 pub fn event_layout(btf: &Btf, id: TypeId, struct_name: &str) -> Result<EventLayout, GadgetError> {
     let size = btf.size_of(id).unwrap_or(0);
+    // The decoder keeps a buffer of this size: an object must not make it gigabytes.
+    if size > MAX_EVENT_SIZE {
+        return Err(GadgetError::Btf(format!(
+            "event struct `{struct_name}` is {size} bytes; ig decodes events of at most {MAX_EVENT_SIZE} bytes"
+        )));
+    }
     let mut fields = Vec::new();
     collect_fields(btf, id, "", 0, &mut fields, 0)?;
     // Link each string list to its `<name>_count` sibling.
@@ -379,7 +388,9 @@ fn collect_fields(
         } else {
             format!("{prefix}.{}", m.name)
         };
-        let offset = base + m.bit_offset / 8;
+        let offset = base
+            .checked_add(m.bit_offset / 8)
+            .ok_or_else(|| GadgetError::Btf(format!("field `{name}` lies past 4 GiB")))?;
         let typedefs = btf.typedef_chain(m.ty);
         let concrete = btf.resolve(m.ty);
         // An array's meaning is its element's (`gadget_syscall_arg args[6]`).
@@ -438,7 +449,9 @@ fn collect_fields(
                     FieldKind::Str { len: *len }
                 } else {
                     FieldKind::Bytes {
-                        len: len * elem_size,
+                        len: len.checked_mul(elem_size).ok_or_else(|| {
+                            GadgetError::Btf(format!("array field `{name}` is larger than 4 GiB"))
+                        })?,
                     }
                 }
             }
@@ -509,7 +522,7 @@ fn find_params(elf: &BpfElf, metadata: &Metadata) -> Result<Vec<ParamSpec>, Gadg
         let ty = param_type(elf, var)?;
         let bytes = elf
             .rodata
-            .get(offset as usize..(offset + size) as usize)
+            .get(offset as usize..offset as usize + size as usize)
             .ok_or_else(|| GadgetError::Elf(format!("parameter `{var}` lies outside .rodata")))?;
         let compiled = render_param(ty, bytes);
         let meta = declared.iter().find(|d| &d.var == var);
@@ -557,16 +570,20 @@ fn param_type(elf: &BpfElf, var: &str) -> Result<ParamType, GadgetError> {
             _ => None,
         })
         .ok_or_else(|| GadgetError::UnknownParam(var.to_string()))?;
+    // Only the sizes C gives its integers: the value is written into that many bytes.
+    let sized = |size: u32| matches!(size, 1 | 2 | 4 | 8);
     match btf.get(btf.resolve(ty)).map(|t| &t.kind) {
-        Some(Kind::Int { is_bool: true, .. }) => Ok(ParamType::Bool),
-        Some(Kind::Int { size, signed, .. }) => Ok(ParamType::Int {
-            size: *size,
-            signed: *signed,
-        }),
-        Some(Kind::Enum { size, signed, .. }) => Ok(ParamType::Int {
-            size: *size,
-            signed: *signed,
-        }),
+        Some(Kind::Int {
+            is_bool: true,
+            size,
+            ..
+        }) if sized(*size) => Ok(ParamType::Bool),
+        Some(Kind::Int { size, signed, .. } | Kind::Enum { size, signed, .. }) if sized(*size) => {
+            Ok(ParamType::Int {
+                size: *size,
+                signed: *signed,
+            })
+        }
         Some(Kind::Array { elem, len })
             if *len > 1
                 && matches!(
@@ -577,7 +594,7 @@ fn param_type(elf: &BpfElf, var: &str) -> Result<ParamType, GadgetError> {
             Ok(ParamType::Str { len: *len })
         }
         _ => Err(GadgetError::Program(format!(
-            "parameter `{var}` has a type ig cannot set (use a bool, an integer or a char array)"
+            "parameter `{var}` has a type ig cannot set (use a bool, an integer of 1, 2, 4 or 8 bytes, or a char array)"
         ))),
     }
 }
@@ -622,8 +639,11 @@ pub fn encode_param(p: &ParamSpec, value: &str) -> Result<Option<Vec<u8>>, Gadge
             "false" | "0" | "no" => vec![0],
             _ => return Err(bad("expected true or false")),
         },
+        ParamType::Int { size, .. } if !matches!(size, 1 | 2 | 4 | 8) => {
+            return Err(bad("the parameter is not 1, 2, 4 or 8 bytes wide"))
+        }
         ParamType::Int { size, signed } => {
-            let bits = 8 * size.min(8);
+            let bits = 8 * size;
             let v: i128 = parse_int(value).ok_or_else(|| bad("expected an integer"))?;
             let (min, max) = if signed {
                 (-(1i128 << (bits - 1)), (1i128 << (bits - 1)) - 1)
@@ -676,6 +696,53 @@ mod tests {
                 ParamType::Int { size, .. } => size,
                 ParamType::Str { len } => len,
             },
+        }
+    }
+
+    fn layout_err(types: &[u32]) -> String {
+        let btf = Btf::parse(&crate::gadget::btf::tests::blob_of(types)).expect("parse");
+        event_layout(&btf, 2, "ev")
+            .expect_err("refused")
+            .to_string()
+    }
+
+    /// Found by the fuzz targets and property tests (issue 17): sizes and offsets an object
+    /// sets overflowed (a panic), or made the decoder allocate gigabytes.
+    #[test]
+    fn hostile_event_structs_are_refused() {
+        #[rustfmt::skip]
+        let huge_array = [
+            0, 1 << 24, 4, 32,                     // 1: int
+            0, (4 << 24) | 1, 4, 0, 3, 0,          // 2: struct ev { int[u32::MAX] a @0 }
+            0, 3 << 24, 0, 1, 1, u32::MAX,         // 3: int[u32::MAX]
+        ];
+        assert_eq!(
+            layout_err(&huge_array),
+            "invalid BTF: array field `` is larger than 4 GiB"
+        );
+        #[rustfmt::skip]
+        let nested_past_4g = [
+            0, 1 << 24, 4, 32,                     // 1: int
+            0, (4 << 24) | 2, 4, 0, 1, 0, 0, 2, u32::MAX, // 2: struct ev { int x; ev s @ 512 MiB }
+        ];
+        assert!(layout_err(&nested_past_4g).contains("lies past 4 GiB"));
+        #[rustfmt::skip]
+        let huge_struct = [
+            0, 1 << 24, 4, 32,                     // 1: int
+            0, (4 << 24) | 1, u32::MAX, 0, 1, 0,   // 2: struct ev (4 GiB) { int x }
+        ];
+        assert_eq!(
+            layout_err(&huge_struct),
+            "invalid BTF: event struct `ev` is 4294967295 bytes; ig decodes events of at most 16777216 bytes"
+        );
+    }
+
+    #[test]
+    fn params_of_odd_sizes_are_refused_not_panicked_on() {
+        for size in [0, 3, 16] {
+            let p = param(ParamType::Int { size, signed: true });
+            let err = encode_param(&p, "1").expect_err("refused").to_string();
+            assert!(err.contains("not 1, 2, 4 or 8 bytes wide"), "{err}");
         }
     }
 

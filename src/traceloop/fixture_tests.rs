@@ -12,7 +12,7 @@ const HEAD: u64 = 193;
 
 fn lines() -> Vec<String> {
     let records = parse_records(
-        &traceloop_layout(),
+        &traceloop_layout().expect("traceloop layout"),
         include_bytes!("testdata/multiplication.bin"),
     )
     .expect("parse");
