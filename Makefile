@@ -37,7 +37,7 @@ test: test-deps lint
 # `<kernel-release> <check> pass|fail|unsupported (<reason>)`.
 test-kernels: test-deps
 	bash -o pipefail -c '$(CARGO) test --test kernels -- --nocapture --test-threads 2 2>&1 \
-		| tee target/test-kernels.log | grep -E "^[^ ]+ [a-z_0-9]+ (pass|fail|unsupported)( |$$)" | sort'
+		| tee target/test-kernels.log | grep -E "^[^ ]+ [a-z_0-9-]+ (pass|fail|unsupported)( |$$)" | sort'
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -114,8 +114,11 @@ fn headers(root: &Path) -> Vec<(String, PathBuf)> {
 fn compile(root: &Path, dir: &Path, define: &str, kdir: &str, obj: &Path) -> Result<(), String> {
     let clang = env::var("IG_CLANG").unwrap_or_else(|_| "clang".into());
     let mut vmlinux = root.join("vmlinux").join(kdir);
+    let mut fallback = None;
     if !vmlinux.join("vmlinux.h").exists() {
         vmlinux = root.join("vmlinux/x86_64");
+        // gadget/gadget.h then adds what the x86_64 types lack for this architecture.
+        fallback = Some("-DIG_VMLINUX_X86_64_FALLBACK");
     }
     let output = Command::new(&clang)
         .args([
@@ -127,6 +130,7 @@ fn compile(root: &Path, dir: &Path, define: &str, kdir: &str, obj: &Path) -> Res
             "-Wno-unused-function",
             define,
         ])
+        .args(fallback)
         .arg("-I")
         .arg(root.join("bpf"))
         .arg("-I")

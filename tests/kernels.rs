@@ -3,7 +3,8 @@
 //! id comes from `mnt_namespace.seq` in BPF and user space has no `NS_GET_MNTNS_ID`: the
 //! explicit fallback of the container identity.
 //!
-//! Each test prints `<kernel-release> trace_exec|traceloop pass (accel …)`.
+//! Each test prints `<kernel-release> <check> pass (accel …)`; `arm64_objects_on_debian_6_1`
+//! puts the arm64 objects of our images in front of Debian's arm64 kernel (tests/vm/boot-arm64.sh).
 
 mod common;
 
@@ -423,4 +424,155 @@ fn gadgets_on_this_kernel() {
             }
         }
     }
+}
+
+/// The arm64 objects of our images in front of an arm64 kernel's verifier: Debian 12's arm64
+/// kernel under qemu-system-aarch64 (TCG), Debian's arm64 `bpftool` loading each object
+/// (tests/vm/boot-arm64.sh, tests/vm/arm64-objects.sh). The objects are taken from the images
+/// the way `ig run` on an arm64 machine takes them (the index's linux/arm64 manifest): the
+/// built-in trace_exec and traceloop, and the test gadgets built here. Every program of each
+/// object must load; `core_missing`, whose relocation no kernel resolves, must be refused by
+/// that verifier, so a pass is the verifier's and not a harness that loads nothing.
+#[test]
+fn arm64_objects_on_debian_6_1() {
+    use object::{Object, ObjectSection, ObjectSymbol};
+
+    let ig = Ig::new();
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/gadgets");
+    let mut images = vec![
+        ("trace_exec", "trace_exec".to_string()),
+        ("traceloop", "traceloop".to_string()),
+    ];
+    for g in [
+        "trace_open",
+        "record_files",
+        "kprobe_open",
+        "fentry_open",
+        "core_missing",
+    ] {
+        let tag = format!("arm64/{g}:v1");
+        let out = ig.output(&["image", "build", &format!("{src}/{g}"), "-t", &tag]);
+        assert!(out.status.success(), "{g}: {}", stderr_of(&out));
+        images.push((g, tag));
+    }
+    for builtin in ["trace_exec", "traceloop"] {
+        // Seeds the store from the binary.
+        let out = ig.output(&["image", "inspect", builtin]);
+        assert!(out.status.success(), "{builtin}: {}", stderr_of(&out));
+    }
+    let store = ig::oci::Store::open(ig.store.path()).expect("store");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut objects = Vec::new();
+    let mut programs = std::collections::BTreeMap::new();
+    for (name, image) in &images {
+        let reference = ig::oci::Reference::parse(image).expect("reference");
+        let gadget = ig::oci::image::read_gadget(&store, &reference, "arm64")
+            .unwrap_or_else(|e| panic!("{image} has no arm64 object: {e}"));
+        let elf = object::File::parse(gadget.object.as_slice()).expect("an ELF object");
+        // A program: a global function in a section of its own (not .text's subprograms).
+        let count = elf
+            .symbols()
+            .filter(|s| s.kind() == object::SymbolKind::Text && s.is_global())
+            .filter(|s| {
+                s.section_index()
+                    .and_then(|i| elf.section_by_index(i).ok())
+                    .and_then(|sec| sec.name().ok().map(|n| n != ".text"))
+                    .unwrap_or(false)
+            })
+            .count();
+        assert!(count > 0, "{image}: no programs in its arm64 object");
+        programs.insert(name.to_string(), count);
+        let path = dir.path().join(format!("{name}.o"));
+        std::fs::write(&path, &gadget.object).expect("write object");
+        objects.push(path);
+    }
+
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vm/arm64-objects.sh");
+    let out = Command::new("bash")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/vm/boot-arm64.sh"
+        ))
+        .arg("6.1")
+        .arg(script)
+        .args(&objects)
+        .output()
+        .expect("run tests/vm/boot-arm64.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "boot-arm64.sh failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    let release = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("release: "))
+        .unwrap_or_default()
+        .to_string();
+    let accel = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("vm: kernel "))
+        .and_then(|l| l.split_once(", accel "))
+        .map(|(_, a)| a.to_string())
+        .unwrap_or_default();
+    let b = Boot {
+        release,
+        accel,
+        ig_exit: None,
+        events: Vec::new(),
+        stderr: Vec::new(),
+        console: format!("{stdout}\n{stderr}"),
+    };
+    let verdict = Verdict::new(&b, "arm64-objects");
+    assert!(
+        b.release.starts_with("6.1.") && b.release.ends_with("-arm64"),
+        "release {:?}:\n{}",
+        b.release,
+        b.console
+    );
+    assert!(b.console.contains("machine: aarch64"), "{}", b.console);
+    let log_of = |name: &str| {
+        let prefix = format!("log {name}: ");
+        b.console
+            .lines()
+            .filter_map(|l| l.strip_prefix(&prefix))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    for (name, count) in &programs {
+        let line = b
+            .console
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("object {name}: ")))
+            .unwrap_or_else(|| panic!("{}: {name} was not loaded:\n{}", b.release, b.console));
+        if name == "core_missing" {
+            assert_eq!(line, "fail", "{}", b.console);
+            let log = log_of(name);
+            assert!(
+                log.contains("failed to resolve CO-RE relocation")
+                    && log.contains("ig_no_such_field"),
+                "{}: core_missing was refused, but not for its relocation:\n{log}",
+                b.release
+            );
+        } else {
+            assert_eq!(
+                line,
+                format!("pass ({count} programs)"),
+                "{}: the arm64 object of {name} did not load:\n{}",
+                b.release,
+                log_of(name)
+            );
+        }
+    }
+    println!(
+        "arm64 objects verified: {}",
+        programs
+            .iter()
+            .filter(|(name, _)| name.as_str() != "core_missing")
+            .map(|(name, n)| format!("{name} ({n} programs)"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    verdict.pass();
 }

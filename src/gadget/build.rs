@@ -193,8 +193,10 @@ impl Toolchain {
             return Some(own);
         }
         // Programs that only use CO-RE reads and tracepoint contexts compile for arm64 against
-        // the x86_64 types; CO-RE relocates the offsets at load time. Ones that need arm64's
-        // pt_regs fail to compile and that architecture is skipped.
+        // the x86_64 types; CO-RE relocates the offsets at load time. kprobe arguments read
+        // arm64's `struct user_pt_regs`, which gadget/gadget.h supplies in this case
+        // (IG_VMLINUX_X86_64_FALLBACK); a program that needs other arm64 types fails to compile
+        // and that architecture is skipped.
         let fallback = self.include_dir.join(Arch::Amd64.kernel_dir());
         fallback.join("vmlinux.h").exists().then_some(fallback)
     }
@@ -227,6 +229,9 @@ impl Toolchain {
             tool: "clang".into(),
             reason: format!("no vmlinux.h for {}", arch.oci_name()),
         })?;
+        // gadget/gadget.h adds what the x86_64 types lack for another architecture.
+        let fallback = (vmlinux != self.include_dir.join(arch.kernel_dir()))
+            .then_some("-DIG_VMLINUX_X86_64_FALLBACK");
         let out = tempfile::Builder::new()
             .prefix(&format!("{}-", arch.oci_name()))
             .suffix(".o")
@@ -246,6 +251,7 @@ impl Toolchain {
                 "-Wno-unused-function",
             ])
             .arg(arch.target_define())
+            .args(fallback)
             .arg("-I")
             .arg(&self.include_dir)
             .arg("-I")
