@@ -6,7 +6,7 @@ CARGO ?= cargo
 IG := target/release/ig
 ARGS ?= --host
 
-.PHONY: run build test test-kernels deps test-deps lint bench clean image fuzz
+.PHONY: run build test test-kernels deps test-deps lint bench clean image fuzz deb
 
 deps:
 	bash tests/setup/deps.sh build
@@ -38,6 +38,10 @@ test: test-deps lint
 test-kernels: test-deps
 	bash -o pipefail -c '$(CARGO) test --test kernels -- --nocapture --test-threads 2 2>&1 \
 		| tee target/test-kernels.log | grep -E "^[^ ]+ [a-z_0-9-]+ (pass|fail|unsupported)( |$$)" | sort'
+
+# The Debian package (binary, systemd unit, completions, man pages): target/debian/ig_*.deb.
+deb: build
+	bash packaging/debian/deb.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

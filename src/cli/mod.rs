@@ -1,6 +1,7 @@
 //! The `ig` command line: parse, call the library, print. `anyhow` lives here only.
 
 mod daemon;
+mod generate;
 mod image;
 mod login;
 mod print;
@@ -52,6 +53,11 @@ enum Command {
     /// The daemon's always-on syscall flight recorder: list, show and close traces
     #[command(subcommand)]
     Traceloop(traceloop::TraceloopCommand),
+    /// Print a shell completion script (e.g. `ig completion bash > /etc/bash_completion.d/ig`)
+    Completion(generate::CompletionArgs),
+    /// Write the man pages (the .deb ships them)
+    #[command(hide = true)]
+    Man(generate::ManArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -67,6 +73,8 @@ pub fn main() -> ExitCode {
         Command::Show(args) => remote::show(args),
         Command::Delete(args) => remote::delete(args),
         Command::Traceloop(cmd) => traceloop::main(cmd),
+        Command::Completion(args) => generate::completion(args),
+        Command::Man(args) => generate::man(args),
     };
     match result {
         Ok(code) => code,

@@ -5,7 +5,7 @@ set -euo pipefail
 
 build_pkgs=(clang llvm libelf-dev zlib1g-dev pkg-config protobuf-compiler libbpf-dev make)
 test_pkgs=(docker.io containerd docker-registry skopeo busybox-static jq apache2-utils util-linux python3
-    qemu-system-x86 cpio binutils bpftool openssl)
+    qemu-system-x86 cpio binutils bpftool openssl qemu-utils debootstrap e2fsprogs dpkg-dev)
 # tests/kubernetes_manifests.rs makes a venv for kubernetes-validate (pip, from PyPI).
 test_pkgs+=(python3-venv)
 bench_pkgs=(libbpf-tools bpftrace)
@@ -25,6 +25,12 @@ if ((${#missing[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# The .deb (make deb, tests/system_vm.rs) is made by cargo-deb, from crates.io.
+if [[ "${1:-build}" != build ]] && ! cargo deb --version >/dev/null 2>&1; then
+    echo "setup/deps: installing cargo-deb" >&2
+    cargo install --locked cargo-deb
 fi
 
 if [[ ! -d /sys/kernel/tracing/events ]]; then
