@@ -416,3 +416,26 @@ fn a_kernel_field_the_program_needs_and_the_kernel_lacks_is_named() {
         ),
     );
 }
+
+/// Without the capabilities, the refusal is named as theirs, not as a missing hook or libbpf's
+/// "try raising ulimit -l".
+#[test]
+fn a_load_refused_for_lack_of_capabilities_says_which() {
+    let ig = Ig::new();
+    let out = std::process::Command::new("setpriv")
+        .args([
+            "--inh-caps=-all",
+            "--ambient-caps=-all",
+            "--bounding-set=-all,+bpf,+sys_ptrace,+dac_read_search",
+        ])
+        .arg(ig_bin())
+        .args(["run", "trace_exec", "--host", "--timeout", "1"])
+        .env("IG_STORE", ig.store.path())
+        .output()
+        .expect("setpriv");
+    assert_clean_failure(
+        &out,
+        "-EPERM: ig lacks CAP_PERFMON: loading tracing programs needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN",
+    );
+    assert!(!stderr_of(&out).contains("ulimit"), "{}", stderr_of(&out));
+}

@@ -79,7 +79,14 @@ fn load_error(error: &str, log: &str, spec: &GadgetSpec) -> GadgetError {
         .find(|p| p.name == name)
         .map(|p| p.section.clone())
         .unwrap_or_default();
-    let hook = hook_unavailable_hint(&section).or_else(|| missing_core_target(log));
+    // An EPERM without the capabilities is theirs to fix, whatever the program's kind.
+    let hook = match (errno.as_str(), missing_capabilities()) {
+        ("-EPERM", Some(missing)) => Some(format!(
+            "ig lacks {missing}: loading tracing programs needs CAP_BPF and CAP_PERFMON, or \
+             CAP_SYS_ADMIN"
+        )),
+        _ => hook_unavailable_hint(&section).or_else(|| missing_core_target(log)),
+    };
     let log = match hook {
         Some(_) => log
             .lines()
@@ -137,6 +144,42 @@ fn check_kernel_btf() -> Result<(), GadgetError> {
         kernel_release(),
         path.display()
     )))
+}
+
+/// The capabilities ig's effective set lacks for loading tracing programs (`CapEff` of
+/// /proc/self/status; bits from linux/capability.h): `None` when it has CAP_SYS_ADMIN or both
+/// CAP_BPF and CAP_PERFMON.
+fn missing_capabilities() -> Option<String> {
+    const SYS_ADMIN: u32 = 21;
+    const PERFMON: u32 = 38;
+    const BPF: u32 = 39;
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())?;
+    let has = |bit: u32| eff & (1u64 << bit) != 0;
+    if has(SYS_ADMIN) || (has(BPF) && has(PERFMON)) {
+        return None;
+    }
+    let missing: Vec<&str> = [(BPF, "CAP_BPF"), (PERFMON, "CAP_PERFMON")]
+        .iter()
+        .filter(|(bit, _)| !has(*bit))
+        .map(|(_, name)| *name)
+        .collect();
+    Some(missing.join(" and "))
+}
+
+/// Why the kernel refused an attachment (perf_event_open for tracepoints and kprobes):
+/// capabilities and `kernel.perf_event_paranoid`.
+fn attach_permission_hint() -> String {
+    let paranoid = std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
+        .map(|p| p.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    format!(
+        "the kernel refused it: attaching needs CAP_SYS_ADMIN, or CAP_PERFMON where \
+         kernel.perf_event_paranoid is 2 or less (it is {paranoid} here)"
+    )
 }
 
 /// For a section whose hook kind some kernels lack, what to tell the user, with this kernel's
@@ -333,14 +376,21 @@ impl LoadedGadget {
             };
             take_libbpf_log();
             let link = prog.attach().map_err(|e| {
-                let hint = hook_unavailable_hint(&section)
-                    .or(tracefs_note.clone())
-                    .map(|h| format!(": {h}"))
-                    .unwrap_or_default();
+                let log = take_libbpf_log();
+                // A refusal is a permission matter, not a missing hook.
+                let refused = ["-EACCES", "-EPERM"].iter().any(|c| log.contains(c))
+                    || matches!(e.kind(), libbpf_rs::ErrorKind::PermissionDenied);
+                let hint = if refused {
+                    Some(attach_permission_hint())
+                } else {
+                    hook_unavailable_hint(&section).or(tracefs_note.clone())
+                }
+                .map(|h| format!(": {h}"))
+                .unwrap_or_default();
                 GadgetError::Attach {
                     program: name.clone(),
                     section: section.clone(),
-                    reason: format!("{e}{hint}\n{}", log_tail(&take_libbpf_log()))
+                    reason: format!("{e}{hint}\n{}", log_tail(&log))
                         .trim_end()
                         .to_string(),
                 }
