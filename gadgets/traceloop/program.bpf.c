@@ -230,22 +230,26 @@ static __always_inline __u32 syscall_nr_of(struct pt_regs *regs)
 static __always_inline struct traceloop_record *
 new_record(__u32 slot, __u64 mntns_id, __u32 nr, __u64 ts, __u64 *seq, __u32 *idx)
 {
+	struct task_struct *task = bpf_get_current_task_btf();
 	struct traceloop_record *rec;
-	__u64 pid_tgid;
+	__u64 *comm;
 
 	rec = gadget_recorder_claim_at(traceloop_records, slot, seq, idx);
 	if (!rec)
 		return NULL;
-	pid_tgid = bpf_get_current_pid_tgid();
 	rec->kind = RECORD_EMPTY;
 	rec->seq = *seq;
 	rec->timestamp_raw = ts;
 	rec->mntns_id = mntns_id;
-	rec->pid = pid_tgid >> 32;
-	rec->tid = (__u32)pid_tgid;
+	/* Plain loads through the BTF pointer: no helper call (bpf_get_current_pid_tgid/comm). */
+	rec->pid = task->tgid;
+	rec->tid = task->pid;
 	rec->cpu = bpf_get_smp_processor_id();
 	rec->syscall_nr = nr;
-	bpf_get_current_comm(rec->comm, sizeof(rec->comm));
+	/* The 16 bytes as they are (NUL-padded by the kernel); the decoder stops at the NUL. */
+	comm = (__u64 *)rec->comm;
+	comm[0] = *(__u64 *)&task->comm[0];
+	comm[1] = *(__u64 *)&task->comm[8];
 	rec->data_arg = NO_DATA_ARG;
 	rec->data_len = 0;
 	rec->data_flags = 0;
@@ -323,6 +327,9 @@ static __always_inline __s64 task_slot(__u64 mntns_id, struct gadget_recorder_ta
 	struct gadget_recorder_task *t;
 	__s64 slot;
 
+	/* The commonest namespace first: the host's, when it is not recorded. */
+	if (gadget_host_mntns_dropped(mntns_id))
+		return -1;
 	t = gadget_recorder_task_get(mntns_id);
 	if (!t) {
 		if (gadget_should_discard_mntns_id(mntns_id))
@@ -455,6 +462,7 @@ int BPF_PROG(traceloop_sys_exit, struct pt_regs *regs, long ret)
 	__u32 nr, idx = 0;
 	__s64 slot;
 
+	/* Recorded syscalls first: one task-storage lookup finds the enter's record. */
 	task = bpf_task_storage_get(&gadget_recorder_tasks, bpf_get_current_task_btf(), 0, 0);
 	if (task && task->pending && complete(task, regs, ret))
 		return 0;
