@@ -495,6 +495,37 @@ mod tests {
     }
 
     #[test]
+    fn complete_kind_needs_a_ret_field() {
+        use crate::gadget::spec::RawField;
+        let int = |name: &str, offset: u32, size: u32, semantic: Semantic| RawField {
+            name: name.into(),
+            offset,
+            kind: FieldKind::Int {
+                size,
+                signed: false,
+            },
+            semantic,
+        };
+        let l = RecordLayout::from_layout(&EventLayout {
+            struct_name: "r".into(),
+            size: 24,
+            fields: vec![
+                int("seq", 0, 8, Semantic::RecordSeq),
+                int("ns", 8, 8, Semantic::MntnsId),
+                int("nr", 16, 4, Semantic::Syscall),
+                int("kind", 20, 1, Semantic::RecordKind),
+            ],
+        })
+        .expect("layout");
+        let mut b = [0u8; 24];
+        b[20] = 4;
+        let e = l.parse(&b).expect_err("kind 4 without a return value");
+        assert!(e.to_string().contains("gadget_syscall_ret"), "{e}");
+        b[20] = 2;
+        assert!(l.parse(&b).expect("an exit").is_some());
+    }
+
+    #[test]
     fn window() {
         let l = traceloop_layout();
         let mut dump = Vec::new();
