@@ -131,7 +131,7 @@ def rss_kb(pid):
 
 def memory(containers=100):
     """`ig daemon --traceloop` recording `containers` containers at once: its RSS and the BPF
-    map memory it holds, with the buffers' bound (max containers x records x 240 bytes)."""
+    map memory it holds, with the buffers' bound (max containers x records x 256 bytes)."""
     sock = os.path.join(TMP, "ig.sock")
     remote = "unix://" + sock
     d = subprocess.Popen([IG, "daemon", "--socket", sock, "--state-dir", os.path.join(TMP, "state"),
@@ -161,7 +161,7 @@ def memory(containers=100):
         d.wait(60)
     print()
     print(f"`ig daemon --traceloop --traceloop-max-containers {containers + 8}` (4096 records of "
-          f"240 bytes a container): idle RSS {idle[0] / 1024:.1f} MiB, BPF maps "
+          f"256 bytes a container): idle RSS {idle[0] / 1024:.1f} MiB, BPF maps "
           f"{idle[1] / 1024:.1f} MiB; with {containers} containers running ({held} traced): RSS "
           f"{busy[0] / 1024:.1f} MiB, BPF maps {busy[1] / 1024:.1f} MiB.")
 

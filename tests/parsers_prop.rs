@@ -20,7 +20,7 @@ use ig::traceloop::record::{parse_records, select_window, traceloop_layout};
 
 /// The built-in traceloop's record size, which the mutations below write into (checked by
 /// `traceloop_record_size_is_the_layouts`).
-const RECORD_SIZE: usize = 240;
+const RECORD_SIZE: usize = 256;
 
 #[test]
 fn traceloop_record_size_is_the_layouts() {
@@ -402,15 +402,16 @@ proptest! {
     fn traceloop_records_never_panic(
         head in prop::collection::vec(any::<u8>(), 17),
         records in prop::collection::vec(
-            (prop::collection::vec(any::<u8>(), RECORD_SIZE), 0u8..5, any::<u16>(), 0u32..500),
+            (prop::collection::vec(any::<u8>(), RECORD_SIZE), 0u8..6, any::<u16>(), 0u32..500),
             0..12,
         ),
     ) {
         let mut data = head;
         for (mut r, kind, data_len, nr) in records {
-            r[104] = kind;
-            r[106..108].copy_from_slice(&data_len.to_le_bytes());
-            r[84..88].copy_from_slice(&nr.to_le_bytes());
+            // traceloop_record (gadgets/traceloop/program.bpf.c): kind, data_len, syscall_nr.
+            r[112] = kind;
+            r[114..116].copy_from_slice(&data_len.to_le_bytes());
+            r[92..96].copy_from_slice(&nr.to_le_bytes());
             data.extend_from_slice(&r);
         }
         check_traceloop(&data);

@@ -132,6 +132,21 @@ static __always_inline void gadget__note_mntns(const struct gadget_mntns_key *ke
 }
 
 /*
+ * Whether `mntns_id` is the host's and the host is dropped: an early test, without hashing, for
+ * programs that look elsewhere before gadget_should_discard_mntns_id().
+ */
+static __always_inline bool gadget_host_mntns_dropped(__u64 mntns_id)
+{
+	struct gadget_host_mntns *host;
+	__u32 zero = 0;
+
+	if (!gadget_filter_by_mntns)
+		return false;
+	host = bpf_map_lookup_elem(&gadget_host_mntns, &zero);
+	return host && host->verdict == GADGET_HOST_DROP && host->inum == mntns_id;
+}
+
+/*
  * Whether to drop an event of mount namespace `mntns_id` (an inode, as read by
  * gadget_get_current_mntns_id()). Verdicts are keyed by inode and namespace id; the id is
  * the current task's when the inode is its namespace's (the usual case), else unknown (0).

@@ -139,6 +139,7 @@ static __always_inline __s64 gadget_recorder_slot(__u64 mntns_id)
 		.nsid = gadget_get_current_mntns_nsid(),
 	};
 	struct gadget_recorder_slot *found, value = {};
+	struct gadget_recorder_cgroup *cgroup;
 	__u64 *head;
 	__u32 slot;
 
@@ -167,18 +168,25 @@ static __always_inline __s64 gadget_recorder_slot(__u64 mntns_id)
 		__sync_fetch_and_add(&gadget_recorder_lost_containers, 1);
 		return -1;
 	}
+	/* The slot's owner, for the tasks that cache it (its name is noted later). */
+	cgroup = bpf_map_lookup_elem(&gadget_recorder_cgroups, &slot);
+	if (cgroup) {
+		cgroup->leaf[0] = '\0';
+		cgroup->mntns_id = mntns_id;
+	}
 	return slot;
 }
 
 /*
  * Claims the next record of `slot` in map `map` (the name given to GADGET_RECORDER, no `&`):
  * its sequence number goes to *seq, which the caller stores in the record's
- * gadget_record_seq field. NULL when the index is outside the map (counted).
+ * gadget_record_seq field, and its index in the map to *idx. NULL when the index is outside
+ * the map (counted).
  */
-static __always_inline void *gadget__recorder_claim(void *map, __u32 slot, __u64 *seq)
+static __always_inline void *gadget__recorder_claim(void *map, __u32 slot, __u64 *seq,
+						    __u32 *idx)
 {
 	__u64 *head, s;
-	__u32 idx;
 	void *rec;
 
 	head = bpf_map_lookup_elem(&gadget_recorder_heads, &slot);
@@ -186,24 +194,96 @@ static __always_inline void *gadget__recorder_claim(void *map, __u32 slot, __u64
 		return NULL;
 	s = __sync_fetch_and_add(head, 1);
 	*seq = s;
-	idx = slot * gadget_recorder_records + (__u32)(s % gadget_recorder_records);
-	rec = bpf_map_lookup_elem(map, &idx);
+	*idx = slot * gadget_recorder_records + (__u32)(s % gadget_recorder_records);
+	rec = bpf_map_lookup_elem(map, idx);
 	if (!rec)
 		__sync_fetch_and_add(&gadget_recorder_lost_records, 1);
 	return rec;
 }
 
-#define gadget_recorder_claim(map, slot, seq)	gadget__recorder_claim(&(map), (slot), (seq))
+#define gadget_recorder_claim(map, slot, seq)	({ __u32 __idx;				\
+	gadget__recorder_claim(&(map), (slot), (seq), &__idx); })
+#define gadget_recorder_claim_at(map, slot, seq, idx)					\
+	gadget__recorder_claim(&(map), (slot), (seq), (idx))
 
-/* Notes the slot's cgroup until a non-root one is seen (runc moves its init late). */
-static __always_inline void gadget_recorder_note_cgroup(__u32 slot, __u64 mntns_id)
+/*
+ * Notes the slot's cgroup until a non-root one is seen (runc moves its init late). True once
+ * the slot is named (nothing more to note).
+ */
+static __always_inline bool gadget_recorder_note_cgroup(__u32 slot, __u64 mntns_id)
 {
 	struct gadget_recorder_cgroup *c = bpf_map_lookup_elem(&gadget_recorder_cgroups, &slot);
 
-	if (!c || (c->mntns_id == mntns_id && c->leaf[0]))
-		return;
+	if (!c)
+		return false;
+	if (c->mntns_id == mntns_id && c->leaf[0])
+		return true;
 	if (gadget_current_cgroup_names(c->parent, sizeof(c->parent), c->leaf, sizeof(c->leaf)))
 		c->mntns_id = mntns_id;
+	return false;
+}
+
+/*
+ * Per task: the slot its mount namespace records into, and the record of the syscall it is
+ * in. A syscall then costs no hashing: the slot is found without the filter and slot maps,
+ * and the exit completes its enter's record in place (one record per syscall).
+ */
+struct gadget_recorder_task {
+	__u64 mntns_id;		/* the namespace `slot` was found for */
+	__u64 pending_seq;	/* the enter's record, while in a syscall */
+	__u32 pending_idx;
+	__u32 pending_nr;
+	__u32 slot;
+	__u8 pending;		/* an enter waits for its exit */
+	__u8 named;		/* the slot's cgroup is noted: no need to look */
+	__u8 __pad[2];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct gadget_recorder_task);
+} gadget_recorder_tasks SEC(".maps");
+
+/*
+ * The current task's cache entry if it holds the slot of `mntns_id` and the slot is still that
+ * namespace's. The slot's owner is gadget_recorder_cgroups[slot].mntns_id, set when BPF hands
+ * the slot out and cleared by the runtime when it closes the trace, before the slot can be
+ * handed out again: a closed trace's tasks find it cleared and take the slow path, which finds
+ * their namespace closed.
+ */
+static __always_inline struct gadget_recorder_task *gadget_recorder_task_get(__u64 mntns_id)
+{
+	struct gadget_recorder_task *t;
+	struct gadget_recorder_cgroup *c;
+	__u32 slot;
+
+	t = bpf_task_storage_get(&gadget_recorder_tasks, bpf_get_current_task_btf(), 0, 0);
+	if (!t || t->mntns_id != mntns_id)
+		return NULL;
+	slot = t->slot;
+	c = bpf_map_lookup_elem(&gadget_recorder_cgroups, &slot);
+	if (!c || c->mntns_id != mntns_id)
+		return NULL;
+	return t;
+}
+
+/* Caches `slot` (just found by gadget_recorder_slot()) as the current task's. */
+static __always_inline struct gadget_recorder_task *gadget_recorder_task_set(__u64 mntns_id,
+									     __u32 slot)
+{
+	struct gadget_recorder_task *t;
+
+	t = bpf_task_storage_get(&gadget_recorder_tasks, bpf_get_current_task_btf(), 0,
+				 BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!t)
+		return NULL;
+	t->mntns_id = mntns_id;
+	t->slot = slot;
+	t->pending = 0;
+	t->named = 0;
+	return t;
 }
 
 #endif /* __GADGET_RECORDER_H */

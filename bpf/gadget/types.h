@@ -22,9 +22,11 @@ typedef __u32 gadget_cpu;		/* CPU number */
 
 /* Fields of a flight recorder's records (gadget/recorder.h): what the syscall decoder reads. */
 typedef __u64 gadget_record_seq;	/* the record's sequence number in its container */
-typedef __u8 gadget_record_kind;	/* 0 empty, 1 syscall enter, 2 exit, 3 more data of an enter */
-typedef __u64 gadget_syscall_arg;	/* array of up to 6: the arguments (exit: [0] = return value) */
-typedef __s64 gadget_syscall_ret;	/* the return value of an exit */
+typedef __u8 gadget_record_kind;	/* 0 empty, 1 syscall enter, 2 exit, 3 more data of an enter,
+					 * 4 an enter its exit completed (needs gadget_syscall_ret) */
+typedef __u64 gadget_syscall_arg;	/* array of up to 6: the arguments (exit: [0] = return value
+					 * unless the struct has gadget_syscall_ret) */
+typedef __s64 gadget_syscall_ret;	/* the return value of an exit or a completed enter */
 typedef __u8 gadget_capture_arg;	/* which argument the captured bytes are (0xff: none) */
 typedef __u16 gadget_capture_len;	/* captured bytes (strings: without the NUL) */
 typedef __u8 gadget_capture_flags;	/* 1: cut, 2: reading user memory failed */

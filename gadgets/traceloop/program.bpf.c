@@ -26,17 +26,23 @@ enum record_kind {
 	RECORD_ENTER = 1,
 	RECORD_EXIT = 2,
 	RECORD_ENTER_DATA = 3,	/* one more captured argument of the preceding enter */
+	RECORD_COMPLETE = 4,	/* an enter its exit completed in place: ret set */
 };
 
 #define DATA_TRUNCATED	1
 #define DATA_FAULT	2
 
-/* 240 bytes. The typedefs tell the runtime's decoder what each field is (bpf/README.md). */
+/*
+ * 256 bytes, 4 cache lines. The typedefs tell the runtime's decoder what each field is
+ * (bpf/README.md). The header fills 120 bytes and the capture follows it, so a syscall that
+ * captures 8 bytes or fewer writes two cache lines.
+ */
 struct traceloop_record {
 	gadget_record_seq seq;		/* per-container sequence number */
-	gadget_timestamp timestamp_raw;
+	gadget_timestamp timestamp_raw;	/* of the enter (of the exit in an exit record) */
 	gadget_mntns_id mntns_id;
-	gadget_syscall_arg args[6];	/* enter: arguments; exit: args[0] = return value */
+	gadget_syscall_arg args[6];	/* enter: arguments; exit record: zero */
+	gadget_syscall_ret ret;		/* exit and complete records */
 	gadget_pid pid;
 	gadget_tid tid;
 	gadget_cpu cpu;
@@ -48,6 +54,7 @@ struct traceloop_record {
 	gadget_capture_flags data_flags;	/* DATA_TRUNCATED, DATA_FAULT */
 	__u8 __pad[3];
 	gadget_capture data[TRACELOOP_DATA_LEN];
+	__u8 __pad2[8];
 };
 
 GADGET_RECORDER(traceloop, traceloop_records, traceloop_record);
@@ -216,26 +223,33 @@ static __always_inline __u32 syscall_nr_of(struct pt_regs *regs)
 #endif
 }
 
-/* Claims the next record of the slot and fills the common header (kind still empty). */
+/*
+ * Claims the next record of the slot and fills the common header (kind still empty); its index
+ * in the map goes to *idx, its sequence number to *seq.
+ */
 static __always_inline struct traceloop_record *
-new_record(__u32 slot, __u64 mntns_id, __u32 nr, __u64 ts)
+new_record(__u32 slot, __u64 mntns_id, __u32 nr, __u64 ts, __u64 *seq, __u32 *idx)
 {
+	struct task_struct *task = bpf_get_current_task_btf();
 	struct traceloop_record *rec;
-	__u64 seq = 0, pid_tgid;
+	__u64 *comm;
 
-	rec = gadget_recorder_claim(traceloop_records, slot, &seq);
+	rec = gadget_recorder_claim_at(traceloop_records, slot, seq, idx);
 	if (!rec)
 		return NULL;
-	pid_tgid = bpf_get_current_pid_tgid();
 	rec->kind = RECORD_EMPTY;
-	rec->seq = seq;
+	rec->seq = *seq;
 	rec->timestamp_raw = ts;
 	rec->mntns_id = mntns_id;
-	rec->pid = pid_tgid >> 32;
-	rec->tid = (__u32)pid_tgid;
+	/* Plain loads through the BTF pointer: no helper call (bpf_get_current_pid_tgid/comm). */
+	rec->pid = task->tgid;
+	rec->tid = task->pid;
 	rec->cpu = bpf_get_smp_processor_id();
 	rec->syscall_nr = nr;
-	bpf_get_current_comm(rec->comm, sizeof(rec->comm));
+	/* The 16 bytes as they are (NUL-padded by the kernel); the decoder stops at the NUL. */
+	comm = (__u64 *)rec->comm;
+	comm[0] = *(__u64 *)&task->comm[0];
+	comm[1] = *(__u64 *)&task->comm[8];
 	rec->data_arg = NO_DATA_ARG;
 	rec->data_len = 0;
 	rec->data_flags = 0;
@@ -288,27 +302,73 @@ static __always_inline __u32 spec_index(__u32 nr)
 	return nr & (TRACELOOP_MAX_NR - 1);
 }
 
+/* The user buffer argument `arg` (1-based, from the syscall's spec) of `regs`, 0 if none. */
+static __always_inline __u64 buf_arg(struct pt_regs *regs, __u8 arg)
+{
+	__u64 args[8] = {}, buf = 0;
+	int i;
+
+	read_args(regs, args);
+	/* A constant index each: the verifier refuses a variable stack offset. */
+#pragma unroll
+	for (i = 0; i < 6; i++)
+		if (i == arg - 1)
+			buf = args[i];
+	return buf;
+}
+
+/*
+ * The slot the current task records into, -1 if none. Its cache entry goes to *task (NULL when
+ * it has none). A task seen before finds its slot without hashing; the first syscall of a task
+ * (or after it changed namespace, or its trace was closed) takes the filter and the slot map.
+ */
+static __always_inline __s64 task_slot(__u64 mntns_id, struct gadget_recorder_task **task)
+{
+	struct gadget_recorder_task *t;
+	__s64 slot;
+
+	/* The commonest namespace first: the host's, when it is not recorded. */
+	if (gadget_host_mntns_dropped(mntns_id))
+		return -1;
+	t = gadget_recorder_task_get(mntns_id);
+	if (!t) {
+		if (gadget_should_discard_mntns_id(mntns_id))
+			return -1;
+		if (gadget_runtime_tgid && bpf_get_current_pid_tgid() >> 32 == gadget_runtime_tgid)
+			return -1;
+		slot = gadget_recorder_slot(mntns_id);
+		if (slot < 0)
+			return -1;
+		t = gadget_recorder_task_set(mntns_id, slot);
+		if (!t) {
+			gadget_recorder_note_cgroup(slot, mntns_id);
+			*task = NULL;
+			return slot;
+		}
+	}
+	if (!t->named)
+		t->named = gadget_recorder_note_cgroup(t->slot, mntns_id);
+	*task = t;
+	return t->slot;
+}
+
 SEC("tp_btf/sys_enter")
 int BPF_PROG(traceloop_sys_enter, struct pt_regs *regs, long id)
 {
+	struct gadget_recorder_task *task;
 	struct traceloop_record *rec;
 	struct traceloop_spec spec = {};
-	__u64 mntns_id, ts, args[8] = {};	/* 8: indexes are masked with & 7 */
-	__u32 nr = id;
+	__u64 mntns_id, ts, seq = 0, args[8] = {};	/* 8: indexes are masked with & 7 */
+	__u32 nr = id, idx = 0;
 	__u8 kind = RECORD_ENTER;
 	bool has_data = false;
 	__s64 slot;
 	int i;
 
-	/* Cheapest test first: most syscalls on a machine are of namespaces not recorded. */
-	mntns_id = gadget_get_current_mntns_id();
-	if (gadget_should_discard_mntns_id(mntns_id))
-		return 0;
-	if (gadget_runtime_tgid && bpf_get_current_pid_tgid() >> 32 == gadget_runtime_tgid)
-		return 0;
 	if (!gadget_syscall_wanted(nr))
 		return 0;
-	slot = gadget_recorder_slot(mntns_id);
+	mntns_id = gadget_get_current_mntns_id();
+	slot = task_slot(mntns_id, &task);
 	if (slot < 0)
 		return 0;
 
@@ -323,9 +383,16 @@ int BPF_PROG(traceloop_sys_enter, struct pt_regs *regs, long id)
 		spec.exit_buf = traceloop_specs[i].exit_buf;
 	}
 
-	rec = new_record(slot, mntns_id, nr, ts);
+	rec = new_record(slot, mntns_id, nr, ts, &seq, &idx);
 	if (!rec)
 		return 0;
+	/* The exit completes this record in place. */
+	if (task) {
+		task->pending_seq = seq;
+		task->pending_idx = idx;
+		task->pending_nr = nr;
+		task->pending = 1;
+	}
 	__builtin_memcpy(rec->args, args, sizeof(rec->args));
 	if (spec.enter_buf && spec.enter_buf <= 6 && spec.len_arg && spec.len_arg <= 6) {
 		capture_buf(rec, spec.enter_buf - 1, args[(spec.enter_buf - 1) & 7],
@@ -341,7 +408,7 @@ int BPF_PROG(traceloop_sys_enter, struct pt_regs *regs, long id)
 		if (has_data) {
 			rec->kind = kind;
 			kind = RECORD_ENTER_DATA;
-			rec = new_record(slot, mntns_id, nr, ts);
+			rec = new_record(slot, mntns_id, nr, ts, &seq, &idx);
 			if (!rec)
 				return 0;
 			__builtin_memset(rec->args, 0, sizeof(rec->args));
@@ -353,14 +420,54 @@ int BPF_PROG(traceloop_sys_enter, struct pt_regs *regs, long id)
 	return 0;
 }
 
+/*
+ * Completes the enter's record in place: its return value and the buffer the call filled.
+ * False when it cannot (overwritten, or its capture already holds an enter argument): the
+ * exit then gets a record of its own.
+ */
+static __always_inline bool complete(struct gadget_recorder_task *t, struct pt_regs *regs,
+				     long ret)
+{
+	struct traceloop_record *rec;
+	__u32 nr, idx;
+	__u8 arg = 0;
+
+	t->pending = 0;
+	nr = syscall_nr_of(regs);
+	/* rt_sigreturn's exit reports syscall -1 */
+	if (nr != t->pending_nr && nr != (__u32)-1)
+		return false;
+	idx = t->pending_idx;
+	rec = bpf_map_lookup_elem(&traceloop_records, &idx);
+	if (!rec || rec->seq != t->pending_seq || rec->kind != RECORD_ENTER)
+		return false;
+	if (nr < TRACELOOP_MAX_NR)
+		arg = traceloop_specs[spec_index(nr)].exit_buf;
+	if (arg && arg <= 6) {
+		if (rec->data_arg != NO_DATA_ARG)
+			return false;
+		capture_buf(rec, arg - 1, buf_arg(regs, arg), ret);
+	}
+	rec->ret = ret;
+	rec->kind = RECORD_COMPLETE;
+	return true;
+}
+
 SEC("tp_btf/sys_exit")
 int BPF_PROG(traceloop_sys_exit, struct pt_regs *regs, long ret)
 {
+	struct gadget_recorder_task *task;
 	struct traceloop_record *rec;
-	__u64 mntns_id, ts;
+	__u64 mntns_id, ts, seq = 0;
+	__u32 nr, idx = 0;
 	__s64 slot;
-	__u32 nr;
 
+	/* Recorded syscalls first: one task-storage lookup finds the enter's record. */
+	task = bpf_task_storage_get(&gadget_recorder_tasks, bpf_get_current_task_btf(), 0, 0);
+	if (task && task->pending && complete(task, regs, ret))
+		return 0;
+
+	/* No enter to complete: a child returning from clone, an enter overwritten. */
 	mntns_id = gadget_get_current_mntns_id();
 	if (gadget_should_discard_mntns_id(mntns_id))
 		return 0;
@@ -375,27 +482,17 @@ int BPF_PROG(traceloop_sys_exit, struct pt_regs *regs, long ret)
 
 	gadget_recorder_note_cgroup(slot, mntns_id);
 	ts = bpf_ktime_get_boot_ns();
-	rec = new_record(slot, mntns_id, nr, ts);
+	rec = new_record(slot, mntns_id, nr, ts, &seq, &idx);
 	if (!rec)
 		return 0;
 	__builtin_memset(rec->args, 0, sizeof(rec->args));
-	rec->args[0] = ret;
+	rec->ret = ret;
 
 	if (nr < TRACELOOP_MAX_NR) {
 		__u8 arg = traceloop_specs[spec_index(nr)].exit_buf;
 
-		if (arg && arg <= 6) {
-			__u64 args[8] = {}, buf = 0;
-			int i;
-
-			read_args(regs, args);
-			/* A constant index each: the verifier refuses a variable stack offset. */
-#pragma unroll
-			for (i = 0; i < 6; i++)
-				if (i == arg - 1)
-					buf = args[i];
-			capture_buf(rec, arg - 1, buf, ret);
-		}
+		if (arg && arg <= 6)
+			capture_buf(rec, arg - 1, buf_arg(regs, arg), ret);
 	}
 	rec->kind = RECORD_EXIT;
 	return 0;

@@ -96,18 +96,26 @@ impl Decoder {
 
     /// Decodes records sorted by `seq` (see [`super::record::select_window`]) into events in
     /// enter order; an exit is merged into the latest unfinished enter of the same tid and
-    /// syscall.
+    /// syscall; a complete record (an enter its exit completed in place) is an event of its own.
     pub fn decode(&self, records: &[Record]) -> Vec<SyscallEvent> {
         let mut events: Vec<SyscallEvent> = Vec::new();
         let mut raw_args: Vec<[u64; 6]> = Vec::new();
         // tid → index of its unfinished enter
         let mut pending: HashMap<u32, usize> = HashMap::new();
+        // tid → index of its latest enter, finished or not (its continuations follow it)
+        let mut latest: HashMap<u32, usize> = HashMap::new();
         for r in records {
             match r.kind {
-                RecordKind::Enter => {
+                RecordKind::Enter | RecordKind::Complete => {
                     let name = self.arch.display_name(r.nr);
                     let params = self.enter_params(&name, r);
-                    pending.insert(r.tid, events.len());
+                    if r.kind == RecordKind::Enter {
+                        pending.insert(r.tid, events.len());
+                    } else {
+                        // A complete record of this tid means it left any syscall before.
+                        pending.remove(&r.tid);
+                    }
+                    latest.insert(r.tid, events.len());
                     raw_args.push(r.args);
                     events.push(SyscallEvent {
                         seq: r.seq,
@@ -125,9 +133,16 @@ impl Decoder {
                         ret: None,
                         state: EventState::EnterOnly,
                     });
+                    if r.kind == RecordKind::Complete {
+                        let i = events.len() - 1;
+                        let ev = &mut events[i];
+                        ev.ret = Some(r.ret());
+                        ev.state = EventState::Complete;
+                        self.finish_exit_params(ev, &raw_args[i], r.data.as_ref());
+                    }
                 }
                 RecordKind::EnterData => {
-                    let Some(&i) = pending.get(&r.tid) else {
+                    let Some(&i) = latest.get(&r.tid) else {
                         continue;
                     };
                     if events[i].nr == r.nr {

@@ -378,6 +378,43 @@ mod tests {
     }
 
     #[test]
+    fn complete_records() {
+        // One record per syscall: the exit completed the enter's record in place.
+        let mut read = rec(1, 0, 10, "cat", READ, RecordKind::Complete);
+        read.args = [3, 0x1000, 4096, 0, 0, 0];
+        read.ret = Some(5);
+        read.data = data(1, b"hello", false);
+        // A failed read captured nothing: its pointer.
+        let mut bad = rec(2, 1, 10, "cat", READ, RecordKind::Complete);
+        bad.args = [3, 0x1000, 4096, 0, 0, 0];
+        bad.ret = Some(-9);
+        // A continuation follows a complete record too.
+        let mut rename = rec(3, 2, 10, "mv", 82, RecordKind::Complete);
+        rename.args = [0x10, 0x20, 0, 0, 0, 0];
+        rename.ret = Some(0);
+        rename.data = data(0, b"a", false);
+        let mut cont = rec(4, 2, 10, "mv", 82, RecordKind::EnterData);
+        cont.data = data(1, b"b", false);
+        // An enter the exit could not complete (its capture held the path): a separate exit.
+        let mut link = rec(5, 3, 10, "ls", 89, RecordKind::Enter);
+        link.args = [0x40, 0x50, 64, 0, 0, 0];
+        link.data = data(0, b"/l", false);
+        let mut link_exit = rec(6, 4, 10, "ls", 89, RecordKind::Exit);
+        link_exit.ret = Some(3);
+        link_exit.data = data(1, b"/tg", false);
+        let l = lines(&[read, bad, rename, cont, link, link_exit]);
+        assert_eq!(
+            l,
+            [
+                "00:00.000000000 cpu#1 pid 10 [cat] read(fd=3, buf=\"hello\", count=4096) = 5",
+                "00:00.000000001 cpu#1 pid 10 [cat] read(fd=3, buf=0x1000, count=4096) = -9 (EBADF)",
+                "00:00.000000002 cpu#1 pid 10 [mv] rename(oldname=\"a\", newname=\"b\") = 0",
+                "00:00.000000003 cpu#1 pid 10 [ls] readlink(path=\"/l\", buf=\"/tg\", bufsiz=64) = 3",
+            ]
+        );
+    }
+
+    #[test]
     fn escapes() {
         assert_eq!(escape_bytes(b"a\"b\\\n\x7f\xff"), "a\\\"b\\\\\\n\\x7f\\xff");
     }

@@ -9,16 +9,16 @@
 //! | typedef | | |
 //! |---|---|---|
 //! | `gadget_record_seq` | required | per-container sequence number |
-//! | `gadget_record_kind` | required | 0 empty slot, 1 enter, 2 exit, 3 more data of an enter |
+//! | `gadget_record_kind` | required | 0 empty slot, 1 enter, 2 exit, 3 more data of an enter, 4 an enter its exit completed in place |
 //! | `gadget_mntns_id` | required | the mount namespace (a slot's previous owner is dropped) |
 //! | `gadget_syscall` | required | syscall number |
 //! | `gadget_timestamp` | | boot ns |
 //! | `gadget_syscall_arg[N]` | | N ≤ 6 arguments; on an exit `[0]` is the return value... |
-//! | `gadget_syscall_ret` | | ...unless the struct has this field |
+//! | `gadget_syscall_ret` | | ...unless the struct has this field (required for kind 4) |
 //! | `gadget_pid`, `gadget_tid`, `gadget_cpu`, `gadget_comm[]` | | (tid: pid when absent) |
 //! | `gadget_capture_arg`, `gadget_capture_len`, `gadget_capture_flags`, `gadget_capture[]` | | bytes of one argument (a path, a buffer); arg 0xff: none; flags 1 cut, 2 fault |
 //!
-//! traceloop's `struct traceloop_record` (240 bytes) has them all, in the order of this table.
+//! traceloop's `struct traceloop_record` (256 bytes) has them all, in the order of this table.
 
 use super::TraceloopError;
 use crate::gadget::spec::{EventLayout, FieldKind, Semantic};
@@ -41,6 +41,9 @@ pub enum RecordKind {
     Exit,
     /// More captured data of the preceding [`RecordKind::Enter`] on the same tid.
     EnterData,
+    /// An enter whose exit completed it in place: arguments, captured data (of the enter or of
+    /// the exit) and the return value (`gadget_syscall_ret`) in one record.
+    Complete,
 }
 
 /// Bytes captured from user memory for one argument.
@@ -62,7 +65,8 @@ pub struct Record {
     pub timestamp: u64,
     pub mntns_id: u64,
     pub args: [u64; MAX_ARGS],
-    /// An exit's return value from a `gadget_syscall_ret` field; else it is `args[0]`.
+    /// An exit's (or a complete record's) return value from a `gadget_syscall_ret` field; an
+    /// exit without one has it in `args[0]`.
     pub ret: Option<i64>,
     pub pid: u32,
     pub tid: u32,
@@ -74,7 +78,7 @@ pub struct Record {
 }
 
 impl Record {
-    /// The return value of an exit record.
+    /// The return value of an exit or complete record.
     pub fn ret(&self) -> i64 {
         self.ret.unwrap_or(self.args[0] as i64)
     }
@@ -271,6 +275,13 @@ impl RecordLayout {
             1 => RecordKind::Enter,
             2 => RecordKind::Exit,
             3 => RecordKind::EnterData,
+            4 if self.ret.is_some() => RecordKind::Complete,
+            4 => {
+                return Err(TraceloopError::Record(
+                    "record kind 4 (complete) in a struct without a gadget_syscall_ret field"
+                        .into(),
+                ))
+            }
             k => return Err(TraceloopError::Record(format!("unknown record kind {k}"))),
         };
         let opt = |f: Option<Int>| f.map_or(0, |f| f.read(buf));
@@ -309,7 +320,7 @@ impl RecordLayout {
             mntns_id: self.mntns.read(buf),
             args,
             ret: match (kind, self.ret) {
-                (RecordKind::Exit, Some(r)) => Some(r.read(buf) as i64),
+                (RecordKind::Exit | RecordKind::Complete, Some(r)) => Some(r.read(buf) as i64),
                 _ => None,
             },
             pid,
@@ -354,6 +365,7 @@ impl RecordLayout {
                 RecordKind::Enter => 1,
                 RecordKind::Exit => 2,
                 RecordKind::EnterData => 3,
+                RecordKind::Complete => 4,
             },
         );
         set(self.capture_arg, &mut b, u64::from(NO_DATA_ARG));
@@ -446,11 +458,20 @@ mod tests {
     #[test]
     fn traceloop_layout_from_btf() {
         let l = traceloop_layout().expect("traceloop layout");
-        assert_eq!(l.size, 240);
+        assert_eq!(l.size, 256);
         assert_eq!(l.capture_len(), 128);
-        assert_eq!((l.seq.offset, l.kind.offset, l.mntns.offset), (0, 104, 16));
+        assert_eq!((l.seq.offset, l.kind.offset, l.mntns.offset), (0, 112, 16));
         assert_eq!(l.args, Some((24, 6)));
-        assert_eq!(l.ret, None);
+        assert_eq!(
+            l.ret,
+            Some(Int {
+                offset: 72,
+                size: 8,
+                signed: true
+            })
+        );
+        // The header and 8 bytes of capture share the first two cache lines.
+        assert_eq!(l.capture.map(|c| c.offset), Some(120));
     }
 
     #[test]
@@ -458,10 +479,50 @@ mod tests {
         let l = traceloop_layout().expect("traceloop layout");
         let r = rec(5, 7);
         let b = l.encode(&r);
-        assert_eq!(b.len(), 240);
+        assert_eq!(b.len(), 256);
         assert_eq!(l.parse(&b).expect("parse"), Some(r));
-        assert_eq!(l.parse(&[0u8; 240]).expect("empty"), None);
+        assert_eq!(l.parse(&[0u8; 256]).expect("empty"), None);
         assert!(l.parse(&[0u8; 3]).is_err());
+        // An enter its exit completed in place: the return value is its own field.
+        let mut c = rec(6, 7);
+        c.kind = RecordKind::Complete;
+        c.ret = Some(-2);
+        let b = l.encode(&c);
+        assert_eq!(b[112], 4);
+        let back = l.parse(&b).expect("parse").expect("a record");
+        assert_eq!((back.ret(), back.args), (-2, c.args));
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn complete_kind_needs_a_ret_field() {
+        use crate::gadget::spec::RawField;
+        let int = |name: &str, offset: u32, size: u32, semantic: Semantic| RawField {
+            name: name.into(),
+            offset,
+            kind: FieldKind::Int {
+                size,
+                signed: false,
+            },
+            semantic,
+        };
+        let l = RecordLayout::from_layout(&EventLayout {
+            struct_name: "r".into(),
+            size: 24,
+            fields: vec![
+                int("seq", 0, 8, Semantic::RecordSeq),
+                int("ns", 8, 8, Semantic::MntnsId),
+                int("nr", 16, 4, Semantic::Syscall),
+                int("kind", 20, 1, Semantic::RecordKind),
+            ],
+        })
+        .expect("layout");
+        let mut b = [0u8; 24];
+        b[20] = 4;
+        let e = l.parse(&b).expect_err("kind 4 without a return value");
+        assert!(e.to_string().contains("gadget_syscall_ret"), "{e}");
+        b[20] = 2;
+        assert!(l.parse(&b).expect("an exit").is_some());
     }
 
     #[test]
@@ -471,7 +532,7 @@ mod tests {
         for r in [rec(9, 7), rec(3, 7), rec(8, 7), rec(9, 8), rec(10, 7)] {
             dump.extend(l.encode(&r));
         }
-        dump.extend([0u8; 240]);
+        dump.extend([0u8; 256]);
         let all = parse_records(&l, &dump).expect("parse");
         assert_eq!(all.len(), 5);
         let w = select_window(all.clone(), 7, 0, 10, 4);
