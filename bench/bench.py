@@ -473,6 +473,9 @@ def run_all():
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for kind in configs:
         rs = results[kind]
+        if not rs:
+            # An untraced row of a place BENCH_ONLY left without tracers (the container's).
+            continue
         rate = med([r["rate"] for r in rs])
         if kind.startswith("untraced"):
             lo, hi = min(r["rate"] for r in rs), max(r["rate"] for r in rs)
