@@ -122,8 +122,9 @@ async fn resolve_pid_of_a_container_just_starting() -> Result<()> {
         .is_some();
     // While runc still sets the namespaces up, the pid may not be in the container's mount
     // namespace yet and resolve_pid rightly answers nothing: ask again, as ig run does.
+    // (Up to 20 s: on a loaded machine runc took more than 5 s to move it once.)
     let mut resolved = None;
-    for _ in 0..100 {
+    for _ in 0..400 {
         resolved = coll.resolve_pid(pid).await;
         if resolved.is_some() {
             break;
