@@ -122,9 +122,11 @@ async fn resolve_pid_of_a_container_just_starting() -> Result<()> {
         .is_some();
     // While runc still sets the namespaces up, the pid may not be in the container's mount
     // namespace yet and resolve_pid rightly answers nothing: ask again, as ig run does.
-    // (Up to 20 s: on a loaded machine runc took more than 5 s to move it once.)
+    // The lowest pid is taken again each time: the first one seen can be one of runc's
+    // short-lived setup stages (`runc:[1:CHILD]`), which exits and would be asked about forever.
     let mut resolved = None;
     for _ in 0..400 {
+        let pid = pids_in_cgroup(&id).into_iter().min().unwrap_or(pid);
         resolved = coll.resolve_pid(pid).await;
         if resolved.is_some() {
             break;
