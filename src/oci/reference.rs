@@ -164,18 +164,21 @@ impl Reference {
         } else {
             name.to_string()
         };
-        if full.len() > MAX_NAME_LEN {
-            return Err(bad(format!(
-                "name is {} characters long; at most {MAX_NAME_LEN} are allowed",
-                full.len()
-            )));
-        }
         let (registry, repository) = match full.split_once('/') {
             Some((first, rest)) if looks_like_registry(first) => {
                 (first.to_string(), rest.to_string())
             }
             _ => (DOCKER_HUB.to_string(), full.clone()),
         };
+        // The limit holds for the name as it is displayed (and parsed again), the implied
+        // registry included: `a/b` is `docker.io/a/b` (found by fuzzing: a 249-character name
+        // was accepted, then refused as displayed).
+        let named = registry.len() + 1 + repository.len();
+        if named > MAX_NAME_LEN {
+            return Err(bad(format!(
+                "name is {named} characters long; at most {MAX_NAME_LEN} are allowed"
+            )));
+        }
         if !valid_registry(&registry) {
             return Err(bad("registry must be host or host:port".into()));
         }
@@ -295,7 +298,13 @@ mod tests {
         // A huge name is refused and not echoed whole.
         let huge = "a/".to_string() + &"x".repeat(100_000);
         let err = Reference::parse_with(&huge, "d/g").unwrap_err().to_string();
-        assert!(err.contains("name is 100002 characters long"), "{err}");
+        // (docker.io/ counted: the name as displayed.)
+        assert!(err.contains("name is 100012 characters long"), "{err}");
+        // A name that fits only without the implied registry is refused: displayed, it would
+        // not parse again.
+        let name = "a/".to_string() + &"x".repeat(MAX_NAME_LEN - 4);
+        let err = Reference::parse_with(&name, "d/g").unwrap_err().to_string();
+        assert!(err.contains("name is 263 characters long"), "{err}");
         assert!(err.len() < 300, "{err}");
     }
 }
