@@ -127,7 +127,12 @@ boot() { # ACCEL_ARGS... -- INITRD TIMEOUT
     local args=() initrd t
     while [[ "$1" != -- ]]; do args+=("$1"); shift; done
     initrd="$2" t="$3"
-    timeout "$t" qemu-system-x86_64 "${args[@]}" -m "${IG_VM_MEMORY:-1024}" -smp 2 \
+    # One vCPU under TCG: with two, a kernel patching its own text while the other vCPU runs
+    # it (attaching fentry where a kprobe just was) took an "int3" oops under TCG's
+    # cross-modifying code once; KVM has no such gap.
+    local smp=1
+    [[ " ${args[*]} " == *accel=kvm* ]] && smp=2
+    timeout "$t" qemu-system-x86_64 "${args[@]}" -m "${IG_VM_MEMORY:-1024}" -smp "$smp" \
         -kernel "$kdir/vmlinuz" -initrd "$initrd" \
         -append "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init" \
         -nographic -no-reboot -monitor none -serial stdio </dev/null | tr -d '\r'
