@@ -9,6 +9,7 @@ use clap::{ArgMatches, Args};
 use ig::daemon::client::{connect, status_error, Client, ClientTls, Flow, Remote, Render};
 use ig::daemon::proto;
 use ig::oci::transfer::PullPolicy;
+use ig::operators::fields::FieldSelection;
 use ig::output::OutputMode;
 
 use super::print;
@@ -194,7 +195,10 @@ pub fn run(
             }
         }
         let (output, fields) = output_and_fields_of(&m)?;
-        let spec = run_spec(&m, &params, image_opts, output);
+        let mut spec = run_spec(&m, &params, image_opts, output);
+        // Compact JSON of every field is the daemon's to write: the client only copies it out.
+        spec.json_lines =
+            output == OutputMode::Json && matches!(fields, FieldSelection::Default);
         if m.get_flag("detach") {
             return detach(&mut client, &remote, &m, spec).await;
         }
@@ -244,6 +248,7 @@ fn run_spec(
             .map(|v| v.cloned().collect())
             .unwrap_or_default(),
         filters: super::run::filters_of(m),
+        json_lines: false,
         timeout_ms: m.get_one::<u64>("timeout").map(|s| s * 1000).unwrap_or(0),
         max_events: m.get_one::<u64>("max-events").copied().unwrap_or(0),
         output: match output {

@@ -178,6 +178,12 @@ pub fn status_error(remote: &Remote, s: tonic::Status) -> DaemonError {
     }
 }
 
+/// Lines in a batch of JSON lines: each event is one line (control characters inside strings
+/// are escaped, so a newline is always a line's end).
+fn line_count(lines: &[u8]) -> u64 {
+    lines.iter().filter(|&&b| b == b'\n').count() as u64
+}
+
 /// Prints a run's events as a local `ig run` does: stdout for data, stderr for the rest.
 pub struct Render {
     mode: OutputMode,
@@ -268,6 +274,15 @@ impl Render {
                 if let Err(e) = sink.flush() {
                     return self.output_error(e);
                 }
+            }
+            Kind::JsonLines(lines) => {
+                let out = self
+                    .text
+                    .get_or_insert_with(|| std::io::BufWriter::new(std::io::stdout()));
+                if let Err(e) = out.write_all(&lines).and_then(|_| out.flush()) {
+                    return self.output_error(e);
+                }
+                self.events += line_count(&lines);
             }
             Kind::Lost(l) => {
                 if let Some(Some(sink)) = self.sinks.get_mut(l.datasource as usize) {

@@ -44,6 +44,8 @@ pub struct Hub {
     pub counters: Counters,
     history_max: u64,
     client_buffer: u64,
+    /// Batches are compact JSON lines (`RunEvent.json_lines`), not encoded `EventBatch`es.
+    json_lines: bool,
 }
 
 #[derive(Default)]
@@ -65,6 +67,14 @@ fn event(kind: Kind) -> proto::RunEvent {
     proto::RunEvent { kind: Some(kind) }
 }
 
+fn batch_event(json_lines: bool, bytes: Bytes) -> proto::RunEvent {
+    event(if json_lines {
+        Kind::JsonLines(bytes)
+    } else {
+        Kind::Events(bytes)
+    })
+}
+
 impl Default for Hub {
     fn default() -> Self {
         Hub::new(HISTORY_EVENTS, CLIENT_BUFFER_EVENTS)
@@ -79,7 +89,19 @@ impl Hub {
             counters: Counters::default(),
             history_max,
             client_buffer,
+            json_lines: false,
         }
+    }
+
+    /// A hub whose batches are JSON lines rendered by the run (a client's `-o json` run).
+    pub fn with_json_lines(mut self, on: bool) -> Self {
+        self.json_lines = on;
+        self
+    }
+
+    /// Whether the run renders its events as JSON lines for its clients.
+    pub fn json_lines(&self) -> bool {
+        self.json_lines
     }
 
     /// Events queued for one client at most.
@@ -132,7 +154,7 @@ impl Hub {
                     }))));
                 for (_, bytes) in &st.history {
                     q.frames
-                        .push_back(Frame::Control(event(Kind::Events(bytes.clone()))));
+                        .push_back(Frame::Control(batch_event(self.json_lines, bytes.clone())));
                 }
                 q.frames
                     .push_back(Frame::Control(event(Kind::History(proto::History {
@@ -150,6 +172,7 @@ impl Hub {
         }
         Subscription {
             client,
+            json_lines: self.json_lines,
             on_drop: None,
         }
     }
@@ -163,7 +186,7 @@ impl Hub {
         }
     }
 
-    /// An encoded `EventBatch` of `count` events.
+    /// An encoded `EventBatch` of `count` events, or their JSON lines (see [`Hub::json_lines`]).
     pub(crate) fn batch(&self, count: u64, bytes: Bytes) {
         let mut st = lock(&self.state);
         st.history.push_back((count, bytes.clone()));
@@ -264,6 +287,7 @@ impl Client {
 /// its `on_drop` (a client's own run stops with it).
 pub struct Subscription {
     client: Arc<Client>,
+    json_lines: bool,
     on_drop: Option<Box<dyn FnOnce() + Send + Sync>>,
 }
 
@@ -275,6 +299,7 @@ impl Subscription {
 
     /// The next event for this client; `None` once the run ended and everything was read.
     pub async fn next(&mut self) -> Option<proto::RunEvent> {
+        let json_lines = self.json_lines;
         loop {
             {
                 let mut q = lock(&self.client.queue);
@@ -282,7 +307,7 @@ impl Subscription {
                     Some(Frame::Control(ev)) => return Some(ev),
                     Some(Frame::Batch(n, bytes)) => {
                         q.queued_events -= n;
-                        return Some(event(Kind::Events(bytes)));
+                        return Some(batch_event(json_lines, bytes));
                     }
                     None if q.missed > 0 => {
                         let count = std::mem::take(&mut q.missed);

@@ -42,11 +42,20 @@ impl Outputs for HubOutputs {
             .file
             .as_ref()
             .map(|f| JsonSink::new(JsonTree::new(schema, &order), FileWriter(f.clone()), false));
+        let batch = if self.hub.json_lines() {
+            // The lines a local `-o json` run prints, every field in the gadget's order.
+            Batch::Lines {
+                sink: JsonSink::new(JsonTree::new(schema, &order), Vec::new(), false),
+                count: 0,
+            }
+        } else {
+            Batch::Encoded(BatchEncoder::new(datasource as u32))
+        };
         Ok(Box::new(HubSink {
             hub: &self.hub,
             outputs: self,
             datasource: datasource as u32,
-            batch: BatchEncoder::new(datasource as u32),
+            batch,
             file,
         }))
     }
@@ -76,8 +85,46 @@ struct HubSink<'a> {
     hub: &'a Hub,
     outputs: &'a HubOutputs,
     datasource: u32,
-    batch: BatchEncoder,
+    batch: Batch,
     file: Option<JsonSink<FileWriter>>,
+}
+
+/// The events of the batch being filled, in the form the hub's clients read.
+enum Batch {
+    Encoded(BatchEncoder),
+    Lines { sink: JsonSink<Vec<u8>>, count: u64 },
+}
+
+impl Batch {
+    fn push(&mut self, event: &Event) {
+        match self {
+            Batch::Encoded(b) => b.push(event),
+            Batch::Lines { sink, count } => {
+                // Writing into a Vec cannot fail.
+                let _ = sink.event(event);
+                *count += 1;
+            }
+        }
+    }
+
+    fn len(&self) -> u64 {
+        match self {
+            Batch::Encoded(b) => b.len(),
+            Batch::Lines { count, .. } => *count,
+        }
+    }
+
+    fn take(&mut self) -> Option<(u64, Bytes)> {
+        match self {
+            Batch::Encoded(b) => b.take(),
+            Batch::Lines { count: 0, .. } => None,
+            Batch::Lines { sink, count } => {
+                let lines = Bytes::copy_from_slice(sink.writer());
+                sink.writer().clear();
+                Some((std::mem::take(count), lines))
+            }
+        }
+    }
 }
 
 impl HubSink<'_> {

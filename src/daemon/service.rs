@@ -91,7 +91,8 @@ impl GadgetManager for Service {
         let opts = spec.image.clone().unwrap_or_default();
         let resolved = images::resolve(&self.ctx.store, &opts, &self.policy, false).await?;
         let config = run_config(&spec, &resolved)?;
-        let run = RunHandle::new(Arc::new(Hub::default()));
+        let json_lines = spec.json_lines && config.output == crate::output::OutputMode::Json;
+        let run = RunHandle::new(Arc::new(Hub::default().with_json_lines(json_lines)));
         // Subscribed before the run starts: the client gets every event. Its going away stops
         // the run.
         let stop = run.stop_flag();

@@ -115,6 +115,11 @@ impl<W: Write> JsonSink<W> {
             line: Vec::with_capacity(4096),
         }
     }
+
+    /// The writer the lines go to (a daemon's batch buffer is taken from here).
+    pub fn writer(&mut self) -> &mut W {
+        &mut self.out
+    }
 }
 
 /// Appends the literal parts and field slots of one object to `program`; the last entry of
