@@ -27,6 +27,7 @@ import os
 import json
 import random
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -519,4 +520,7 @@ def run_all():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        shutil.rmtree(TMP, ignore_errors=True)

@@ -10,6 +10,7 @@ tracepoint programs attached (bench/floor): the cost no tracer of every syscall 
 """
 
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -167,6 +168,9 @@ def memory(containers=100):
 
 
 if __name__ == "__main__":
-    main()
-    if os.environ.get("BENCH_NO_MEMORY") != "1":
-        memory()
+    try:
+        main()
+        if os.environ.get("BENCH_NO_MEMORY") != "1":
+            memory()
+    finally:
+        shutil.rmtree(TMP, ignore_errors=True)
