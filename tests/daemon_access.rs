@@ -158,6 +158,40 @@ fn the_socket_of_a_killed_daemon_is_replaced() {
 }
 
 #[test]
+fn root_without_cap_chown_is_told_what_the_group_needs() {
+    // Root in a container started with `--cap-drop CHOWN` cannot give the socket to a group it
+    // is not in: the error names the capability, and nothing is left listening.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut ig = daemon_cmd(
+        dir.path(),
+        &["--runtimes", "none", "--group", &GROUP.to_string()],
+    );
+    let mut c = Command::new("setpriv");
+    c.args(["--bounding-set", "-chown", "--inh-caps", "-chown"])
+        .arg(ig.get_program())
+        .args(ig.get_args())
+        .env_remove("IG_REMOTE");
+    let err = daemon_fails(&mut c);
+    assert!(err.contains("needs CAP_CHOWN"), "{err}");
+    assert!(err.contains("Operation not permitted"), "{err}");
+    assert!(
+        !dir.path().join("run/ig.sock").exists(),
+        "no socket is left"
+    );
+    // The same flags with the capability start.
+    let mut child = ig
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let sock = dir.path().join("run/ig.sock");
+    let up = wait_until(Duration::from_secs(30), || sock.exists());
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().expect("wait");
+    assert!(up && status.success(), "with CAP_CHOWN: up {up}, {status}");
+}
+
+#[test]
 fn a_stale_socket_file_is_removed_and_a_regular_file_is_not() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("run/ig.sock");

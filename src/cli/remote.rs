@@ -197,8 +197,7 @@ pub fn run(
         let (output, fields) = output_and_fields_of(&m)?;
         let mut spec = run_spec(&m, &params, image_opts, output);
         // Compact JSON of every field is the daemon's to write: the client only copies it out.
-        spec.json_lines =
-            output == OutputMode::Json && matches!(fields, FieldSelection::Default);
+        spec.json_lines = output == OutputMode::Json && matches!(fields, FieldSelection::Default);
         if m.get_flag("detach") {
             return detach(&mut client, &remote, &m, spec).await;
         }

@@ -49,7 +49,20 @@ pub fn group_id(group: &str) -> Result<u32, DaemonError> {
 }
 
 fn chown(path: &Path, gid: u32) -> Result<(), DaemonError> {
-    std::os::unix::fs::chown(path, Some(0), Some(gid)).map_err(DaemonError::io(path.display()))
+    std::os::unix::fs::chown(path, Some(0), Some(gid)).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            // Root without CAP_CHOWN (a container started with --cap-drop CHOWN) gets EPERM.
+            DaemonError::Io {
+                path: format!(
+                    "{} (its owner is set to root:{gid}, which needs CAP_CHOWN)",
+                    path.display()
+                ),
+                source: e,
+            }
+        } else {
+            DaemonError::io(path.display())(e)
+        }
+    })
 }
 
 fn chmod(path: &Path, mode: u32) -> Result<(), DaemonError> {
