@@ -64,11 +64,7 @@ pub fn seed(store: &Store, gadget: &BuiltinGadget) -> Result<Reference, OciError
 /// an image the user put under the same reference).
 pub const ANNOTATION_BUILTIN: &str = "dev.ig.builtin";
 
-fn stored_builtin_is_current(
-    store: &Store,
-    reference: &Reference,
-    gadget: &BuiltinGadget,
-) -> Result<bool, OciError> {
+fn stored_builtin_is_current(store: &Store, reference: &Reference) -> Result<bool, OciError> {
     let Some(desc) = store.resolve(&reference.to_string())? else {
         return Ok(false);
     };
@@ -86,12 +82,10 @@ fn stored_builtin_is_current(
     {
         return Ok(true); // the user's image: keep it
     }
-    // Current when every embedded object is already a blob of the store.
-    Ok(gadget
-        .objects
-        .iter()
-        .all(|(_, obj)| store.has_blob(&crate::oci::digest_of(obj)))
-        && store.has_blob(&crate::oci::digest_of(gadget.metadata)))
+    // Current when the stored image is made of this binary's objects. Their blobs being in the
+    // store is not enough: another `ig` (an older one, or a debug build beside a release one)
+    // may have seeded the reference since, and blobs stay.
+    Ok(embedded_digest(store, reference)?.is_some())
 }
 
 /// Seeds `reference` if it names a built-in gadget under the default repository and the store
@@ -100,7 +94,7 @@ pub fn seed_if_builtin(store: &Store, reference: &Reference) -> Result<bool, Oci
     let Some(gadget) = find(reference.short_name()) else {
         return Ok(false);
     };
-    if reference_of(gadget)? != *reference || stored_builtin_is_current(store, reference, gadget)? {
+    if reference_of(gadget)? != *reference || stored_builtin_is_current(store, reference)? {
         return Ok(false);
     }
     seed(store, gadget)?;
