@@ -60,4 +60,20 @@ int ig_top_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
+/* After an exec the process has a new name: the row shows it from then on. */
+SEC("raw_tracepoint/sched_process_exec")
+int ig_top_exec(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct syscall_key key = {};
+	struct syscall_stats *s;
+
+	key.pid = bpf_get_current_pid_tgid() >> 32;
+	key.mntns_id = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+	s = bpf_map_lookup_elem(&stats, &key);
+	if (s)
+		bpf_get_current_comm(s->comm, sizeof(s->comm));
+	return 0;
+}
+
 char _license[] SEC("license") = "GPL";

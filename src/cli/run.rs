@@ -378,6 +378,7 @@ pub(crate) fn with_array_flags(cmd: Command) -> Command {
             Arg::new("map-fetch-count")
                 .long("map-fetch-count")
                 .value_name("N")
+                .allow_negative_numbers(true)
                 .value_parser(count("reads"))
                 .help("Reads before stopping; 0: until stopped (default 0; a BPF iterator: 1, a snapshot)"),
         )
@@ -393,6 +394,7 @@ pub(crate) fn with_array_flags(cmd: Command) -> Command {
             Arg::new("max-entries")
                 .long("max-entries")
                 .value_name("N")
+                .allow_negative_numbers(true)
                 .value_parser(count("rows"))
                 .help("Show at most N rows of each array (after sorting)"),
         )

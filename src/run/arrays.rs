@@ -323,10 +323,12 @@ fn read_iter(
                     Ok(bytes) => outputs.push(bytes),
                     // The container exited meanwhile: it has no sockets to list.
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(RunError::Gadget(GadgetError::Program(format!(
+                    Err(e) => {
+                        return Err(RunError::Gadget(GadgetError::Program(format!(
                         "iterator `{prog}` in the network namespace of container {} (pid {}): {e}",
                         c.name, c.pid
-                    )))),
+                    ))))
+                    }
                 }
             }
         } else {
