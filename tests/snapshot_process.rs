@@ -168,3 +168,56 @@ fn a_task_iterator_gadget_builds_and_its_fields_are_decoded() {
     let comm = std::fs::read_to_string(format!("/proc/{me}/comm")).expect("comm");
     assert!(rows.iter().any(|r| r["comm"].as_str() == Some(comm.trim())));
 }
+
+/// `iter/tcp` lists the sockets of the namespace it is read in: ig reads it in each selected
+/// container's network namespace (setns in a reading thread), and in the host's with --host.
+#[test]
+fn a_socket_iterator_is_read_in_the_containers_network_namespace() {
+    setup();
+    let ig = Ig::new();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/gadgets/tcp_iter");
+    let out = build(&ig, Path::new(dir), "tcp_iter:test");
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let name = unique("snap-tcp");
+    const PORT: u64 = 34567;
+    let c = DockerContainer::run_script(&name, &format!("nc -l -p {PORT}")).expect("docker run");
+    let pid = c.pid().expect("pid");
+    let netns = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(format!("/proc/{pid}/ns/net"))
+            .expect("netns")
+            .ino()
+    };
+    // A host listener, which -c NAME must not show.
+    let host = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let host_port = host.local_addr().expect("addr").port() as u64;
+    let read = |args: &[&str]| -> Vec<serde_json::Value> {
+        let mut all = vec!["run", "tcp_iter:test", "--verify-image=false", "-o", "json"];
+        all.extend_from_slice(args);
+        let out = ig.output(&all);
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        serde_json::from_str(stdout_of(&out).trim()).expect("one JSON array")
+    };
+    let ports = |rows: &[serde_json::Value]| -> Vec<u64> {
+        rows.iter().filter_map(|r| r["sport"].as_u64()).collect()
+    };
+    // nc may take a moment to listen.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut rows = read(&["-c", &name]);
+    while !ports(&rows).contains(&PORT) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        rows = read(&["-c", &name]);
+    }
+    let listen = rows
+        .iter()
+        .find(|r| r["sport"].as_u64() == Some(PORT))
+        .unwrap_or_else(|| panic!("the container's listener: {rows:?}"));
+    assert_eq!(listen["state"].as_u64(), Some(10), "TCP_LISTEN: {listen}");
+    assert_eq!(listen["netns_id"].as_u64(), Some(netns), "{listen}");
+    assert!(!ports(&rows).contains(&host_port), "{rows:?}");
+
+    let rows = read(&["--host"]);
+    assert!(ports(&rows).contains(&host_port), "{rows:?}");
+    assert!(ports(&rows).contains(&PORT), "containers too: {rows:?}");
+    drop(host);
+}

@@ -193,7 +193,7 @@ pub(super) fn run(
         for p in &mut pipelines {
             let records = match p.source {
                 Source::Map(m) => read_map(&loaded, m)?,
-                Source::Iter(it) => read_iter(&loaded, it, collection.as_deref())?,
+                Source::Iter(it) => read_iter(&loaded, it, config, collection.as_deref())?,
             };
             let mut rows = Vec::with_capacity(records.len());
             for record in &records {
@@ -293,10 +293,13 @@ fn read_map(loaded: &LoadedGadget, m: &MapIter) -> Result<Vec<Vec<u8>>, RunError
 }
 
 /// Runs every program of a BPF iterator once and splits the output into records. The
-/// socket kinds run once per container network namespace (see [`read_in_netns`]).
+/// socket kinds run once per network namespace (see [`read_in_netns`]): ig's own (the
+/// host's) with `--host`, and each selected container's (all of them without `-c`), a
+/// namespace shared by several containers once.
 fn read_iter(
     loaded: &LoadedGadget,
     it: &Iter,
+    config: &RunConfig,
     collection: Option<&ContainerCollection>,
 ) -> Result<Vec<Vec<u8>>, RunError> {
     let size = it.layout.size as usize;
@@ -310,10 +313,17 @@ fn read_iter(
         let link_fd = link.as_fd().as_raw_fd();
         let mut outputs = Vec::new();
         if kind.per_netns() {
-            // Our own network namespace (the host's, for `--host`), then each container's.
-            outputs.push(read_link(link_fd, prog)?);
             let mut seen = vec![netns_of("self")];
+            if config.host {
+                outputs.push(read_link(link_fd, prog)?);
+            }
+            let selected = |c: &crate::containers::Container| {
+                config.containers.is_empty() || config.containers.contains(&c.name)
+            };
             for c in collection.map(|c| c.all()).unwrap_or_default() {
+                if !selected(&c) {
+                    continue;
+                }
                 let ns = netns_of(&c.pid.to_string());
                 if c.pid == 0 || ns.is_none() || seen.contains(&ns) {
                     continue;
