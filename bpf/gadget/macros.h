@@ -25,4 +25,43 @@
 #define GADGET_PARAM(name)						\
 	const volatile void *gadget_param_##name __attribute__((unused))
 
+/*
+ * Map and BPF iterators (Inspektor Gadget's names and meaning). Kept as one block.
+ *
+ * GADGET_MAPITER(name, map): every --map-fetch-interval the runtime reads the whole hash map
+ * `map` and deletes what it read (one array of rows per read); the row's fields are the
+ * map's key struct's, then its value struct's (both from BTF).
+ *
+ * GADGET_ITER(name, type, prog[, prog2[, prog3]]): `prog` is a SEC("iter/task"),
+ * "iter/task_file", "iter/tcp" or "iter/udp" program that writes `struct type` records with
+ * bpf_seq_write(); the runtime reads them as one array (a snapshot). The socket kinds run
+ * once per container network namespace.
+ */
+#define __GADGET_ITER_NARGS_IMPL(_1, _2, _3, N, ...) N
+#define __GADGET_ITER_NARGS(...) __GADGET_ITER_NARGS_IMPL(__VA_ARGS__, 3, 2, 1)
+#define __GADGET_ITER_CAT(a, b) __GADGET_ITER_CAT2(a, b)
+#define __GADGET_ITER_CAT2(a, b) a##b
+#define __GADGET_ITER_MARK_1(name, type, p1)				\
+	const void *gadget_iter_##name##___##type##___##p1 __attribute__((unused))
+#define __GADGET_ITER_MARK_2(name, type, p1, p2)			\
+	const void *gadget_iter_##name##___##type##___##p1##___##p2	\
+		__attribute__((unused))
+#define __GADGET_ITER_MARK_3(name, type, p1, p2, p3)			\
+	const void *gadget_iter_##name##___##type##___##p1##___##p2##___##p3 \
+		__attribute__((unused))
+
+#define GADGET_ITER(name, type, ...)					\
+	const struct type *unusedevent_##name##___##type		\
+		__attribute__((unused));				\
+	__GADGET_ITER_CAT(__GADGET_ITER_MARK_,				\
+			  __GADGET_ITER_NARGS(__VA_ARGS__))(name, type, __VA_ARGS__)
+
+/* Deprecated in Inspektor Gadget in favour of GADGET_ITER; same meaning. */
+#ifndef GADGET_SNAPSHOTTER
+#define GADGET_SNAPSHOTTER(name, type, ...) GADGET_ITER(name, type, __VA_ARGS__)
+#endif
+
+#define GADGET_MAPITER(name, map)					\
+	const void *gadget_mapiter_##name##___##map __attribute__((unused))
+
 #endif /* __GADGET_MACROS_H */

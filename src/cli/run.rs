@@ -364,6 +364,70 @@ pub(crate) fn gadget_command(
     Ok(cmd)
 }
 
+/// The flags of gadgets whose data comes in arrays (map and BPF iterators).
+pub(crate) fn with_array_flags(cmd: Command) -> Command {
+    cmd.next_help_heading("Arrays (map and BPF iterators)")
+        .arg(
+            Arg::new("map-fetch-interval")
+                .long("map-fetch-interval")
+                .value_name("DURATION")
+                .value_parser(ig::run::array_opts::parse_interval)
+                .help("Time between two reads of the gadget's map (500ms, 1s, 2m; default 1s; a BPF iterator: at once)"),
+        )
+        .arg(
+            Arg::new("map-fetch-count")
+                .long("map-fetch-count")
+                .value_name("N")
+                .allow_negative_numbers(true)
+                .value_parser(count("reads"))
+                .help("Reads before stopping; 0: until stopped (default 0; a BPF iterator: 1, a snapshot)"),
+        )
+        .arg(
+            Arg::new("sort")
+                .long("sort")
+                .value_name("FIELDS")
+                .allow_hyphen_values(true)
+                .action(ArgAction::Append)
+                .help("Sort each array by these fields, comma-separated; -field for descending"),
+        )
+        .arg(
+            Arg::new("max-entries")
+                .long("max-entries")
+                .value_name("N")
+                .allow_negative_numbers(true)
+                .value_parser(count("rows"))
+                .help("Show at most N rows of each array (after sorting)"),
+        )
+}
+
+/// [`ArrayOptions`](ig::run::array_opts::ArrayOptions) from `ig run`'s matches (empty when
+/// the command has no array flags).
+fn array_options(m: &ArgMatches) -> ig::run::array_opts::ArrayOptions {
+    ig::run::array_opts::ArrayOptions {
+        fetch_interval: m
+            .try_get_one::<Duration>("map-fetch-interval")
+            .ok()
+            .flatten()
+            .copied(),
+        fetch_count: m
+            .try_get_one::<u64>("map-fetch-count")
+            .ok()
+            .flatten()
+            .copied(),
+        sort: m
+            .try_get_many::<String>("sort")
+            .ok()
+            .flatten()
+            .map(|v| v.cloned().collect())
+            .unwrap_or_default(),
+        max_entries: m
+            .try_get_one::<u64>("max-entries")
+            .ok()
+            .flatten()
+            .map(|n| usize::try_from(*n).unwrap_or(usize::MAX)),
+    }
+}
+
 /// The digest `ig run` may load (built-ins as they are, anything else signed by a trusted key).
 fn verify_image(
     store: &ig::oci::Store,
@@ -475,6 +539,7 @@ fn to_config(m: &ArgMatches, params: &[ParamFlag], image: Reference) -> anyhow::
             .flatten()
             .map(|v| v.cloned().collect())
             .unwrap_or_default(),
+        arrays: array_options(m),
     })
 }
 
@@ -544,7 +609,11 @@ pub fn main(args: Vec<String>) -> anyhow::Result<ExitCode> {
         ig::run::prepare(&store, &reference).with_context(|| format!("cannot run {image}"))?;
     let params = ParamFlag::of_spec(&prepared.spec);
     let flight_recorder = prepared.spec.recorder().is_some();
-    let matches = match gadget_command(&params, flight_recorder)?.try_get_matches_from(argv) {
+    let mut command = gadget_command(&params, flight_recorder)?;
+    if prepared.spec.is_array_gadget() {
+        command = with_array_flags(command);
+    }
+    let matches = match command.try_get_matches_from(argv) {
         Ok(m) => m,
         Err(e) => return Ok(clap_exit(e)),
     };
@@ -648,7 +717,7 @@ mod tests {
 
     #[test]
     fn reserved_param_keys_are_exactly_ig_runs_arguments() {
-        let cmd = gadget_command(&[], true).unwrap();
+        let cmd = super::with_array_flags(gadget_command(&[], true).unwrap());
         let mut ids: Vec<String> = cmd
             .get_arguments()
             .map(|a| a.get_id().to_string())

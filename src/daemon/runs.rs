@@ -53,6 +53,7 @@ pub fn run_config(spec: &proto::RunSpec, resolved: &Resolved) -> Result<RunConfi
         expected_digest: resolved.verified.clone(),
         syscall_filters: spec.syscall_filters.clone(),
         filters: spec.filters.clone(),
+        arrays: Default::default(),
     })
 }
 

@@ -136,6 +136,7 @@ fn start_recorder(ctx: &RunContext, config: &TraceloopConfig) -> Result<Recorder
         expected_digest: None,
         filters: Vec::new(),
         syscall_filters: Vec::new(),
+        arrays: Default::default(),
     };
     let mut recorder = Recorder::load(&prepared.image, &prepared.spec, &run_config)
         .map_err(|e| DaemonError::Setup(format!("--traceloop: {e}")))?;

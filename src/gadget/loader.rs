@@ -248,7 +248,8 @@ impl MntnsNotes {
 
 pub struct LoadedGadget {
     object: Object,
-    links: Vec<libbpf_rs::Link>,
+    /// Program name → its link.
+    links: Vec<(String, libbpf_rs::Link)>,
     bss_lost: Vec<(String, u32)>,
     bss_vars: Vec<(String, u32)>,
 }
@@ -395,9 +396,17 @@ impl LoadedGadget {
                         .to_string(),
                 }
             })?;
-            self.links.push(link);
+            self.links.push((name, link));
         }
         Ok(())
+    }
+
+    /// The link of an attached program (an iterator is read by opening its link).
+    pub fn link(&self, program: &str) -> Option<&libbpf_rs::Link> {
+        self.links
+            .iter()
+            .find(|(name, _)| name == program)
+            .map(|(_, l)| l)
     }
 
     pub fn detach(&mut self) {

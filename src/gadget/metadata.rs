@@ -123,6 +123,16 @@ impl Metadata {
             .collect()
     }
 
+    /// An annotation of a whole data source (`datasources: NAME: annotations: KEY: VALUE`),
+    /// e.g. Inspektor Gadget's `cli.clear-screen-before: "true"`.
+    pub fn datasource_annotation(&self, datasource: &str, key: &str) -> Option<String> {
+        self.datasources
+            .get(datasource)
+            .and_then(|ds| ds.get("annotations"))
+            .and_then(|a| a.get(key))
+            .and_then(scalar)
+    }
+
     /// A top-level section this schema does not name (`programs:`).
     pub fn section(&self, name: &str) -> Option<&Value> {
         self.extra.get(name)

@@ -6,6 +6,7 @@ pub mod build;
 pub mod decode;
 pub mod elf;
 mod error;
+pub mod iters;
 pub mod loader;
 pub mod metadata;
 pub mod param_keys;

@@ -36,6 +36,10 @@ pub const RESERVED_KEYS: &[&str] = &[
     "help",
     "version",
     "syscall-filters",
+    "map-fetch-interval",
+    "map-fetch-count",
+    "sort",
+    "max-entries",
 ];
 
 /// Longest key accepted; Inspektor Gadget's own keys are a few words at most.

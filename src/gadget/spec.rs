@@ -149,6 +149,10 @@ pub struct GadgetSpec {
     /// Flight recorders (at most one).
     pub recorders: Vec<Recorder>,
     pub params: Vec<ParamSpec>,
+    /// Map iterators (`GADGET_MAPITER`, `gadget::iters`).
+    pub map_iters: Vec<super::iters::MapIter>,
+    /// BPF iterators (`GADGET_ITER`, `gadget::iters`).
+    pub iters: Vec<super::iters::Iter>,
     pub programs: Vec<ProgramInfo>,
     pub maps: Vec<String>,
     /// Ring buffer map → offset of its lost counter in `.bss`.
@@ -166,6 +170,8 @@ impl GadgetSpec {
         let tracers = find_tracers(&elf)?;
         let recorders = find_recorders(&elf)?;
         let params = find_params(&elf, &metadata)?;
+        let map_iters = super::iters::find_map_iters(&elf)?;
+        let iters = super::iters::find_iters(&elf)?;
         let lost_counters = elf
             .var_names()
             .filter_map(|v| v.strip_prefix(LOST_PREFIX))
@@ -191,6 +197,8 @@ impl GadgetSpec {
             tracers,
             recorders,
             params,
+            map_iters,
+            iters,
             programs: elf.programs,
             maps: elf.maps,
             lost_counters,
@@ -202,6 +210,11 @@ impl GadgetSpec {
     /// The flight recorder, if the gadget is one.
     pub fn recorder(&self) -> Option<&Recorder> {
         self.recorders.first()
+    }
+
+    /// Whether the gadget's data comes in arrays (map or BPF iterators) rather than events.
+    pub fn is_array_gadget(&self) -> bool {
+        !self.map_iters.is_empty() || !self.iters.is_empty()
     }
 
     pub fn param(&self, key: &str) -> Option<&ParamSpec> {

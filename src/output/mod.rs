@@ -1,6 +1,7 @@
 //! Output writers. Each is a [`Sink`]: it receives the schema once, then events, then losses,
 //! then `finish`. Returning `Ok(false)` from `event` stops the run early.
 
+mod array;
 mod columns;
 mod escape;
 mod json;
@@ -8,6 +9,7 @@ mod yaml;
 
 use std::io::{self, Write};
 
+pub use array::{ArraySink, ArrayWriter};
 pub use columns::ColumnsSink;
 pub use escape::{escape_control, escape_except, is_unsafe};
 pub use json::{to_string as json_string, to_writer as write_json, JsonSink, JsonTree};

@@ -25,4 +25,6 @@ pub struct RunConfig {
     pub syscall_filters: Vec<String>,
     /// `--filter` expressions (`operators::filter`): every one must hold.
     pub filters: Vec<String>,
+    /// Map- and BPF-iterator gadgets: how often to read, how many times, sort and cut.
+    pub arrays: super::array_opts::ArrayOptions,
 }

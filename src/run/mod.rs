@@ -1,6 +1,8 @@
 //! Running a gadget: a validated configuration, then the pipeline
 //! decode → enrich → filter → output over the gadget's ring buffers.
 
+pub mod array_opts;
+mod arrays;
 mod config;
 mod error;
 mod outputs;

@@ -7,7 +7,7 @@ use std::io::Write;
 use super::{RunConfig, RunError};
 use crate::event::Schema;
 use crate::operators::fields::FieldSelection;
-use crate::output::{make_sink, OutputMode, Sink};
+use crate::output::{make_sink, ArraySink, ArrayWriter, OutputMode, Sink};
 
 pub trait Outputs: Sync {
     /// The sink of one data source (a tracer), numbered from 0 in the gadget's order. `order`
@@ -19,6 +19,22 @@ pub trait Outputs: Sync {
         order: Vec<usize>,
         config: &RunConfig,
     ) -> Result<Box<dyn Sink + 'a>, RunError>;
+
+    /// The sink of one array data source (map or BPF iterator); `clear_screen`: the gadget
+    /// asks for the screen to be cleared before each table.
+    fn array_sink<'a>(
+        &'a self,
+        _datasource: usize,
+        _schema: &Schema,
+        _order: Vec<usize>,
+        config: &RunConfig,
+        _clear_screen: bool,
+    ) -> Result<Box<dyn ArraySink + 'a>, RunError> {
+        Err(RunError::Unsupported {
+            gadget: config.image.to_string(),
+            reason: "map and BPF iterator gadgets (arrays of rows) are not supported with --remote yet; run it locally".into(),
+        })
+    }
 
     /// Where a flight recorder writes its history when the run stops.
     fn text<'a>(&'a self) -> Box<dyn Write + 'a>;
@@ -59,6 +75,29 @@ impl Outputs for Terminal {
             columns_for(schema, order, &config.fields, config.output).map_err(RunError::Config)?;
         let out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
         Ok(make_sink(config.output, schema, columns, out))
+    }
+
+    fn array_sink<'a>(
+        &'a self,
+        _datasource: usize,
+        schema: &Schema,
+        order: Vec<usize>,
+        config: &RunConfig,
+        clear_screen: bool,
+    ) -> Result<Box<dyn ArraySink + 'a>, RunError> {
+        use std::io::IsTerminal;
+        let columns =
+            columns_for(schema, order, &config.fields, config.output).map_err(RunError::Config)?;
+        // Clearing is for a person watching: never into a pipe or a file.
+        let clear = clear_screen && std::io::stdout().is_terminal();
+        let out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+        Ok(Box::new(ArrayWriter::new(
+            config.output,
+            schema,
+            columns,
+            clear,
+            out,
+        )))
     }
 
     fn text<'a>(&'a self) -> Box<dyn Write + 'a> {

@@ -191,6 +191,15 @@ pub fn run(
         }
         return super::traceloop::run(&image, &spec, config, containers, stop, outputs);
     }
+    if spec.is_array_gadget() {
+        return super::arrays::run(&image, &spec, config, containers, stop, outputs);
+    }
+    if config.arrays.any_set() {
+        return Err(RunError::Config(format!(
+            "--sort, --max-entries, --map-fetch-interval and --map-fetch-count are for map and BPF iterator gadgets; {} is a tracer",
+            image.reference
+        )));
+    }
     if spec.tracers.is_empty() {
         return Err(RunError::Unsupported {
             gadget: image.reference.clone(),
