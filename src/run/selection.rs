@@ -14,8 +14,9 @@
 //! 3. a live process in no container's cgroup: not a container.
 //!
 //! Then its events are released in order and the verdict goes to the map, so later ones are
-//! filtered in the kernel. A namespace nothing claims within [`HOLD_MAX`] is released as "not a
-//! container" and counted ([`Selection::unclaimed`]), never silently.
+//! filtered in the kernel. A namespace nothing claims within [`HOLD_MAX`] ([`HOLD_MAX_CONTAINER`]
+//! when its processes are in a container's cgroup) is released as "not a container" and counted
+//! ([`Selection::unclaimed`]), never silently.
 
 use std::collections::HashMap;
 use std::sync::{mpsc, Arc};
@@ -29,6 +30,10 @@ use crate::gadget::loader::MntnsNotes;
 
 /// How long events of an unknown mount namespace wait for it to be resolved.
 pub const HOLD_MAX: Duration = Duration::from_millis(1500);
+/// How long they wait when their processes are in a container's cgroup but its runtime has not
+/// described it yet: it is a container, and a loaded dockerd may take seconds to answer while
+/// it starts one (the entrypoint's exec must not be shown as the host's, or dropped by `-c`).
+pub const HOLD_MAX_CONTAINER: Duration = Duration::from_secs(5);
 /// How often an unresolved namespace is tried again (its runtime may announce it meanwhile).
 const RETRY_EVERY: Duration = Duration::from_millis(50);
 /// How long a removed container's verdict stays in the map (its last events may still come).
@@ -59,6 +64,8 @@ enum Resolution {
     /// namespace of its own (a service with a private /tmp, a sandbox).
     Plain,
     Unknown,
+    /// In a container's cgroup; its runtime has not spoken yet.
+    AwaitingRuntime,
 }
 
 /// What resolving a namespace can go on: pids seen in it, the cgroup BPF noted, and whether
@@ -177,8 +184,7 @@ async fn resolve(collection: &ContainerCollection, key: MntnsKey, clues: Clues) 
         return Resolution::Container(c);
     }
     if !hints.is_empty() {
-        // A container's cgroup: its runtime has not spoken yet.
-        return Resolution::Unknown;
+        return Resolution::AwaitingRuntime;
     }
     match live {
         Some(pid) => {
@@ -204,13 +210,16 @@ struct Pending {
     last_scan: Option<Instant>,
     resolving: bool,
     pids: Vec<u32>,
+    /// Seen in a container's cgroup: held up to [`HOLD_MAX_CONTAINER`].
+    in_container_cgroup: bool,
 }
 
 /// A namespace whose held events can go, and how.
 pub struct Released {
     pub mntns: MntnsKey,
     pub decision: Decision,
-    /// Nothing claimed it within [`HOLD_MAX`]: released as not a container.
+    /// Nothing claimed it within [`HOLD_MAX`] ([`HOLD_MAX_CONTAINER`] for a container's
+    /// cgroup): released as not a container.
     pub unclaimed: bool,
 }
 
@@ -358,6 +367,7 @@ impl Selection {
             last_scan: None,
             resolving: false,
             pids: Vec::new(),
+            in_container_cgroup: false,
         });
         if pid != 0 && !pending.pids.contains(&pid) && pending.pids.len() < PIDS_KEPT {
             pending.pids.push(pid);
@@ -431,9 +441,10 @@ impl Selection {
             match r {
                 Resolution::Container(c) => self.learn(key, c),
                 Resolution::Plain => self.not_container(key),
-                Resolution::Unknown => {
+                Resolution::Unknown | Resolution::AwaitingRuntime => {
                     if let Some(p) = self.pending.get_mut(&key) {
                         p.resolving = false;
+                        p.in_container_cgroup |= matches!(r, Resolution::AwaitingRuntime);
                     }
                 }
             }
@@ -446,7 +457,13 @@ impl Selection {
             if self.known.contains(&key) {
                 done.push((key, false));
             } else if p.resolving {
-            } else if now.duration_since(p.since) >= HOLD_MAX {
+            } else if now.duration_since(p.since)
+                >= if p.in_container_cgroup {
+                    HOLD_MAX_CONTAINER
+                } else {
+                    HOLD_MAX
+                }
+            {
                 done.push((key, true));
             } else if now.duration_since(p.last_try) >= RETRY_EVERY {
                 retry.push(key);
