@@ -7,3 +7,4 @@ pub mod errno;
 pub mod fields;
 pub mod filter;
 pub mod users;
+pub mod formats;
