@@ -123,7 +123,11 @@ impl<'a> Pipeline<'a> {
         let nsid_field = fields
             .iter()
             .position(|f| f.semantic == Semantic::MntnsNsid);
-        let pid_field = fields.iter().position(|f| f.name == "pid");
+        // `pid`, else the first `gadget_pid` field (Inspektor Gadget's `proc.pid`).
+        let pid_field = fields
+            .iter()
+            .position(|f| f.name == "pid")
+            .or_else(|| fields.iter().position(|f| f.semantic == Semantic::Pid));
         Pipeline {
             decoder: Decoder::new(tracer.layout.clone()),
             enricher: enrichers.basic,
