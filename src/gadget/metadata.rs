@@ -96,7 +96,9 @@ impl Metadata {
         if debug_enabled() {
             for key in meta.extra.keys().filter_map(scalar) {
                 if !KNOWN_SECTIONS.contains(&key.as_str()) {
-                    debug(&format!("gadget.yaml: key {key:?} is not one ig uses; ignored"));
+                    debug(&format!(
+                        "gadget.yaml: key {key:?} is not one ig uses; ignored"
+                    ));
                 }
             }
         }

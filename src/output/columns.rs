@@ -48,7 +48,15 @@ impl<W: Write> ColumnsSink<W> {
         let mut line = String::new();
         let n = self.columns.len();
         for (k, (cell, &(_, width, align, ellipsis, _))) in cells.zip(&self.columns).enumerate() {
-            push_cell(&mut line, &escape_control(cell), width, align, ellipsis, k, n);
+            push_cell(
+                &mut line,
+                &escape_control(cell),
+                width,
+                align,
+                ellipsis,
+                k,
+                n,
+            );
         }
         line.truncate(line.trim_end().len());
         line.push('\n');
