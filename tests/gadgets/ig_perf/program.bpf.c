@@ -3,7 +3,9 @@
  * An object laid out as Inspektor Gadget's own headers lay it out (written out here instead of
  * including ours): a perf event array as the tracer's map, its per-CPU `<map>_lost_samples`
  * counter, the `gadget_heap` scratch, an inode-keyed `gadget_mntns_filter_map` (__u64 -> __u32,
- * present means kept) with `gadget_filter_by_mntns`, and a `char[]` targ_comm parameter.
+ * present means kept) with `gadget_filter_by_mntns`, a `char[]` targ_comm parameter, and a
+ * map left unsized for the runtime (max_entries 0, sized by `<map>_max_entries`, as their
+ * user_stack_map.h's `ig_build_id`).
  */
 #include <vmlinux.h>
 #include <bpf/bpf_helpers.h>
@@ -55,6 +57,16 @@ struct {
 	__uint(key_size, sizeof(__u32));
 	__uint(value_size, 10240);
 } gadget_heap SEC(".maps");
+
+const volatile int ig_scratch_max_entries = 16;
+const void *gadget_param_ig_scratch_max_entries __attribute__((unused));
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(__u64));
+	__uint(max_entries, 0);
+} ig_scratch SEC(".maps");
 
 const void *gadget_tracer_open___events___event __attribute__((unused));
 const struct event *__gadget_tracer_type_open __attribute__((unused));
