@@ -273,32 +273,25 @@ impl LoadedGadget {
             .map_err(|e| GadgetError::Load(format!("{e}\n{}", log_tail(&take_libbpf_log()))))?;
 
         // Inspektor Gadget's objects leave some maps' sizes to the runtime (max_entries 0, e.g.
-        // user_stack_map.h's `ig_build_id`), sized from the parameter `<map>_max_entries` where
-        // the object has one (its value as set, else its default), else one entry.
+        // user_stack_map.h's `ig_build_id`) with a parameter `<map>_max_entries` beside them: its
+        // value as set, else its default. (Other maps with 0, e.g. task storage, keep it.)
         let unsized_maps: Vec<(String, u32)> = open
             .maps()
             .filter(|m| m.max_entries() == 0)
-            .filter(|m| {
-                !matches!(
-                    m.map_type(),
-                    libbpf_rs::MapType::PerfEventArray | libbpf_rs::MapType::RingBuf
-                )
-            })
-            .map(|m| {
+            .filter_map(|m| {
                 let name = m.name().to_string_lossy().into_owned();
                 let var = format!("{name}_max_entries");
+                let param = spec.params.iter().find(|p| p.var == var)?;
                 let set = settings
                     .params
                     .iter()
                     .find(|(v, _)| *v == var)
                     .and_then(|(_, b)| Some(u32::from_le_bytes(b.get(..4)?.try_into().ok()?)));
-                let default = spec
-                    .params
-                    .iter()
-                    .find(|p| p.var == var)
-                    .and_then(|p| p.default.parse().ok());
-                let size = set.or(default).filter(|&n| n > 0).unwrap_or(1);
-                (name, size)
+                let size = set
+                    .or(param.default.parse().ok())
+                    .filter(|&n| n > 0)
+                    .unwrap_or(1);
+                Some((name, size))
             })
             .collect();
         for (name, size) in settings.map_sizes.iter().chain(&unsized_maps) {
