@@ -177,6 +177,41 @@ pub enum Align {
     Right,
 }
 
+/// Where a cell too wide for its column is cut (`columns.ellipsis`, Inspektor Gadget's values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Ellipsis {
+    /// `end` (the default): the beginning is kept, `…` last.
+    #[default]
+    End,
+    /// `start`: the end is kept, `…` first (paths).
+    Start,
+    /// `middle`: both ends kept.
+    Middle,
+    /// `none`: cut without a mark.
+    None,
+}
+
+impl Ellipsis {
+    pub fn parse(value: &str) -> Option<Self> {
+        Some(match value {
+            "end" | "" => Ellipsis::End,
+            "start" => Ellipsis::Start,
+            "middle" => Ellipsis::Middle,
+            "none" => Ellipsis::None,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ellipsis::End => "end",
+            Ellipsis::Start => "start",
+            Ellipsis::Middle => "middle",
+            Ellipsis::None => "none",
+        }
+    }
+}
+
 /// One field of a data source and how columns show it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FieldDef {
@@ -185,7 +220,36 @@ pub struct FieldDef {
     pub width: usize,
     pub align: Align,
     pub hidden: bool,
+    pub ellipsis: Ellipsis,
+    /// Integers print as `0x1f` in columns (`columns.hex`); JSON keeps numbers.
+    pub hex: bool,
 }
+
+/// The annotations [`FieldDef::annotate`] knows (Inspektor Gadget's names). Others are
+/// ignored, with a debug message.
+pub const KNOWN_ANNOTATIONS: [&str; 9] = [
+    "description",
+    "template",
+    "columns.width",
+    "columns.minwidth",
+    "columns.maxwidth",
+    "columns.alignment",
+    "columns.ellipsis",
+    "columns.hidden",
+    "columns.hex",
+];
+
+/// Inspektor Gadget's field templates: (name, width, right-aligned). Applied before the
+/// field's own annotations, which win.
+const TEMPLATES: [(&str, usize, bool); 7] = [
+    ("pid", 7, true),
+    ("uid", 8, true),
+    ("gid", 8, true),
+    ("comm", 16, false),
+    ("ns", 12, true),
+    ("timestamp", 30, false),
+    ("syscall", 18, false),
+];
 
 impl FieldDef {
     pub fn new(name: &str) -> Self {
@@ -195,19 +259,47 @@ impl FieldDef {
             width: 16,
             align: Align::Left,
             hidden: false,
+            ellipsis: Ellipsis::End,
+            hex: false,
         }
     }
 
-    /// Applies `columns.*` and `description` annotations from gadget.yaml.
-    pub fn annotate(&mut self, key: &str, value: &str) {
+    /// Applies `columns.*`, `template` and `description` annotations from gadget.yaml. A
+    /// value that does not parse leaves the field as it was. Returns false for an annotation
+    /// ig does not know (the caller says so at debug level); never an error.
+    pub fn annotate(&mut self, key: &str, value: &str) -> bool {
+        let truthy = value == "true";
         match key {
             "description" => self.description = value.to_string(),
+            "template" => match TEMPLATES.iter().find(|(t, ..)| *t == value) {
+                Some(&(_, width, right)) => {
+                    self.width = width;
+                    self.align = if right { Align::Right } else { Align::Left };
+                }
+                None => return false,
+            },
             "columns.width" => {
                 if let Ok(w) = value.parse() {
                     self.width = w;
                 }
             }
-            "columns.hidden" => self.hidden = value == "true",
+            // A streamed table has no terminal width to fit: the bounds clamp the width.
+            "columns.minwidth" => {
+                if let Ok(w) = value.parse::<usize>() {
+                    self.width = self.width.max(w);
+                }
+            }
+            "columns.maxwidth" => {
+                if let Ok(w) = value.parse::<usize>() {
+                    self.width = self.width.min(w.max(1));
+                }
+            }
+            "columns.hidden" => self.hidden = truthy,
+            "columns.hex" => self.hex = truthy,
+            "columns.ellipsis" => match Ellipsis::parse(value) {
+                Some(e) => self.ellipsis = e,
+                None => return false,
+            },
             "columns.alignment" => {
                 self.align = if value == "right" {
                     Align::Right
@@ -215,8 +307,9 @@ impl FieldDef {
                     Align::Left
                 }
             }
-            _ => {}
+            _ => return false,
         }
+        true
     }
 }
 

@@ -5,6 +5,7 @@
 
 #include <vmlinux.h>
 #include <bpf/bpf_helpers.h>
+#include <gadget/macros.h>
 
 /* Set by the runtime before load. 0: the kernel's default wakeup policy. */
 const volatile __u64 gadget_wakeup_bytes = 0;
@@ -55,19 +56,26 @@ static __always_inline long gadget__output_buf(void *map, void *data, __u64 size
 }
 
 /*
- * `map` is the map's name as given to GADGET_TRACER_MAP (no `&`): the lost
- * counter gadget_lost__<map> is found by pasting it.
+ * `map` is the map GADGET_TRACER_MAP defined, given as Inspektor Gadget's API
+ * gives it (`&events`) or by its name (`events`, this API's older form). Both
+ * work because the argument is only ever pasted in front of a suffix naming a
+ * function GADGET_TRACER_MAP defined: `(&events__gadget_ring)()` and
+ * `(events__gadget_ring)()` are the same call (a function designator and its
+ * address are both the function), inlined to `&events`.
  */
+#define gadget__ring_of(map)	((map##__gadget_ring)())
+#define gadget__lost_of(map)	((map##__gadget_lost)())
+
 #define gadget_reserve_buf(map, size)					\
-	gadget__reserve_buf(&(map), (size), &gadget_lost__##map)
+	gadget__reserve_buf(gadget__ring_of(map), (size), gadget__lost_of(map))
 
 /* A reserved record already counts in BPF_RB_AVAIL_DATA, hence 0. */
 #define gadget_submit_buf(ctx, map, buf, size)				\
-	bpf_ringbuf_submit((buf), gadget__wakeup_flags(&(map), 0))
+	(bpf_ringbuf_submit((buf), gadget__wakeup_flags(gadget__ring_of(map), 0)), 0L)
 
 #define gadget_discard_buf(buf)	bpf_ringbuf_discard((buf), 0)
 
 #define gadget_output_buf(ctx, map, data, size)				\
-	gadget__output_buf(&(map), (data), (size), &gadget_lost__##map)
+	gadget__output_buf(gadget__ring_of(map), (data), (size), gadget__lost_of(map))
 
 #endif /* __GADGET_BUFFER_H */

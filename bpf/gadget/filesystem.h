@@ -116,4 +116,35 @@ static __always_inline bool gadget_file_upper_layer(struct file *file)
 	return BPF_CORE_READ(oi, __upperdentry) != NULL;
 }
 
+/*
+ * Inspektor Gadget's helper: the path of the current task's open file descriptor `fd_num`,
+ * through gadget_read_path() (so cut and walked as said there). `buf_len` must be a constant.
+ * Returns the length written, or -1.
+ */
+static __always_inline struct file *gadget_file_of_fd(int fd_num)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct file **fds;
+	struct file *f = NULL;
+	unsigned int max_fds;
+
+	if (fd_num < 0)
+		return NULL;
+	fds = BPF_CORE_READ(task, files, fdt, fd);
+	max_fds = BPF_CORE_READ(task, files, fdt, max_fds);
+	if ((unsigned int)fd_num >= max_fds)
+		return NULL;
+	bpf_core_read(&f, sizeof(f), &fds[fd_num]);
+	return f;
+}
+
+static __always_inline long read_full_path_of_open_file_fd(int fd_num, char *buf, __u64 buf_len)
+{
+	struct file *file = gadget_file_of_fd(fd_num);
+
+	if (!file)
+		return -1;
+	return gadget_read_path(&file->f_path, buf, buf_len);
+}
+
 #endif /* __GADGET_FILESYSTEM_H */

@@ -6,7 +6,9 @@
 #include <vmlinux.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
 #include <gadget/cgroup.h>
+#include <gadget/mntns.h>
 
 #ifndef GADGET_MAX_CONTAINERS
 #define GADGET_MAX_CONTAINERS 1024
@@ -73,15 +75,6 @@ struct {
 
 const volatile bool gadget_filter_by_mntns = false;
 const volatile bool gadget_drop_unknown_mntns = false;
-
-/*
- * A BTF pointer is read with plain loads (faulting ones read as 0) instead of
- * a helper call per pointer: this runs on every event of every gadget.
- */
-static __always_inline __u64 gadget_get_current_mntns_id(void)
-{
-	return bpf_get_current_task_btf()->nsproxy->mnt_ns->ns.inum;
-}
 
 /* mnt_namespace.seq before 6.18 (where ns_common.ns_id took its place). */
 struct mnt_namespace___seq {

@@ -1,7 +1,7 @@
 //! Schemas and events to and from their wire form (`proto/daemon.proto`).
 
 use super::proto;
-use crate::event::{Align, FieldDef, Schema};
+use crate::event::{Align, Ellipsis, FieldDef, Schema};
 #[cfg(test)]
 use crate::event::{Event, Value};
 
@@ -18,6 +18,8 @@ pub fn datasource_to_proto(id: usize, schema: &Schema, order: &[usize]) -> proto
                 width: f.width as u32,
                 align_right: f.align == Align::Right,
                 hidden: f.hidden,
+                ellipsis: f.ellipsis.as_str().into(),
+                hex: f.hex,
             })
             .collect(),
         order: order.iter().map(|&i| i as u32).collect(),
@@ -40,6 +42,8 @@ pub fn datasource_from_proto(ds: &proto::DataSource) -> (Schema, Vec<usize>) {
                 Align::Left
             },
             hidden: f.hidden,
+            ellipsis: Ellipsis::parse(&f.ellipsis).unwrap_or_default(),
+            hex: f.hex,
         })
         .collect();
     let order = ds

@@ -144,6 +144,29 @@ impl BpfElf {
         }
     }
 
+    /// The key size of a BTF-defined map declared with `__type(key, T)` (a member `T *key`),
+    /// when it declares it that way.
+    pub fn map_key_size(&self, map: &str) -> Option<u32> {
+        let btf = &self.btf;
+        let var = btf
+            .datasec(".maps")?
+            .iter()
+            .filter_map(|v| btf.get(v.ty))
+            .find(|t| t.name == map)?;
+        let Kind::Var { ty } = var.kind else {
+            return None;
+        };
+        let Some(Kind::Struct { members, .. }) = btf.get(btf.resolve(ty)).map(|t| &t.kind) else {
+            return None;
+        };
+        let member = members.iter().find(|m| m.name == "key")?;
+        let Some(Kind::Ptr(target)) = btf.get(btf.skip_qualifiers(member.ty)).map(|t| &t.kind)
+        else {
+            return None;
+        };
+        btf.size_of(*target)
+    }
+
     /// Names of all global variables (any section), as BTF lists them.
     pub fn var_names(&self) -> impl Iterator<Item = &str> {
         self.btf.types().filter_map(|(_, t)| match t.kind {

@@ -251,7 +251,12 @@ pub struct LoadedGadget {
     /// Program name → its link.
     links: Vec<(String, libbpf_rs::Link)>,
     bss_lost: Vec<(String, u32)>,
+    /// Tracer map → its per-CPU lost counter map (Inspektor Gadget's `<map>_lost_samples`).
+    sample_lost: Vec<(String, String)>,
     bss_vars: Vec<(String, u32)>,
+    /// The filter map is Inspektor Gadget's (`__u64` inode → any value: present means kept):
+    /// it cannot say "unknown, keep for now", so BPF does not filter and user space decides.
+    inode_filter: bool,
 }
 
 impl LoadedGadget {
@@ -268,7 +273,29 @@ impl LoadedGadget {
             .and_then(|b| b.open_memory(object))
             .map_err(|e| GadgetError::Load(format!("{e}\n{}", log_tail(&take_libbpf_log()))))?;
 
-        for (name, size) in &settings.map_sizes {
+        // Inspektor Gadget's objects leave some maps' sizes to the runtime (max_entries 0, e.g.
+        // user_stack_map.h's `ig_build_id`) with a parameter `<map>_max_entries` beside them: its
+        // value as set, else its default. (Other maps with 0, e.g. task storage, keep it.)
+        let unsized_maps: Vec<(String, u32)> = open
+            .maps()
+            .filter(|m| m.max_entries() == 0)
+            .filter_map(|m| {
+                let name = m.name().to_string_lossy().into_owned();
+                let var = format!("{name}_max_entries");
+                let param = spec.params.iter().find(|p| p.var == var)?;
+                let set = settings
+                    .params
+                    .iter()
+                    .find(|(v, _)| *v == var)
+                    .and_then(|(_, b)| Some(u32::from_le_bytes(b.get(..4)?.try_into().ok()?)));
+                let size = set
+                    .or(param.default.parse().ok())
+                    .filter(|&n| n > 0)
+                    .unwrap_or(1);
+                Some((name, size))
+            })
+            .collect();
+        for (name, size) in settings.map_sizes.iter().chain(&unsized_maps) {
             let mut map = open
                 .maps_mut()
                 .find(|m| m.name() == name.as_str())
@@ -313,9 +340,10 @@ impl LoadedGadget {
                 .ok_or_else(|| GadgetError::UnknownParam(var.clone()))?;
             writes.push((p.offset, bytes.clone()));
         }
+        let inode_filter = spec.inode_filter;
         for (name, offset, size) in &spec.runtime_vars {
             let value: u64 = match name.as_str() {
-                "gadget_filter_by_mntns" => settings.filter_by_mntns as u64,
+                "gadget_filter_by_mntns" => (settings.filter_by_mntns && !inode_filter) as u64,
                 "gadget_drop_unknown_mntns" => settings.drop_unknown_mntns as u64,
                 "gadget_filter_syscalls" => settings.filter_syscalls as u64,
                 "gadget_wakeup_bytes" => wakeup_bytes,
@@ -355,7 +383,9 @@ impl LoadedGadget {
             object,
             links: Vec::new(),
             bss_lost: spec.lost_counters.clone(),
+            sample_lost: spec.lost_sample_maps.clone(),
             bss_vars: spec.bss_vars.clone(),
+            inode_filter,
         })
     }
 
@@ -429,6 +459,9 @@ impl LoadedGadget {
 
     /// Sets a mount namespace's verdict in the filter map: kept (true) or dropped (false).
     pub fn set_mntns_verdict(&self, mntns: MntnsKey, keep: bool) -> Result<(), GadgetError> {
+        if self.inode_filter {
+            return Ok(());
+        }
         let map = self.map(MNTNS_FILTER_MAP)?;
         map.update(&filter_key(&map, mntns), &[keep as u8], MapFlags::ANY)
             .map_err(|e| GadgetError::Map {
@@ -453,6 +486,9 @@ impl LoadedGadget {
     }
 
     pub fn forget_mntns(&self, mntns: MntnsKey) {
+        if self.inode_filter {
+            return;
+        }
         if let Ok(map) = self.map(MNTNS_FILTER_MAP) {
             let _ = map.delete(&filter_key(&map, mntns));
         }
@@ -486,20 +522,34 @@ impl LoadedGadget {
         Some(u64::from_le_bytes(raw))
     }
 
-    /// Lost-event counters per ring buffer map, as BPF counted them.
+    /// Lost-event counters per tracer map, as BPF counted them: `gadget_lost__<map>` in
+    /// `.bss`, or the per-CPU `<map>_lost_samples` map summed over the CPUs.
     pub fn lost(&self) -> Vec<(String, u64)> {
-        let Some(value) = self.bss() else {
-            return Vec::new();
+        let read_u64 = |bytes: &[u8], off: usize| {
+            let mut raw = [0u8; 8];
+            raw.copy_from_slice(bytes.get(off..off + 8)?);
+            Some(u64::from_le_bytes(raw))
         };
-        self.bss_lost
-            .iter()
-            .filter_map(|(map, off)| {
-                let bytes = value.get(*off as usize..*off as usize + 8)?;
-                let mut raw = [0u8; 8];
-                raw.copy_from_slice(bytes);
-                Some((map.clone(), u64::from_le_bytes(raw)))
-            })
-            .collect()
+        let mut lost: Vec<(String, u64)> = match self.bss() {
+            Some(value) => self
+                .bss_lost
+                .iter()
+                .filter_map(|(map, off)| Some((map.clone(), read_u64(&value, *off as usize)?)))
+                .collect(),
+            None => Vec::new(),
+        };
+        for (map, counter) in &self.sample_lost {
+            let Ok(m) = self.map(counter) else { continue };
+            let Ok(Some(per_cpu)) = m.lookup_percpu(&0u32.to_le_bytes(), MapFlags::ANY) else {
+                continue;
+            };
+            let total = per_cpu
+                .iter()
+                .filter_map(|v| read_u64(v, 0))
+                .fold(0u64, u64::wrapping_add);
+            lost.push((map.clone(), total));
+        }
+        lost
     }
 }
 

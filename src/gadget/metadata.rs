@@ -70,9 +70,39 @@ fn scalar(v: &Value) -> Option<String> {
     }
 }
 
+/// Top-level `gadget.yaml` keys ig reads or keeps on purpose; others (Inspektor Gadget has
+/// more, and adds some) are kept as they are and said at debug level.
+const KNOWN_SECTIONS: [&str; 1] = ["programs"];
+
+/// Whether debug messages are on: `RUST_LOG` names `debug` or `trace` (e.g. `RUST_LOG=debug`,
+/// `RUST_LOG=ig=debug`).
+pub fn debug_enabled() -> bool {
+    std::env::var("RUST_LOG").is_ok_and(|v| v.contains("debug") || v.contains("trace"))
+}
+
+/// Writes `ig: debug: <msg>` to stderr when [`debug_enabled`].
+pub fn debug(msg: &str) {
+    if debug_enabled() {
+        eprintln!("ig: debug: {msg}");
+    }
+}
+
 impl Metadata {
+    /// Parses `gadget.yaml`. Keys ig does not use are kept (and said at debug level), never an
+    /// error: Inspektor Gadget's files carry more than ig reads.
     pub fn parse(text: &[u8]) -> Result<Self, GadgetError> {
-        serde_norway::from_slice(text).map_err(|e| GadgetError::Metadata(e.to_string()))
+        let meta: Metadata =
+            serde_norway::from_slice(text).map_err(|e| GadgetError::Metadata(e.to_string()))?;
+        if debug_enabled() {
+            for key in meta.extra.keys().filter_map(scalar) {
+                if !KNOWN_SECTIONS.contains(&key.as_str()) {
+                    debug(&format!(
+                        "gadget.yaml: key {key:?} is not one ig uses; ignored"
+                    ));
+                }
+            }
+        }
+        Ok(meta)
     }
 
     pub fn to_yaml(&self) -> Result<String, GadgetError> {

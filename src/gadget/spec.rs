@@ -10,6 +10,7 @@ const TRACER_PREFIX: &str = "gadget_tracer_";
 const RECORDER_PREFIX: &str = "gadget_recorder_";
 const PARAM_PREFIX: &str = "gadget_param_";
 const LOST_PREFIX: &str = "gadget_lost__";
+const LOST_SAMPLES_SUFFIX: &str = "_lost_samples";
 /// The largest event struct a tracer may have (a ring buffer record is rarely more than a few
 /// KiB).
 pub const MAX_EVENT_SIZE: u32 = 16 << 20;
@@ -30,6 +31,12 @@ pub enum Semantic {
     Tid,
     Comm,
     Cpu,
+    /// `gadget_signal`: a signal number (→ `SIGKILL`).
+    Signal,
+    /// `gadget_file_flags`: open(2) flags (→ `O_RDONLY|O_CLOEXEC`).
+    FileFlags,
+    /// `gadget_file_mode`: mode bits (→ `-rw-r--r--`).
+    FileMode,
     /// A flight recorder's record (`gadget/recorder.h`, `gadget/types.h`): its sequence number.
     RecordSeq,
     /// 0 empty, 1 syscall enter, 2 exit, 3 more captured data of an enter.
@@ -89,6 +96,8 @@ pub struct Tracer {
     pub name: String,
     pub map: String,
     pub layout: EventLayout,
+    /// The map is a `BPF_MAP_TYPE_PERF_EVENT_ARRAY` (read per CPU), not a ring buffer.
+    pub perf: bool,
 }
 
 /// A flight recorder (`GADGET_RECORDER`, `gadget/recorder.h`): the array map `map` holds one
@@ -157,6 +166,12 @@ pub struct GadgetSpec {
     pub maps: Vec<String>,
     /// Ring buffer map → offset of its lost counter in `.bss`.
     pub lost_counters: Vec<(String, u32)>,
+    /// Tracer map → its per-CPU lost counter map `<map>_lost_samples` (Inspektor Gadget's
+    /// buffer.h: a `BPF_MAP_TYPE_PERCPU_ARRAY` of one `__u64`, summed over the CPUs).
+    pub lost_sample_maps: Vec<(String, String)>,
+    /// The container filter map is keyed by the inode alone (`__u64`, Inspektor Gadget's
+    /// mntns_filter.h), not by `struct gadget_mntns_key`.
+    pub inode_filter: bool,
     /// Every `.bss` global: name, offset.
     pub bss_vars: Vec<(String, u32)>,
     /// The runtime's own knobs in `.rodata` (`gadget_filter_by_mntns`, ...): name, offset, size.
@@ -180,6 +195,12 @@ impl GadgetSpec {
                 Some((map.to_string(), off))
             })
             .collect();
+        let inode_filter = elf.map_key_size(super::loader::MNTNS_FILTER_MAP) == Some(8);
+        let lost_sample_maps = tracers
+            .iter()
+            .map(|t: &Tracer| (t.map.clone(), format!("{}{LOST_SAMPLES_SUFFIX}", t.map)))
+            .filter(|(_, counter)| elf.maps.contains(counter))
+            .collect();
         let runtime_vars = elf
             .var_names()
             .filter(|v| v.starts_with("gadget_") && !v.starts_with(PARAM_PREFIX))
@@ -202,6 +223,8 @@ impl GadgetSpec {
             programs: elf.programs,
             maps: elf.maps,
             lost_counters,
+            lost_sample_maps,
+            inode_filter,
             runtime_vars,
             bss_vars,
         })
@@ -224,6 +247,7 @@ impl GadgetSpec {
 
 /// `enum bpf_map_type` (include/uapi/linux/bpf.h).
 const BPF_MAP_TYPE_RINGBUF: u32 = 27;
+const BPF_MAP_TYPE_PERF_EVENT_ARRAY: u32 = 4;
 
 fn find_tracers(elf: &BpfElf) -> Result<Vec<Tracer>, GadgetError> {
     let mut tracers = Vec::new();
@@ -272,6 +296,7 @@ fn find_tracers(elf: &BpfElf) -> Result<Vec<Tracer>, GadgetError> {
             name: name.to_string(),
             map: map.to_string(),
             layout,
+            perf: elf.map_def(map, "type") == Some(BPF_MAP_TYPE_PERF_EVENT_ARRAY),
         });
     }
     tracers.sort_by(|a, b| a.name.cmp(&b.name));
@@ -498,6 +523,9 @@ fn semantic_of(typedefs: &[&str]) -> Semantic {
             "gadget_tid" => Semantic::Tid,
             "gadget_comm" => Semantic::Comm,
             "gadget_cpu" => Semantic::Cpu,
+            "gadget_signal" => Semantic::Signal,
+            "gadget_file_flags" => Semantic::FileFlags,
+            "gadget_file_mode" => Semantic::FileMode,
             "gadget_record_seq" => Semantic::RecordSeq,
             "gadget_record_kind" => Semantic::RecordKind,
             "gadget_syscall_arg" => Semantic::SyscallArgs,

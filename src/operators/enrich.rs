@@ -4,6 +4,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::errno::errno_name;
+use super::formats;
 use super::users::NameTable;
 use crate::event::{Event, FieldDef, Schema, Value};
 use crate::gadget::spec::Semantic;
@@ -13,6 +14,9 @@ enum Task {
     User,
     Group,
     Errno,
+    Signal,
+    FileFlags,
+    FileMode,
 }
 
 pub struct BasicEnricher {
@@ -59,7 +63,11 @@ pub fn derived_name(name: &str, semantic: Semantic) -> Option<String> {
     let derived = match semantic {
         Semantic::Uid => leaf.strip_suffix("uid").map(|p| format!("{p}user"))?,
         Semantic::Gid => leaf.strip_suffix("gid").map(|p| format!("{p}group"))?,
-        Semantic::Timestamp | Semantic::Errno => leaf.strip_suffix("_raw")?.to_string(),
+        Semantic::Timestamp
+        | Semantic::Errno
+        | Semantic::Signal
+        | Semantic::FileFlags
+        | Semantic::FileMode => leaf.strip_suffix("_raw")?.to_string(),
         _ => return None,
     };
     Some(format!("{leaf_prefix}{derived}"))
@@ -105,12 +113,17 @@ impl BasicEnricher {
                 Semantic::Uid => Task::User,
                 Semantic::Gid => Task::Group,
                 Semantic::Errno => Task::Errno,
+                Semantic::Signal => Task::Signal,
+                Semantic::FileFlags => Task::FileFlags,
+                Semantic::FileMode => Task::FileMode,
                 _ => continue,
             };
             let mut def = FieldDef::new(&name);
             def.width = match task {
                 Task::Timestamp => 30,
                 Task::Errno => 8,
+                Task::Signal => 10,
+                Task::FileMode => 10,
                 _ => 16,
             };
             let dst = schema.push(def);
@@ -169,6 +182,18 @@ impl BasicEnricher {
                 Task::Errno => match raw_i64 {
                     Some(0) | None => slot(event, *dst).assign_str(""),
                     Some(e) => event.set(*dst, Value::Str(errno_name(e))),
+                },
+                Task::Signal => match raw_i64 {
+                    Some(sig) => event.set(*dst, Value::Str(formats::signal_name(sig))),
+                    None => event.set(*dst, Value::Null),
+                },
+                Task::FileFlags => match raw_u64 {
+                    Some(f) => event.set(*dst, Value::Str(formats::open_flags(f))),
+                    None => event.set(*dst, Value::Null),
+                },
+                Task::FileMode => match raw_u64 {
+                    Some(m) => event.set(*dst, Value::Str(formats::file_mode(m))),
+                    None => event.set(*dst, Value::Null),
                 },
             }
         }

@@ -3,11 +3,14 @@
 use std::io::{self, Write};
 
 use super::{escape_control, report_lost, Sink};
-use crate::event::{Align, Event, Schema};
+use crate::event::{Align, Ellipsis, Event, Schema, Value};
+
+/// One column: field index, width, alignment, where a long cell is cut, hex integers.
+type Column = (usize, usize, Align, Ellipsis, bool);
 
 pub struct ColumnsSink<W: Write> {
     out: W,
-    columns: Vec<(usize, usize, Align)>,
+    columns: Vec<Column>,
     header_done: bool,
     header: String,
     line: String,
@@ -17,11 +20,11 @@ pub struct ColumnsSink<W: Write> {
 
 impl<W: Write> ColumnsSink<W> {
     pub fn new(schema: &Schema, columns: Vec<usize>, out: W) -> Self {
-        let columns: Vec<(usize, usize, Align)> = columns
+        let columns: Vec<Column> = columns
             .into_iter()
             .map(|i| {
                 let f = &schema.fields[i];
-                (i, f.width.max(1), f.align)
+                (i, f.width.max(1), f.align, f.ellipsis, f.hex)
             })
             .collect();
         let mut sink = ColumnsSink {
@@ -44,8 +47,16 @@ impl<W: Write> ColumnsSink<W> {
     fn render<'a>(&self, cells: impl Iterator<Item = &'a str>) -> String {
         let mut line = String::new();
         let n = self.columns.len();
-        for (k, (cell, &(_, width, align))) in cells.zip(&self.columns).enumerate() {
-            push_cell(&mut line, &escape_control(cell), width, align, k, n);
+        for (k, (cell, &(_, width, align, ellipsis, _))) in cells.zip(&self.columns).enumerate() {
+            push_cell(
+                &mut line,
+                &escape_control(cell),
+                width,
+                align,
+                ellipsis,
+                k,
+                n,
+            );
         }
         line.truncate(line.trim_end().len());
         line.push('\n');
@@ -61,16 +72,40 @@ impl<W: Write> ColumnsSink<W> {
     }
 }
 
-/// Appends cell `k` of `n`: cut to its width (the cut marked with `…`), padded on the side its
-/// alignment says, separated from the previous one by a space.
-fn push_cell(line: &mut String, text: &str, width: usize, align: Align, k: usize, n: usize) {
+/// Appends cell `k` of `n`: cut to its width (the cut marked with `…` where `ellipsis` says),
+/// padded on the side its alignment says, separated from the previous one by a space.
+fn push_cell(
+    line: &mut String,
+    text: &str,
+    width: usize,
+    align: Align,
+    ellipsis: Ellipsis,
+    k: usize,
+    n: usize,
+) {
     if k > 0 {
         line.push(' ');
     }
     let chars = text.chars().count();
     if chars > width {
-        line.extend(text.chars().take(width.saturating_sub(1)));
-        line.push('…');
+        let keep = width.saturating_sub(1);
+        match ellipsis {
+            Ellipsis::End => {
+                line.extend(text.chars().take(keep));
+                line.push('…');
+            }
+            Ellipsis::Start => {
+                line.push('…');
+                line.extend(text.chars().skip(chars - keep));
+            }
+            Ellipsis::Middle => {
+                let head = keep.div_ceil(2);
+                line.extend(text.chars().take(head));
+                line.push('…');
+                line.extend(text.chars().skip(chars - (keep - head)));
+            }
+            Ellipsis::None => line.extend(text.chars().take(width)),
+        }
         return;
     }
     let pad = width - chars;
@@ -100,10 +135,16 @@ impl<W: Write> Sink for ColumnsSink<W> {
         } = self;
         line.clear();
         let n = columns.len();
-        for (k, &(i, width, align)) in columns.iter().enumerate() {
+        for (k, &(i, width, align, ellipsis, hex)) in columns.iter().enumerate() {
             cell.clear();
-            event.get(i).write_display(cell);
-            push_cell(line, &escape_control(cell), width, align, k, n);
+            match event.get(i) {
+                Value::U64(v) if hex => {
+                    use std::fmt::Write as _;
+                    let _ = write!(cell, "0x{v:x}");
+                }
+                value => value.write_display(cell),
+            }
+            push_cell(line, &escape_control(cell), width, align, ellipsis, k, n);
         }
         line.truncate(line.trim_end().len());
         line.push('\n');

@@ -70,10 +70,29 @@ pub fn build_schema(tracer: &Tracer, metadata: &Metadata) -> (Schema, Enrichers,
         .any(|(_, s)| *s == Semantic::MntnsId)
         .then(|| ContainerFields::add(&mut schema));
     let metas = metadata.fields(&tracer.name);
+    // A template first, then the width, then its bounds: whatever order the yaml lists them.
+    let rank = |k: &str| match k {
+        "template" => 0,
+        "columns.width" => 1,
+        "columns.minwidth" | "columns.maxwidth" => 2,
+        _ => 3,
+    };
     for m in &metas {
-        if let Some(i) = schema.index(&m.name) {
-            for (k, v) in &m.annotations {
-                schema.fields[i].annotate(k, v);
+        let Some(i) = schema.index(&m.name) else {
+            crate::gadget::metadata::debug(&format!(
+                "gadget.yaml: data source {}: field {} is not in the event: its annotations are ignored",
+                tracer.name, m.name
+            ));
+            continue;
+        };
+        let mut annotations: Vec<&(String, String)> = m.annotations.iter().collect();
+        annotations.sort_by_key(|(k, _)| rank(k));
+        for (k, v) in annotations {
+            if !schema.fields[i].annotate(k, v) {
+                crate::gadget::metadata::debug(&format!(
+                    "gadget.yaml: data source {}: field {}: annotation {k}: {v:?} is not one ig uses; ignored",
+                    tracer.name, m.name
+                ));
             }
         }
     }
@@ -104,7 +123,11 @@ impl<'a> Pipeline<'a> {
         let nsid_field = fields
             .iter()
             .position(|f| f.semantic == Semantic::MntnsNsid);
-        let pid_field = fields.iter().position(|f| f.name == "pid");
+        // `pid`, else the first `gadget_pid` field (Inspektor Gadget's `proc.pid`).
+        let pid_field = fields
+            .iter()
+            .position(|f| f.name == "pid")
+            .or_else(|| fields.iter().position(|f| f.semantic == Semantic::Pid));
         Pipeline {
             decoder: Decoder::new(tracer.layout.clone()),
             enricher: enrichers.basic,

@@ -4,7 +4,7 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use libbpf_rs::{MapCore, RingBufferBuilder};
+use libbpf_rs::{MapCore, PerfBufferBuilder, RingBufferBuilder};
 
 use super::outputs::Outputs;
 use super::pipeline::{build_schema, Pipeline};
@@ -249,25 +249,63 @@ pub fn run(
         .iter()
         .map(|t| loaded.map(&t.map))
         .collect::<Result<_, _>>()?;
+    // Ring buffers share one epoll; Inspektor Gadget's perf-event-array tracers get a perf
+    // buffer each (read per CPU; the kernel counts what a full CPU buffer dropped).
     let mut builder = RingBufferBuilder::new();
-    for (map, pipeline) in maps.iter().zip(&pipelines) {
+    let mut rings = 0;
+    let mut perfs = Vec::new();
+    for ((map, pipeline), tracer) in maps.iter().zip(&pipelines).zip(&spec.tracers) {
         let selection = &selection;
+        let map_error = |e: libbpf_rs::Error| {
+            RunError::Gadget(crate::gadget::GadgetError::Map {
+                map: map.name().to_string_lossy().into(),
+                reason: e.to_string(),
+            })
+        };
+        if tracer.perf {
+            let name = tracer.map.clone();
+            let perf = PerfBufferBuilder::new(map)
+                .sample_cb(move |_cpu, data: &[u8]| {
+                    pipeline
+                        .borrow_mut()
+                        .on_record(data, &mut selection.borrow_mut());
+                })
+                .lost_cb(move |_cpu, count| pipeline.borrow_mut().lost(&name, count))
+                .build()
+                .map_err(map_error)?;
+            perfs.push(perf);
+            continue;
+        }
+        rings += 1;
         builder
             .add(map as &dyn MapCore, move |data: &[u8]| {
                 pipeline
                     .borrow_mut()
                     .on_record(data, &mut selection.borrow_mut())
             })
-            .map_err(|e| {
-                RunError::Gadget(crate::gadget::GadgetError::Map {
-                    map: map.name().to_string_lossy().into(),
-                    reason: e.to_string(),
-                })
-            })?;
+            .map_err(map_error)?;
     }
-    let ring = builder
-        .build()
-        .map_err(|e| RunError::Config(format!("ring buffer: {e}")))?;
+    let ring = match rings {
+        0 => None,
+        _ => Some(
+            builder
+                .build()
+                .map_err(|e| RunError::Config(format!("ring buffer: {e}")))?,
+        ),
+    };
+    let read = |wait: Duration| {
+        let mut wait = wait;
+        if let Some(ring) = &ring {
+            let _ = ring.poll(wait);
+            let _ = ring.consume();
+            wait = Duration::ZERO;
+        }
+        for perf in &perfs {
+            let _ = perf.poll(wait);
+            let _ = perf.consume();
+            wait = Duration::ZERO;
+        }
+    };
 
     let started = Instant::now();
     let mut reported: Vec<(String, u64)> = Vec::new();
@@ -289,8 +327,7 @@ pub fn run(
         }
     };
     loop {
-        let _ = ring.poll(POLL_INTERVAL);
-        let _ = ring.consume();
+        read(POLL_INTERVAL);
         let released = selection.borrow_mut().poll();
         for r in &released {
             for p in &pipelines {
@@ -314,7 +351,7 @@ pub fn run(
     // Detach first, then drain what is already in the rings.
     drop(maps);
     loaded.detach();
-    let _ = ring.consume();
+    read(Duration::ZERO);
     // Held events wait for their container's announcement at most HOLD_MAX.
     let deadline = Instant::now() + super::selection::HOLD_MAX;
     while selection.borrow().holding() > 0 && Instant::now() < deadline {
@@ -326,6 +363,7 @@ pub fn run(
         }
     }
     report_losses(&loaded, &mut reported);
+    drop(perfs);
     drop(ring);
     let mut total = 0;
     let mut unclaimed_events = 0;

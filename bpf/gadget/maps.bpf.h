@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* Map helpers (libbpf-tools' and Inspektor Gadget's names). */
+#ifndef __GADGET_MAPS_BPF_H
+#define __GADGET_MAPS_BPF_H
+
+#include <vmlinux.h>
+#include <bpf/bpf_helpers.h>
+
+#ifndef EEXIST
+#define EEXIST 17
+#endif
+
+/* The value of `key`, inserted as `*init` first when missing; NULL when the map is full. */
+static __always_inline void *bpf_map_lookup_or_try_init(void *map, const void *key,
+							 const void *init)
+{
+	void *val = bpf_map_lookup_elem(map, key);
+	long err;
+
+	if (val)
+		return val;
+	err = bpf_map_update_elem(map, key, init, BPF_NOEXIST);
+	if (err && err != -EEXIST)
+		return 0;
+	return bpf_map_lookup_elem(map, key);
+}
+
+#endif /* __GADGET_MAPS_BPF_H */
