@@ -42,6 +42,8 @@ const NEWEST: (u32, u32) = (1, 47);
 #[derive(Clone)]
 pub(super) struct EngineApi {
     socket: PathBuf,
+    /// Who serves it (Docker, or podman's compatible service): named in errors.
+    runtime: RuntimeKind,
     /// `/v1.41` once negotiated.
     prefix: String,
 }
@@ -65,15 +67,17 @@ pub(super) fn path_safe(id: &str) -> bool {
 }
 
 impl EngineApi {
-    pub fn new(socket: &Path) -> Self {
+    pub fn new(socket: &Path, runtime: RuntimeKind) -> Self {
         EngineApi {
             socket: socket.to_path_buf(),
+            runtime,
             prefix: String::new(),
         }
     }
 
     fn err(&self, op: &'static str, reason: impl Into<String>) -> ContainerError {
         ContainerError::Engine {
+            runtime: self.runtime,
             socket: self.socket.clone(),
             op,
             reason: reason.into(),
@@ -82,6 +86,7 @@ impl EngineApi {
 
     fn not_api(&self, reason: impl Into<String>) -> ContainerError {
         ContainerError::NotDockerApi {
+            runtime: self.runtime,
             socket: self.socket.clone(),
             reason: reason.into(),
         }
@@ -122,14 +127,18 @@ impl EngineApi {
         let stream = UnixStream::connect(&self.socket).await.map_err(|e| {
             let reason = match e.kind() {
                 ErrorKind::ConnectionRefused => {
-                    "connection refused: nothing listens on it (is dockerd running?)".to_string()
+                    let daemon = match self.runtime {
+                        RuntimeKind::Podman => "podman system service",
+                        _ => "dockerd",
+                    };
+                    format!("connection refused: nothing listens on it (is {daemon} running?)")
                 }
                 ErrorKind::NotFound => "it does not exist".to_string(),
                 ErrorKind::PermissionDenied => "permission denied".to_string(),
                 _ => e.to_string(),
             };
             ContainerError::Unreachable {
-                runtime: RuntimeKind::Docker,
+                runtime: self.runtime,
                 socket: self.socket.clone(),
                 reason,
             }
@@ -180,6 +189,7 @@ impl EngineApi {
                             break;
                         }
                         return Err(ContainerError::TooLarge {
+                            runtime: self.runtime,
                             socket: self.socket.clone(),
                             op,
                             limit,
@@ -193,7 +203,7 @@ impl EngineApi {
         tokio::time::timeout(REQUEST_TIMEOUT, request)
             .await
             .map_err(|_| ContainerError::RequestTimeout {
-                runtime: RuntimeKind::Docker,
+                runtime: self.runtime,
                 socket: self.socket.clone(),
                 op,
                 secs: REQUEST_TIMEOUT.as_secs(),
@@ -258,7 +268,7 @@ impl EngineApi {
                         Ok(Err(e)) => return Some((Err(e), State::Done)),
                         Err(_) => {
                             let e = ContainerError::RequestTimeout {
-                                runtime: RuntimeKind::Docker,
+                                runtime: api.runtime,
                                 socket: api.socket.clone(),
                                 op,
                                 secs: REQUEST_TIMEOUT.as_secs(),
@@ -297,6 +307,7 @@ impl EngineApi {
                 }
                 if buf.len() > MAX_EVENT {
                     let e = ContainerError::TooLarge {
+                        runtime: api.runtime,
                         socket: api.socket.clone(),
                         op,
                         limit: MAX_EVENT,

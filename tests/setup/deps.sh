@@ -8,6 +8,8 @@ test_pkgs=(docker.io containerd docker-registry skopeo busybox-static jq apache2
     qemu-system-x86 cpio binutils bpftool openssl qemu-utils debootstrap e2fsprogs dpkg-dev)
 # tests/kubernetes_manifests.rs makes a venv for kubernetes-validate (pip, from PyPI).
 test_pkgs+=(python3-venv)
+# tests/containers_podman.rs (tests/setup/podman.sh starts its service).
+test_pkgs+=(podman curl)
 bench_pkgs=(libbpf-tools bpftrace)
 
 want=("${build_pkgs[@]}")
