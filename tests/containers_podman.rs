@@ -307,3 +307,34 @@ fn short_lived_podman_container_is_named() {
     assert_eq!(e["runtime"]["runtimeName"], "podman");
     assert_eq!(e["runtime"]["containerImageName"], PODMAN_IMAGE);
 }
+
+/// A socket at podman's path that answers HTTP but is not an engine: named, not a hang.
+#[tokio::test]
+async fn a_socket_that_is_not_podman_is_named() -> Result<()> {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("podman.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path)?;
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK");
+        }
+    });
+    let cfg = RuntimeConfig::new(RuntimeKind::Podman)
+        .socket(&path)
+        .explicit(true);
+    let err = match ContainerCollection::start(vec![cfg]).await {
+        Ok(_) => bail!("accepted a socket that is not an engine"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.starts_with("podman: ")
+            && err.contains(&path.display().to_string())
+            && err.contains("does not speak the Docker Engine API")
+            && err.contains("Api-Version"),
+        "{err}"
+    );
+    Ok(())
+}

@@ -93,7 +93,12 @@ impl EngineApi {
     }
 
     /// `GET /version`; from then on requests use the engine's API version (at most ours).
+    /// podman: `GET /_ping`'s `Api-Version` header instead (its `/version` runs conmon and the
+    /// OCI runtime to report their versions: 0.7 s here, on every `ig run`).
     pub async fn negotiate(&mut self) -> Result<(), ContainerError> {
+        if self.runtime == RuntimeKind::Podman {
+            return self.negotiate_by_ping().await;
+        }
         #[derive(serde::Deserialize)]
         struct Version {
             #[serde(rename = "ApiVersion")]
@@ -113,6 +118,34 @@ impl EngineApi {
         let Some(version) = parsed else {
             return Err(self.not_api("its /version answer has no ApiVersion"));
         };
+        let (major, minor) = version.min(NEWEST);
+        self.prefix = format!("/v{major}.{minor}");
+        Ok(())
+    }
+
+    /// The API version from `GET /_ping`'s `Api-Version` header (Docker and podman send it).
+    async fn negotiate_by_ping(&mut self) -> Result<(), ContainerError> {
+        let op = "ping";
+        let (resp, _conn) = tokio::time::timeout(REQUEST_TIMEOUT, self.send(op, "/_ping"))
+            .await
+            .map_err(|_| ContainerError::RequestTimeout {
+                runtime: self.runtime,
+                socket: self.socket.clone(),
+                op,
+                secs: REQUEST_TIMEOUT.as_secs(),
+            })??;
+        if !resp.status().is_success() {
+            return Err(self.not_api(format!("GET /_ping answered HTTP {}", resp.status())));
+        }
+        let version = resp
+            .headers()
+            .get("api-version")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (major, minor) = v.trim().split_once('.')?;
+                Some((major.parse::<u32>().ok()?, minor.parse::<u32>().ok()?))
+            })
+            .ok_or_else(|| self.not_api("its /_ping answer has no Api-Version header"))?;
         let (major, minor) = version.min(NEWEST);
         self.prefix = format!("/v{major}.{minor}");
         Ok(())
