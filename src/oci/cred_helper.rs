@@ -157,14 +157,22 @@ fn get_with_path(
     }
     let mut child = child.map_err(spawn_err)?;
     // Readers on their own threads, so a helper filling a pipe never blocks on us.
+    // What they read comes back on a channel, waited for until the deadline only: a process the
+    // helper left behind may hold the pipes open after the helper exits.
     let reader = |r: Option<Box<dyn Read + Send>>| {
+        let (tx, rx) = std::sync::mpsc::channel();
         thread::spawn(move || {
             let mut out = Vec::new();
-            if let Some(r) = r {
-                let _ = r.take(MAX_OUTPUT).read_to_end(&mut out);
-            }
-            out
-        })
+            let Some(mut r) = r else {
+                let _ = tx.send(out);
+                return;
+            };
+            let _ = r.by_ref().take(MAX_OUTPUT).read_to_end(&mut out);
+            let _ = tx.send(out);
+            // The rest is drained, not kept: a chatty helper must not block on a full pipe.
+            let _ = std::io::copy(&mut r, &mut std::io::sink());
+        });
+        rx
     };
     let stdout = reader(child.stdout.take().map(|s| Box::new(s) as _));
     let stderr = reader(child.stderr.take().map(|s| Box::new(s) as _));
@@ -189,8 +197,19 @@ fn get_with_path(
             Err(e) => return Err(spawn_err(e)),
         }
     };
-    let stdout = stdout.join().unwrap_or_default();
-    let stderr = stderr.join().unwrap_or_default();
+    let collect = |rx: std::sync::mpsc::Receiver<Vec<u8>>| {
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(100));
+        rx.recv_timeout(left).ok()
+    };
+    let (Some(stdout), Some(stderr)) = (collect(stdout), collect(stderr)) else {
+        return Err(HelperError::Timeout {
+            program,
+            server: server.to_string(),
+            secs: timeout,
+        });
+    };
     let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
     if !status.success() {
         let (out, err) = (text(&stdout), text(&stderr));
@@ -325,6 +344,11 @@ mod tests {
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
         };
         write("slow", "exec sleep 30");
+        // Answers, exits, but leaves a process holding its stdout open.
+        write(
+            "lingering",
+            r#"echo '{"Username":"u","Secret":"s"}'; sleep 3 & exit 0"#,
+        );
         write(
             "none",
             "echo 'credentials not found in native keychain'; exit 1",
@@ -345,6 +369,10 @@ mod tests {
                 .contains("docker-credential-slow did not answer within"),
             "{e}"
         );
+        let t0 = Instant::now();
+        let e = get("lingering", "credsStore", Duration::from_millis(500)).unwrap_err();
+        assert!(t0.elapsed() < Duration::from_secs(10));
+        assert!(e.to_string().contains("did not answer within"), "{e}");
         assert!(get("none", "credsStore", HELPER_TIMEOUT).unwrap().is_none());
         let c = get("ok", "credHelpers", HELPER_TIMEOUT).unwrap().unwrap();
         assert_eq!(c.username, "u-h:1");
