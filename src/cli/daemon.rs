@@ -39,7 +39,8 @@ pub struct DaemonArgs {
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics
     #[arg(long, value_name = "ADDR:PORT")]
     metrics_address: Option<SocketAddr>,
-    /// Container runtimes (docker, containerd); a missing one is skipped unless named here
+    /// Container runtimes (docker, containerd, podman); a missing one is skipped unless named
+    /// here (podman silently when its socket does not exist)
     #[arg(long, value_name = "LIST")]
     runtimes: Option<String>,
     /// Docker engine socket
@@ -48,6 +49,9 @@ pub struct DaemonArgs {
     /// containerd socket
     #[arg(long, value_name = "PATH")]
     containerd_socketpath: Option<String>,
+    /// podman's Docker-compatible API socket (`podman system service`)
+    #[arg(long, value_name = "PATH")]
+    podman_socketpath: Option<String>,
     /// Only these images may run, whatever clients ask: exact references or prefix*
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     allowed_gadgets: Vec<String>,
@@ -88,7 +92,10 @@ pub struct DaemonArgs {
 
 fn runtimes(args: &DaemonArgs) -> anyhow::Result<Vec<RuntimeConfig>> {
     let explicit = args.runtimes.is_some();
-    let list = args.runtimes.as_deref().unwrap_or("docker,containerd");
+    let list = args
+        .runtimes
+        .as_deref()
+        .unwrap_or(ig::containers::DEFAULT_RUNTIMES);
     let mut configs = Vec::new();
     for name in list
         .split(',')
@@ -99,6 +106,7 @@ fn runtimes(args: &DaemonArgs) -> anyhow::Result<Vec<RuntimeConfig>> {
         let socket = match kind {
             RuntimeKind::Docker => args.docker_socketpath.as_ref(),
             RuntimeKind::Containerd => args.containerd_socketpath.as_ref(),
+            RuntimeKind::Podman => args.podman_socketpath.as_ref(),
         };
         let mut config = RuntimeConfig::new(kind).explicit(explicit || socket.is_some());
         if let Some(path) = socket {

@@ -187,7 +187,12 @@ pub fn run(
             Ok(m) => m,
             Err(e) => return Ok(super::run::clap_exit(e)),
         };
-        for flag in ["runtimes", "docker-socketpath", "containerd-socketpath"] {
+        for flag in [
+            "runtimes",
+            "docker-socketpath",
+            "containerd-socketpath",
+            "podman-socketpath",
+        ] {
             if m.value_source(flag) == Some(clap::parser::ValueSource::CommandLine) {
                 anyhow::bail!(
                     "--{flag} is the daemon's: its container runtimes are set on `ig daemon`"

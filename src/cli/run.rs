@@ -22,7 +22,7 @@ use ig::output::OutputMode;
 use ig::run::{RunConfig, RunError};
 
 /// Common flags that take a value, so the image is not mistaken for one.
-const VALUE_FLAGS: [&str; 24] = [
+const VALUE_FLAGS: [&str; 25] = [
     "--pull",
     "--public-key",
     "--insecure-registries",
@@ -37,6 +37,7 @@ const VALUE_FLAGS: [&str; 24] = [
     "--runtimes",
     "--docker-socketpath",
     "--containerd-socketpath",
+    "--podman-socketpath",
     "--max-events",
     "--remote",
     "--tls-cert",
@@ -111,8 +112,8 @@ fn common_command() -> Command {
             Arg::new("runtimes")
                 .long("runtimes")
                 .value_name("LIST")
-                .default_value("docker,containerd")
-                .help("Container runtimes to use (docker, containerd); a missing one is skipped unless named here"),
+                .default_value(ig::containers::DEFAULT_RUNTIMES)
+                .help("Container runtimes to use (docker, containerd, podman); a missing one is skipped unless named here (podman silently when its socket does not exist)"),
         )
         .arg(
             Arg::new("docker-socketpath")
@@ -127,6 +128,13 @@ fn common_command() -> Command {
                 .value_name("PATH")
                 .default_value("/run/containerd/containerd.sock")
                 .help("containerd socket"),
+        )
+        .arg(
+            Arg::new("podman-socketpath")
+                .long("podman-socketpath")
+                .value_name("PATH")
+                .default_value("/run/podman/podman.sock")
+                .help("podman's Docker-compatible API socket (podman system service)"),
         )
         .next_help_heading("Daemon")
         .arg(

@@ -18,17 +18,24 @@ pub const LABEL_K8S_CONTAINER_NAME: &str = "io.kubernetes.container.name";
 pub enum RuntimeKind {
     Docker,
     Containerd,
+    /// podman through its Docker-compatible API (`podman system service`).
+    Podman,
 }
 
 impl RuntimeKind {
     /// Every runtime this build knows, in the order they are connected.
-    pub const ALL: [RuntimeKind; 2] = [RuntimeKind::Docker, RuntimeKind::Containerd];
+    pub const ALL: [RuntimeKind; 3] = [
+        RuntimeKind::Docker,
+        RuntimeKind::Containerd,
+        RuntimeKind::Podman,
+    ];
 
     /// The name used on the command line and in output (`runtime.runtimeName`).
     pub fn as_str(self) -> &'static str {
         match self {
             RuntimeKind::Docker => "docker",
             RuntimeKind::Containerd => "containerd",
+            RuntimeKind::Podman => "podman",
         }
     }
 
@@ -47,7 +54,16 @@ impl RuntimeKind {
                 "/run/k3s/containerd/containerd.sock",
                 "/var/snap/microk8s/common/run/containerd.sock",
             ],
+            // The root service's socket (`podman system service`, podman.socket).
+            RuntimeKind::Podman => &["/run/podman/podman.sock"],
         }
+    }
+
+    /// Whether a runtime left out by default is simply not used when its socket is missing (no
+    /// notice): podman is installed on fewer machines than Docker and containerd, and a run
+    /// should not warn about it on each of the others.
+    pub fn quiet_when_missing(self) -> bool {
+        matches!(self, RuntimeKind::Podman)
     }
 
     /// The first of [`Self::default_sockets`] that exists, under `HOST_ROOT` when it is set

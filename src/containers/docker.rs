@@ -1,5 +1,9 @@
 //! Docker through its Engine API socket, with API version negotiation (Debian's docker.io 20.10
-//! speaks API 1.41). Requests go through [`EngineApi`] (every answer bounded in size and time);
+//! speaks API 1.41). podman is served by the same client on its Docker-compatible socket
+//! (`podman system service`; Debian's podman 4.3 answers API 1.41 with Docker's shapes for
+//! `/containers/json`, `/containers/ID/json` (`State.Pid`, `State.StartedAt`) and `/events`);
+//! only the runtime named on the containers differs, and podman announces a removal as
+//! `remove` where Docker says `destroy`. Requests go through [`EngineApi`] (every answer bounded in size and time);
 //! bollard supplies the models. A listing is capped at [`MAX_CONTAINERS`] (with a warning) and
 //! its containers are inspected [`INSPECT_CONCURRENCY`] at a time, within a byte budget.
 
@@ -32,6 +36,8 @@ pub const LIST_BUDGET: usize = 256 << 20;
 pub struct DockerClient {
     api: EngineApi,
     socket: PathBuf,
+    /// Docker, or podman behind its compatible API: the `runtimeName` of its containers.
+    kind: RuntimeKind,
     /// The listing was capped once already (warn once).
     warned_cap: AtomicBool,
 }
@@ -78,11 +84,18 @@ impl<'de> Visitor<'de> for CappedIds {
 impl DockerClient {
     /// Connects and negotiates the API version (which also tells a Docker socket from others).
     pub async fn connect(socket: &Path) -> Result<Self, ContainerError> {
-        let mut api = EngineApi::new(socket);
+        Self::connect_as(socket, RuntimeKind::Docker).await
+    }
+
+    /// [`Self::connect`] to an engine that speaks Docker's API for `kind` (podman's service);
+    /// its containers are named with `kind`.
+    pub async fn connect_as(socket: &Path, kind: RuntimeKind) -> Result<Self, ContainerError> {
+        let mut api = EngineApi::new(socket, kind);
         api.negotiate().await?;
         Ok(DockerClient {
             api,
             socket: socket.to_path_buf(),
+            kind,
             warned_cap: AtomicBool::new(false),
         })
     }
@@ -95,13 +108,22 @@ impl DockerClient {
         if !path_safe(id) {
             return Ok(None);
         }
-        self.api
-            .get_json(
-                "inspect container",
-                &format!("/containers/{id}/json"),
-                MAX_ANSWER,
-            )
-            .await
+        let op = "inspect container";
+        let Some((mut raw, size)) = self
+            .api
+            .get_json::<serde_json::Value>(op, &format!("/containers/{id}/json"), MAX_ANSWER)
+            .await?
+        else {
+            return Ok(None);
+        };
+        docker_state_terms(&mut raw);
+        let info = serde_json::from_value(raw).map_err(|e| ContainerError::Engine {
+            runtime: self.kind,
+            socket: self.socket.clone(),
+            op,
+            reason: format!("invalid answer: {e}"),
+        })?;
+        Ok(Some((info, size)))
     }
 
     async fn inspect_running(
@@ -125,7 +147,11 @@ impl DockerClient {
             Some(image_id) => self.image_digest(image_id).await,
             None => None,
         };
-        Ok(Some((container_from_inspect(info, digest, pid_hint), size)))
+        let found = container_from_inspect(info, digest, pid_hint).map(|mut c| {
+            c.runtime = self.kind;
+            c
+        });
+        Ok(Some((found, size)))
     }
 
     /// The manifest digest from the image's RepoDigests (`name@sha256:…`);
@@ -160,6 +186,7 @@ impl DockerClient {
         let (status, body) = self.api.get(op, "/containers/json", MAX_LIST).await?;
         if !status.is_success() {
             return Err(ContainerError::Engine {
+                runtime: self.kind,
                 socket: self.socket.clone(),
                 op,
                 reason: format!("HTTP {status}"),
@@ -171,19 +198,37 @@ impl DockerClient {
         }
         .deserialize(&mut de)
         .map_err(|e| ContainerError::Engine {
+            runtime: self.kind,
             socket: self.socket.clone(),
             op,
             reason: format!("invalid answer: {e}"),
         })?;
         if total > ids.len() && !self.warned_cap.swap(true, Ordering::Relaxed) {
             eprintln!(
-                "ig: warning: docker ({}) lists {total} running containers; only the first {} are used (the others are named when their processes show up)",
+                "ig: warning: {} ({}) lists {total} running containers; only the first {} are used (the others are named when their processes show up)",
+                self.kind,
                 self.socket.display(),
                 ids.len()
             );
         }
         Ok(ids)
     }
+}
+
+/// Rewrites podman's own container states in an inspection (`State.Status`) to Docker's, which
+/// bollard's model accepts: podman 4.3's compatible API answers `configured`, `initialized` (not
+/// started yet: Docker's `created`) and `stopped` (Docker's `exited`) as they are.
+fn docker_state_terms(inspect: &mut serde_json::Value) {
+    let Some(status) = inspect.get_mut("State").and_then(|s| s.get_mut("Status")) else {
+        return;
+    };
+    let docker = match status.as_str() {
+        Some("configured" | "initialized") => "created",
+        Some("stopped" | "stopping") => "exited",
+        Some("unknown") => "",
+        _ => return,
+    };
+    *status = serde_json::Value::String(docker.to_string());
 }
 
 /// A running container from `docker inspect`; `None` when it is not
@@ -240,7 +285,7 @@ pub fn describe_inspect(
 
 impl RuntimeClient for DockerClient {
     fn kind(&self) -> RuntimeKind {
-        RuntimeKind::Docker
+        self.kind
     }
 
     fn socket_path(&self) -> &Path {
@@ -263,6 +308,7 @@ impl RuntimeClient for DockerClient {
                         let left = budget.load(Ordering::Relaxed);
                         if size > left {
                             return Err(ContainerError::TooLarge {
+                                runtime: self.kind,
                                 socket: self.socket.clone(),
                                 op: "inspect the listed containers",
                                 limit: LIST_BUDGET,
@@ -304,7 +350,12 @@ impl RuntimeClient for DockerClient {
                 .and_then(|s| s.pid)
                 .and_then(|p| u32::try_from(p).ok())
                 .unwrap_or(0);
-            Ok(describe_inspect(info, None, pid, MntnsKey::default()))
+            Ok(
+                describe_inspect(info, None, pid, MntnsKey::default()).map(|mut c| {
+                    c.runtime = self.kind;
+                    c
+                }),
+            )
         }
         .boxed()
     }
@@ -317,11 +368,16 @@ impl RuntimeClient for DockerClient {
                 vec![
                     "start".to_string(),
                     "die".to_string(),
-                    "destroy".to_string(),
+                    // Docker's removal; podman's is `remove`.
+                    match self.kind {
+                        RuntimeKind::Podman => "remove".to_string(),
+                        _ => "destroy".to_string(),
+                    },
                 ],
             ),
         ]);
         let end_socket = self.socket.clone();
+        let kind = self.kind;
         // The request is only sent when the stream is first polled, after the caller's list may
         // have been taken: events since a second ago are replayed, so a container that starts
         // (and is maybe gone) in between is still seen. Replays are harmless: events are
@@ -353,7 +409,7 @@ impl RuntimeClient for DockerClient {
                                 pid: None,
                                 id,
                             })),
-                            "die" | "destroy" => Some(Ok(RuntimeEvent::Stopped {
+                            "die" | "destroy" | "remove" => Some(Ok(RuntimeEvent::Stopped {
                                 namespace: None,
                                 id,
                             })),
@@ -364,7 +420,7 @@ impl RuntimeClient for DockerClient {
             })
             .chain(futures_util::stream::once(async move {
                 Err(ContainerError::StreamEnded {
-                    runtime: RuntimeKind::Docker,
+                    runtime: kind,
                     socket: end_socket,
                 })
             }))
@@ -383,4 +439,29 @@ fn url_encode(s: &str) -> String {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn podman_states_become_docker_states() {
+        for (podman, docker) in [
+            ("initialized", Some(ContainerStateStatusEnum::CREATED)),
+            ("configured", Some(ContainerStateStatusEnum::CREATED)),
+            ("stopped", Some(ContainerStateStatusEnum::EXITED)),
+            ("running", Some(ContainerStateStatusEnum::RUNNING)),
+            ("exited", Some(ContainerStateStatusEnum::EXITED)),
+        ] {
+            let mut raw = serde_json::json!({"Id": "a", "State": {"Status": podman, "Pid": 0}});
+            docker_state_terms(&mut raw);
+            let info: ContainerInspectResponse = serde_json::from_value(raw).unwrap();
+            assert_eq!(info.state.unwrap().status, docker, "{podman}");
+        }
+        // No state at all is left alone.
+        let mut raw = serde_json::json!({"Id": "a"});
+        docker_state_terms(&mut raw);
+        assert_eq!(raw, serde_json::json!({"Id": "a"}));
+    }
 }

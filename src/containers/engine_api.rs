@@ -42,6 +42,8 @@ const NEWEST: (u32, u32) = (1, 47);
 #[derive(Clone)]
 pub(super) struct EngineApi {
     socket: PathBuf,
+    /// Who serves it (Docker, or podman's compatible service): named in errors.
+    runtime: RuntimeKind,
     /// `/v1.41` once negotiated.
     prefix: String,
 }
@@ -65,15 +67,17 @@ pub(super) fn path_safe(id: &str) -> bool {
 }
 
 impl EngineApi {
-    pub fn new(socket: &Path) -> Self {
+    pub fn new(socket: &Path, runtime: RuntimeKind) -> Self {
         EngineApi {
             socket: socket.to_path_buf(),
+            runtime,
             prefix: String::new(),
         }
     }
 
     fn err(&self, op: &'static str, reason: impl Into<String>) -> ContainerError {
         ContainerError::Engine {
+            runtime: self.runtime,
             socket: self.socket.clone(),
             op,
             reason: reason.into(),
@@ -82,13 +86,19 @@ impl EngineApi {
 
     fn not_api(&self, reason: impl Into<String>) -> ContainerError {
         ContainerError::NotDockerApi {
+            runtime: self.runtime,
             socket: self.socket.clone(),
             reason: reason.into(),
         }
     }
 
     /// `GET /version`; from then on requests use the engine's API version (at most ours).
+    /// podman: `GET /_ping`'s `Api-Version` header instead (its `/version` runs conmon and the
+    /// OCI runtime to report their versions: 0.7 s here, on every `ig run`).
     pub async fn negotiate(&mut self) -> Result<(), ContainerError> {
+        if self.runtime == RuntimeKind::Podman {
+            return self.negotiate_by_ping().await;
+        }
         #[derive(serde::Deserialize)]
         struct Version {
             #[serde(rename = "ApiVersion")]
@@ -113,6 +123,34 @@ impl EngineApi {
         Ok(())
     }
 
+    /// The API version from `GET /_ping`'s `Api-Version` header (Docker and podman send it).
+    async fn negotiate_by_ping(&mut self) -> Result<(), ContainerError> {
+        let op = "ping";
+        let (resp, _conn) = tokio::time::timeout(REQUEST_TIMEOUT, self.send(op, "/_ping"))
+            .await
+            .map_err(|_| ContainerError::RequestTimeout {
+                runtime: self.runtime,
+                socket: self.socket.clone(),
+                op,
+                secs: REQUEST_TIMEOUT.as_secs(),
+            })??;
+        if !resp.status().is_success() {
+            return Err(self.not_api(format!("GET /_ping answered HTTP {}", resp.status())));
+        }
+        let version = resp
+            .headers()
+            .get("api-version")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (major, minor) = v.trim().split_once('.')?;
+                Some((major.parse::<u32>().ok()?, minor.parse::<u32>().ok()?))
+            })
+            .ok_or_else(|| self.not_api("its /_ping answer has no Api-Version header"))?;
+        let (major, minor) = version.min(NEWEST);
+        self.prefix = format!("/v{major}.{minor}");
+        Ok(())
+    }
+
     /// Connects and sends `GET prefix+path`; returns the response head and its connection.
     async fn send(
         &self,
@@ -122,14 +160,18 @@ impl EngineApi {
         let stream = UnixStream::connect(&self.socket).await.map_err(|e| {
             let reason = match e.kind() {
                 ErrorKind::ConnectionRefused => {
-                    "connection refused: nothing listens on it (is dockerd running?)".to_string()
+                    let daemon = match self.runtime {
+                        RuntimeKind::Podman => "podman system service",
+                        _ => "dockerd",
+                    };
+                    format!("connection refused: nothing listens on it (is {daemon} running?)")
                 }
                 ErrorKind::NotFound => "it does not exist".to_string(),
                 ErrorKind::PermissionDenied => "permission denied".to_string(),
                 _ => e.to_string(),
             };
             ContainerError::Unreachable {
-                runtime: RuntimeKind::Docker,
+                runtime: self.runtime,
                 socket: self.socket.clone(),
                 reason,
             }
@@ -180,6 +222,7 @@ impl EngineApi {
                             break;
                         }
                         return Err(ContainerError::TooLarge {
+                            runtime: self.runtime,
                             socket: self.socket.clone(),
                             op,
                             limit,
@@ -193,7 +236,7 @@ impl EngineApi {
         tokio::time::timeout(REQUEST_TIMEOUT, request)
             .await
             .map_err(|_| ContainerError::RequestTimeout {
-                runtime: RuntimeKind::Docker,
+                runtime: self.runtime,
                 socket: self.socket.clone(),
                 op,
                 secs: REQUEST_TIMEOUT.as_secs(),
@@ -258,7 +301,7 @@ impl EngineApi {
                         Ok(Err(e)) => return Some((Err(e), State::Done)),
                         Err(_) => {
                             let e = ContainerError::RequestTimeout {
-                                runtime: RuntimeKind::Docker,
+                                runtime: api.runtime,
                                 socket: api.socket.clone(),
                                 op,
                                 secs: REQUEST_TIMEOUT.as_secs(),
@@ -297,6 +340,7 @@ impl EngineApi {
                 }
                 if buf.len() > MAX_EVENT {
                     let e = ContainerError::TooLarge {
+                        runtime: api.runtime,
                         socket: api.socket.clone(),
                         op,
                         limit: MAX_EVENT,

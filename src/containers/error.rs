@@ -7,7 +7,7 @@ use super::container::RuntimeKind;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ContainerError {
-    #[error("unknown container runtime {0:?} (known: docker, containerd)")]
+    #[error("unknown container runtime {0:?} (known: docker, containerd, podman)")]
     UnknownRuntime(String),
 
     #[error("{runtime}: socket {} not found", socket.display())]
@@ -37,8 +37,12 @@ pub enum ContainerError {
         reason: String,
     },
 
-    #[error("docker: {} does not speak the Docker Engine API: {reason}", socket.display())]
-    NotDockerApi { socket: PathBuf, reason: String },
+    #[error("{runtime}: {} does not speak the Docker Engine API: {reason}", socket.display())]
+    NotDockerApi {
+        runtime: RuntimeKind,
+        socket: PathBuf,
+        reason: String,
+    },
 
     #[error("{runtime} ({}): {op}: no answer within {secs}s", socket.display())]
     RequestTimeout {
@@ -48,15 +52,17 @@ pub enum ContainerError {
         secs: u64,
     },
 
-    #[error("docker ({}): {op}: the answer is larger than {limit} bytes; refusing it", socket.display())]
+    #[error("{runtime} ({}): {op}: the answer is larger than {limit} bytes; refusing it", socket.display())]
     TooLarge {
+        runtime: RuntimeKind,
         socket: PathBuf,
         op: &'static str,
         limit: usize,
     },
 
-    #[error("docker ({}): {op}: {reason}", socket.display())]
+    #[error("{runtime} ({}): {op}: {reason}", socket.display())]
     Engine {
+        runtime: RuntimeKind,
         socket: PathBuf,
         op: &'static str,
         reason: String,

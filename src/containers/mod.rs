@@ -5,7 +5,8 @@
 //! - [`runtime`] — the `RuntimeClient` interface, `RuntimeConfig`, connecting the
 //!   selected runtimes (skip with a notice, or fail when explicit).
 //! - `docker`, `containerd` — the two clients (`engine_api` with bollard's models,
-//!   containerd-client); `engine_api` bounds every Docker answer in size and time.
+//!   containerd-client); `engine_api` bounds every Docker answer in size and time. podman is
+//!   the Docker client on podman's Docker-compatible socket.
 //! - [`collection`] — `ContainerCollection`, the live set indexed by mount
 //!   namespace, with a bounded list of recently removed containers.
 //! - [`mntns`] — `MntnsKey`, a mount namespace's inode and never-reused id.
@@ -44,3 +45,7 @@ pub use container::{Container, K8sMeta, RuntimeKind};
 pub use error::ContainerError;
 pub use mntns::{MntnsKey, MntnsMap};
 pub use runtime::{RuntimeClient, RuntimeConfig, RuntimeEvent};
+
+/// The runtimes used when none are named (`--runtimes`): podman only when its socket exists
+/// (see [`RuntimeKind::quiet_when_missing`]).
+pub const DEFAULT_RUNTIMES: &str = "docker,containerd,podman";

@@ -66,7 +66,8 @@ pub async fn cgroup_hints(pid: u32) -> io::Result<Vec<CgroupHint>> {
 /// Parses the text of `/proc/<pid>/cgroup` (v1 or v2). Shapes understood:
 /// `/docker/<id>`, `/system.slice/docker-<id>.scope`,
 /// `…/cri-containerd-<id>.scope`, `/kubepods/…/<id>`, `…/crio-<id>.scope`,
-/// `…/libpod-<id>.scope` and containerd's default `/<namespace>/<id>`.
+/// `…/libpod-<id>.scope`, `/libpod_parent/libpod-<id>` (podman, cgroupfs) and containerd's
+/// default `/<namespace>/<id>`.
 pub fn parse_cgroup(text: &str) -> Vec<CgroupHint> {
     let mut hints: Vec<CgroupHint> = Vec::new();
     for line in text.lines() {
@@ -93,7 +94,9 @@ fn hints_of_path(path: &str) -> Vec<CgroupHint> {
             out.push(hint(Some(RuntimeKind::Docker), None, id));
         } else if let Some(id) = scoped_id(comp, "cri-containerd-") {
             out.push(hint(Some(RuntimeKind::Containerd), Some("k8s.io"), id));
-        } else if let Some(id) = scoped_id(comp, "crio-").or_else(|| scoped_id(comp, "libpod-")) {
+        } else if let Some(id) = scoped_id(comp, "libpod-").or_else(|| libpod_cgroupfs_id(comp)) {
+            out.push(hint(Some(RuntimeKind::Podman), None, id));
+        } else if let Some(id) = scoped_id(comp, "crio-") {
             out.push(hint(None, None, id));
         } else if is_hex64(comp) {
             let runtime = (prev == Some("docker")).then_some(RuntimeKind::Docker);
@@ -117,6 +120,12 @@ fn hint(runtime: Option<RuntimeKind>, namespace: Option<&str>, id: &str) -> Cgro
         namespace: namespace.map(str::to_string),
         id: id.to_string(),
     }
+}
+
+/// podman with the cgroupfs manager: `/libpod_parent/libpod-<64 hex>` (no `.scope`).
+fn libpod_cgroupfs_id(comp: &str) -> Option<&str> {
+    let id = comp.strip_prefix("libpod-")?;
+    is_hex64(id).then_some(id)
 }
 
 /// `<prefix><64 hex>.scope` → the hex id.
@@ -200,6 +209,25 @@ mod tests {
         );
         let text = format!("4:memory:/kubepods/besteffort/pod1234/{ID}\n");
         assert_eq!(parse_cgroup(&text), vec![hint(None, None, ID)]);
+    }
+
+    #[test]
+    fn podman_cgroupfs_and_systemd() {
+        // Read from a container of Debian's podman 4.3 with `--cgroup-manager cgroupfs`.
+        let text =
+            format!("9:name=systemd:/libpod_parent/libpod-{ID}\n0::/libpod_parent/libpod-{ID}\n");
+        assert_eq!(
+            parse_cgroup(&text),
+            vec![hint(Some(RuntimeKind::Podman), None, ID)]
+        );
+        let text = format!("0::/machine.slice/libpod-{ID}.scope/container\n");
+        assert_eq!(
+            parse_cgroup(&text),
+            vec![hint(Some(RuntimeKind::Podman), None, ID)]
+        );
+        // The conmon scope is not the container.
+        let text = format!("0::/machine.slice/libpod-conmon-{ID}.scope\n");
+        assert!(parse_cgroup(&text).is_empty());
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! The interface every runtime client implements, the per-runtime
 //! configuration, and connecting the selected runtimes.
 //!
-//! Adding a runtime (podman, CRI-O) = one file implementing
-//! [`RuntimeClient`], one [`RuntimeKind`] variant, one arm in [`connect`].
+//! Adding a runtime (CRI-O) = one file implementing [`RuntimeClient`], one [`RuntimeKind`]
+//! variant, one arm in [`connect`]. podman needed no file: it speaks Docker's API.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -156,6 +156,9 @@ pub async fn connect(
     let connecting = async {
         Ok::<Arc<dyn RuntimeClient>, ContainerError>(match config.kind {
             RuntimeKind::Docker => Arc::new(DockerClient::connect(&config.socket_path).await?),
+            RuntimeKind::Podman => {
+                Arc::new(DockerClient::connect_as(&config.socket_path, RuntimeKind::Podman).await?)
+            }
             RuntimeKind::Containerd => {
                 let hidden = if hide_docker_namespace {
                     vec![super::containerd::DOCKER_NAMESPACE.to_string()]
@@ -190,6 +193,7 @@ pub async fn connect_all(
         match connect(config, docker_used).await {
             Ok(client) => clients.push(client),
             Err(e) if config.explicit => return Err(e),
+            Err(ContainerError::SocketMissing { .. }) if config.kind.quiet_when_missing() => {}
             Err(e) => warnings.push(format!("{e}; skipping {}", config.kind)),
         }
     }

@@ -151,7 +151,7 @@ async fn apply(
                     _ => {
                         let name = match client.kind() {
                             RuntimeKind::Containerd => name.or_else(|| Some(id.clone())),
-                            RuntimeKind::Docker => name,
+                            RuntimeKind::Docker | RuntimeKind::Podman => name,
                         };
                         if let Some(name) = name {
                             let mut gone =

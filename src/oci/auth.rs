@@ -1,7 +1,8 @@
 //! Registry credentials in Docker's `config.json` format (`{"auths": {"HOST": {"auth":
 //! base64("user:password")}}}`): ig's own file first (`ig login` writes it), then Docker's
-//! (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`). Credential helpers (`credsStore`,
-//! `credHelpers`) are not consulted.
+//! (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`). In each file a credential helper
+//! (`credHelpers` for the registry, else `credsStore`) is asked first, then `auths`
+//! (see [`super::cred_helper`]).
 
 use std::fmt;
 use std::fs;
@@ -153,6 +154,9 @@ impl CredentialFiles {
             let Some(doc) = read_json(path)? else {
                 continue;
             };
+            if let Some(c) = from_helper(path, &doc, &wanted)? {
+                return Ok(Some(c));
+            }
             let Some(auths) = doc.get("auths").and_then(Value::as_object) else {
                 continue;
             };
@@ -166,6 +170,21 @@ impl CredentialFiles {
         }
         Ok(None)
     }
+}
+
+/// What the credential helper `doc` names for `registry` (normalized) answers, if any.
+fn from_helper(path: &Path, doc: &Value, registry: &str) -> Result<Option<Credentials>, DistError> {
+    use super::cred_helper;
+    let Some((helper, key)) = cred_helper::helper_for(doc, registry, normalize) else {
+        return Ok(None);
+    };
+    let server = cred_helper::server_url(registry);
+    cred_helper::get(&helper, key, &server, cred_helper::HELPER_TIMEOUT).map_err(|e| {
+        DistError::Credentials {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        }
+    })
 }
 
 /// Writes the credentials file (mode 0600) by [`crate::fsutil`]'s rules: replaced atomically,

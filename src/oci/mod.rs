@@ -5,6 +5,7 @@ pub mod allow;
 pub mod archive;
 pub mod auth;
 pub mod content;
+pub mod cred_helper;
 pub mod deadline;
 pub mod dist_error;
 mod error;

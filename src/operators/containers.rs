@@ -17,7 +17,7 @@ const FIELDS: [(&str, usize, bool, &str); 8] = [
         "runtime.runtimeName",
         10,
         true,
-        "Container runtime (docker, containerd)",
+        "Container runtime (docker, containerd, podman)",
     ),
     (
         "runtime.containerPid",

@@ -6,8 +6,11 @@ set -euo pipefail
 build_pkgs=(clang llvm libelf-dev zlib1g-dev pkg-config protobuf-compiler libbpf-dev make)
 test_pkgs=(docker.io containerd docker-registry skopeo busybox-static jq apache2-utils util-linux python3
     qemu-system-x86 cpio binutils bpftool openssl qemu-utils debootstrap e2fsprogs dpkg-dev)
-# tests/kubernetes_manifests.rs makes a venv for kubernetes-validate (pip, from PyPI).
+# tests/kubernetes_manifests.rs and tests/oras_interop.rs make venvs (kubernetes-validate, the ORAS
+# Python SDK: pip, from PyPI).
 test_pkgs+=(python3-venv)
+# tests/containers_podman.rs (tests/setup/podman.sh starts its service).
+test_pkgs+=(podman curl)
 bench_pkgs=(libbpf-tools bpftrace)
 
 want=("${build_pkgs[@]}")
