@@ -69,6 +69,7 @@ impl MapIter {
             name: self.name.clone(),
             map: self.map.clone(),
             layout: self.layout.clone(),
+            perf: false,
         }
     }
 }
@@ -79,6 +80,7 @@ impl Iter {
             name: self.name.clone(),
             map: String::new(),
             layout: self.layout.clone(),
+            perf: false,
         }
     }
 }
