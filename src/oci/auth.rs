@@ -1,7 +1,8 @@
 //! Registry credentials in Docker's `config.json` format (`{"auths": {"HOST": {"auth":
 //! base64("user:password")}}}`): ig's own file first (`ig login` writes it), then Docker's
 //! (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`). Credential helpers (`credsStore`,
-//! `credHelpers`) are not consulted.
+//! `credHelpers`) are not consulted. Answering a registry's challenge with them is oci-client's
+//! ([`super::registry`]).
 
 use std::fmt;
 use std::fs;
@@ -217,100 +218,9 @@ pub fn remove(path: &Path, registry: &str) -> Result<bool, DistError> {
     Ok(true)
 }
 
-/// One challenge of a `WWW-Authenticate` header: its scheme and parameters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Challenge {
-    pub scheme: String,
-    pub params: Vec<(String, String)>,
-}
-
-impl Challenge {
-    pub fn param(&self, key: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Parses `Bearer realm="https://x/token",service="x",scope="repository:a:pull"` or
-    /// `Basic realm="x"` (the first challenge of the header).
-    pub fn parse(header: &str) -> Option<Challenge> {
-        let header = header.trim();
-        let (scheme, rest) = header
-            .split_once(char::is_whitespace)
-            .unwrap_or((header, ""));
-        if scheme.is_empty() {
-            return None;
-        }
-        let mut params = Vec::new();
-        let mut chars = rest.trim().chars().peekable();
-        loop {
-            while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
-                chars.next();
-            }
-            let key: String = chars
-                .by_ref()
-                .take_while(|c| *c != '=')
-                .collect::<String>()
-                .trim()
-                .to_string();
-            if key.is_empty() {
-                break;
-            }
-            let mut value = String::new();
-            if chars.peek() == Some(&'"') {
-                chars.next();
-                while let Some(c) = chars.next() {
-                    match c {
-                        '\\' => value.extend(chars.next()),
-                        '"' => break,
-                        c => value.push(c),
-                    }
-                }
-            } else {
-                while let Some(c) = chars.peek().copied() {
-                    if c == ',' {
-                        break;
-                    }
-                    value.push(c);
-                    chars.next();
-                }
-                value = value.trim().to_string();
-            }
-            params.push((key, value));
-        }
-        Some(Challenge {
-            scheme: scheme.to_string(),
-            params,
-        })
-    }
-}
-
-pub fn basic_header(creds: &Credentials) -> String {
-    format!(
-        "Basic {}",
-        B64.encode(format!("{}:{}", creds.username, creds.password))
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_bearer_challenge() {
-        let c = Challenge::parse(
-            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:a/b:pull,push""#,
-        )
-        .unwrap();
-        assert_eq!(c.scheme, "Bearer");
-        assert_eq!(c.param("realm"), Some("https://auth.docker.io/token"));
-        assert_eq!(c.param("service"), Some("registry.docker.io"));
-        assert_eq!(c.param("scope"), Some("repository:a/b:pull,push"));
-        let c = Challenge::parse(r#"Basic realm="ig-test""#).unwrap();
-        assert_eq!(c.scheme, "Basic");
-        assert_eq!(c.param("REALM"), Some("ig-test"));
-    }
 
     #[test]
     fn save_lookup_remove() {
