@@ -132,3 +132,47 @@ fn a_refusal_is_named_with_the_registrys_words() {
         "{err}"
     );
 }
+
+static POSTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Open, has no blob, answers the first upload start with 201 (against the spec: oci-client
+/// then tries a monolithic upload) and the second with a relative `Location` that crate
+/// `unwrap`s as an absolute URL.
+fn odd_uploads(path: &str, _host: &str) -> String {
+    if path == "/v2/" {
+        return response("200 OK", "", "{}");
+    }
+    if path.ends_with("/blobs/uploads/") {
+        let n = POSTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let status = if n == 0 {
+            "201 Created"
+        } else {
+            "202 Accepted"
+        };
+        return response(status, "Location: uploads/relative\r\n", "");
+    }
+    response(
+        "404 Not Found",
+        "",
+        r#"{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown"}]}"#,
+    )
+}
+
+#[test]
+fn a_panic_of_the_client_on_a_registrys_answer_is_an_error_naming_it() {
+    let host = http_server(odd_uploads);
+    let d = Dist::new();
+    let reference = format!("{host}/odd:v1");
+    d.ok(&["image", "tag", "trace_exec", &reference]);
+    let out = d.output(&["image", "push", &reference, "--insecure-registries", &host]);
+    let err = common::stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("registry {host}: upload of blob sha256:")),
+        "{err}"
+    );
+    assert!(
+        err.contains("the registry client failed on the registry's answer"),
+        "{err}"
+    );
+}

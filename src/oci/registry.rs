@@ -25,9 +25,10 @@
 //!   connect + read to go out: at the default deadlines (45 s), links slower than ~90 KiB/s
 //!   cannot push blobs larger than a chunk (the hand-written client counted each chunk taken as
 //!   progress). Gadget objects are kilobytes to a few hundred kilobytes.
-//! * its monolithic upload (used only when a registry refuses chunked uploads) still
+//! * its monolithic upload (used when a registry answers a chunked upload against the spec)
 //!   `unwrap`s the upload URL the registry gives, and a token renewed after it expired is set
-//!   as a header unchecked: a registry sending an invalid one there makes ig panic.
+//!   as a header with `unwrap`: such a panic is caught around the call ([`Registry::guarded`])
+//!   and reported as an error naming the registry (Rust's panic message still reaches stderr).
 //! * it has no request for `/v2/` alone: `ig login` ([`Registry::ping`]) takes a token from a
 //!   Bearer realm as proof, and otherwise asks for a manifest (`ig-login:latest`), which a
 //!   registry refuses with 401 for wrong credentials and answers 404 or 200 for right ones.
@@ -35,8 +36,9 @@
 //!   manifests are therefore pushed under their digest given as the tag.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{DigestError, OciDistributionError, OciEnvelope, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
@@ -226,7 +228,8 @@ impl Registry {
     }
 
     /// Runs one call under the overall deadline of a request moving `bytes`; the connect and
-    /// read deadlines are the client's.
+    /// read deadlines are the client's. A panic of the crate on a registry's answer (see the
+    /// module's notes) ends the call with an error instead of ending ig.
     async fn guarded<T>(
         &self,
         what: &str,
@@ -234,8 +237,20 @@ impl Registry {
         fut: impl Future<Output = Result<T, DistError>>,
     ) -> Result<T, DistError> {
         let overall = self.deadlines.overall_for(bytes);
-        match tokio::time::timeout(overall, fut).await {
-            Ok(r) => r,
+        match tokio::time::timeout(overall, AssertUnwindSafe(fut).catch_unwind()).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(panic)) => {
+                let msg = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Err(DistError::Protocol {
+                    registry: self.registry.clone(),
+                    what: what.to_string(),
+                    reason: format!("the registry client failed on the registry's answer: {msg}"),
+                })
+            }
             Err(_) => Err(DistError::Timeout {
                 registry: self.registry.clone(),
                 what: what.to_string(),
