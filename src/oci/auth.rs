@@ -1,8 +1,7 @@
 //! Registry credentials in Docker's `config.json` format (`{"auths": {"HOST": {"auth":
 //! base64("user:password")}}}`): ig's own file first (`ig login` writes it), then Docker's
 //! (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`). Credential helpers (`credsStore`,
-//! `credHelpers`) are not consulted. Answering a registry's challenge with them is oci-client's
-//! ([`super::registry`]).
+//! `credHelpers`) are not consulted.
 
 use std::fmt;
 use std::fs;
