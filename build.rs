@@ -6,12 +6,14 @@ use std::env;
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-const ARCHS: [(&str, &str, &str); 2] = [
-    ("amd64", "-D__TARGET_ARCH_x86", "x86_64"),
-    ("arm64", "-D__TARGET_ARCH_arm64", "arm64"),
-];
+// The compiler driver `ig image build` uses too: one command line for built-in and user gadgets.
+// Not every item of it is needed here (`Arch::host`).
+#[allow(dead_code)]
+#[path = "src/gadget/compile.rs"]
+mod compile;
+
+use compile::{Arch, Job};
 
 fn main() {
     compile_protos();
@@ -21,7 +23,8 @@ fn main() {
     for dir in ["bpf", "gadgets", "vmlinux"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
-    println!("cargo:rerun-if-env-changed=IG_CLANG");
+    println!("cargo:rerun-if-env-changed={}", compile::CLANG_ENV);
+    println!("cargo:rerun-if-env-changed={}", compile::STRIP_ENV);
     println!("cargo:rerun-if-env-changed=IG_BUILTIN_GADGETS");
     // A comma-separated list restricts which built-in gadgets are embedded (all by default).
     let only: Option<Vec<String>> = env::var("IG_BUILTIN_GADGETS")
@@ -55,22 +58,23 @@ fn main() {
             continue;
         }
         let mut objects = String::new();
-        for (arch, define, kdir) in ARCHS {
-            let obj = out.join(format!("{name}.{arch}.o"));
-            match compile(&root, &dir, define, kdir, &obj) {
+        for arch in Arch::ALL {
+            let oci = arch.oci_name();
+            let obj = out.join(format!("{name}.{oci}.o"));
+            match build_object(&root, &dir, arch, &obj) {
                 Ok(()) => {
                     writeln!(
                         objects,
-                        "({arch:?}, include_bytes!({:?})),",
+                        "({oci:?}, include_bytes!({:?})),",
                         obj.display().to_string()
                     )
                     .ok();
                 }
-                Err(e) if arch == "amd64" => {
+                Err(e) if arch == Arch::Amd64 => {
                     panic!("built-in gadget {name} does not compile:\n{e}")
                 }
                 Err(e) => println!(
-                    "cargo:warning=built-in gadget {name}: {arch} skipped: {}",
+                    "cargo:warning=built-in gadget {name}: {oci} skipped: {}",
                     e.lines().find(|l| l.contains("error")).unwrap_or("")
                 ),
             }
@@ -101,7 +105,8 @@ fn headers(root: &Path) -> Vec<(String, PathBuf)> {
             }
         }
     }
-    for (_, _, kdir) in ARCHS {
+    for arch in Arch::ALL {
+        let kdir = arch.kernel_dir();
         let p = root.join("vmlinux").join(kdir).join("vmlinux.h");
         if p.exists() {
             list.push((format!("{kdir}/vmlinux.h"), p));
@@ -111,50 +116,32 @@ fn headers(root: &Path) -> Vec<(String, PathBuf)> {
     list
 }
 
-fn compile(root: &Path, dir: &Path, define: &str, kdir: &str, obj: &Path) -> Result<(), String> {
-    let clang = env::var("IG_CLANG").unwrap_or_else(|_| "clang".into());
-    let mut vmlinux = root.join("vmlinux").join(kdir);
-    let mut fallback = None;
-    if !vmlinux.join("vmlinux.h").exists() {
-        vmlinux = root.join("vmlinux/x86_64");
-        // gadget/gadget.h then adds what the x86_64 types lack for this architecture.
-        fallback = Some("-DIG_VMLINUX_X86_64_FALLBACK");
-    }
-    let output = Command::new(&clang)
-        .args([
-            "-target",
-            "bpf",
-            "-O2",
-            "-g",
-            "-Wall",
-            "-Wno-unused-function",
-            define,
-        ])
-        .args(fallback)
-        .arg("-I")
-        .arg(root.join("bpf"))
-        .arg("-I")
-        .arg(&vmlinux)
-        .arg("-I")
-        .arg(dir)
-        .args(cflags(dir))
-        .arg("-c")
-        .arg(dir.join("program.bpf.c"))
-        .arg("-o")
-        .arg(obj)
+/// Compiles and strips one built-in gadget for `arch` with the shared driver; the error is
+/// the compiler's output.
+fn build_object(root: &Path, dir: &Path, arch: Arch, obj: &Path) -> Result<(), String> {
+    let clang = compile::clang();
+    let flags = cflags(dir);
+    let job = Job {
+        api_include: &root.join("bpf"),
+        vmlinux_root: &root.join("vmlinux"),
+        arch,
+        gadget_dir: dir,
+        source: &dir.join("program.bpf.c"),
+        cflags: &flags,
+        output: obj,
+    };
+    let output = job
+        .clang_command(&clang)
+        .map_err(|e| e.to_string())?
         .output()
-        .map_err(|e| {
-            format!("cannot run {clang}: {e} (install clang: apt-get install clang llvm)")
-        })?;
+        .map_err(|e| format!("cannot run {clang}: {e} ({})", compile::CLANG_HINT))?;
     if !output.status.success() {
         return Err(String::from_utf8_lossy(&output.stderr).into_owned());
     }
-    let strip = env::var("IG_LLVM_STRIP").unwrap_or_else(|_| "llvm-strip".into());
-    let status = Command::new(&strip)
-        .arg("-g")
-        .arg(obj)
+    let strip = compile::strip();
+    let status = compile::strip_command(&strip, obj)
         .status()
-        .map_err(|e| format!("cannot run {strip}: {e} (install llvm)"))?;
+        .map_err(|e| format!("cannot run {strip}: {e} ({})", compile::STRIP_HINT))?;
     if !status.success() {
         return Err(format!("{strip} failed"));
     }

@@ -285,3 +285,62 @@ fn a_string_param_filters_in_bpf() {
         "invalid value \"a-name-longer-than-15\" for --comm: longer than 15 bytes",
     );
 }
+
+/// `ig image build` and the built-ins share one compiler driver (src/gadget/compile.rs):
+/// `IG_CLANG` names the compiler, which gets the shared command line for every architecture
+/// (arm64 against the x86_64 types when it has no vmlinux.h of its own), and a compiler that
+/// cannot be run is named with what to do.
+#[test]
+fn ig_clang_gets_the_shared_command_line_and_a_missing_one_is_named() {
+    use std::os::unix::fs::PermissionsExt;
+    let ig = Ig::new();
+    let out = ig
+        .cmd(&["image", "build", GADGET, "-t", "noclang:v1"])
+        .env("IG_CLANG", "/nonexistent/clang-19")
+        .output()
+        .expect("run ig");
+    assert_clean_failure(&out, "/nonexistent/clang-19");
+    assert_clean_failure(&out, "install clang");
+    assert!(!stdout_of(&ig.output(&["image", "list"])).contains("noclang"));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("args");
+    let wrapper = dir.path().join("clang-wrapper");
+    fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> '{}'\nexec clang \"$@\"\n",
+            log.display()
+        ),
+    )
+    .expect("write wrapper");
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let out = ig
+        .cmd(&["image", "build", GADGET, "-t", "wrapped:v1"])
+        .env("IG_CLANG", &wrapper)
+        .output()
+        .expect("run ig");
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let calls = fs::read_to_string(&log).expect("the wrapper ran");
+    let calls: Vec<&str> = calls.lines().collect();
+    assert_eq!(calls.len(), 2, "one compile per architecture: {calls:?}");
+    for (call, define) in calls
+        .iter()
+        .zip(["-D__TARGET_ARCH_x86", "-D__TARGET_ARCH_arm64"])
+    {
+        assert!(
+            call.starts_with("-target bpf -O2 -g -Wall -Wno-unused-function "),
+            "{call}"
+        );
+        assert!(call.contains(define), "{call}");
+        assert!(call.contains(&format!("-I {GADGET} ")), "{call}");
+        assert!(call.contains("program.bpf.c -o "), "{call}");
+    }
+    let arm64_own = Path::new(env!("CARGO_MANIFEST_DIR")).join("vmlinux/arm64/vmlinux.h");
+    assert_eq!(
+        calls[1].contains("-DIG_VMLINUX_X86_64_FALLBACK"),
+        !arm64_own.exists(),
+        "{}",
+        calls[1]
+    );
+}

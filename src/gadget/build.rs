@@ -16,45 +16,8 @@ use serde::Deserialize;
 
 use super::{GadgetError, GadgetSpec, Metadata};
 
-/// An OCI platform architecture and how clang is told about it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Arch {
-    Amd64,
-    Arm64,
-}
-
-impl Arch {
-    pub const ALL: [Arch; 2] = [Arch::Amd64, Arch::Arm64];
-
-    pub fn oci_name(self) -> &'static str {
-        match self {
-            Arch::Amd64 => "amd64",
-            Arch::Arm64 => "arm64",
-        }
-    }
-
-    fn target_define(self) -> &'static str {
-        match self {
-            Arch::Amd64 => "-D__TARGET_ARCH_x86",
-            Arch::Arm64 => "-D__TARGET_ARCH_arm64",
-        }
-    }
-
-    fn kernel_dir(self) -> &'static str {
-        match self {
-            Arch::Amd64 => "x86_64",
-            Arch::Arm64 => "arm64",
-        }
-    }
-
-    pub fn host() -> Option<Arch> {
-        match std::env::consts::ARCH {
-            "x86_64" => Some(Arch::Amd64),
-            "aarch64" => Some(Arch::Arm64),
-            _ => None,
-        }
-    }
-}
+pub use super::compile::Arch;
+use super::compile::{self, Job};
 
 /// `build.yaml`.
 #[derive(Debug, Default, Deserialize)]
@@ -108,8 +71,8 @@ impl Toolchain {
         Toolchain {
             include_dir,
             work_dir,
-            clang: std::env::var("IG_CLANG").unwrap_or_else(|_| "clang".into()),
-            strip: std::env::var("IG_LLVM_STRIP").unwrap_or_else(|_| "llvm-strip".into()),
+            clang: compile::clang(),
+            strip: compile::strip(),
             cancel: Arc::new(AtomicUsize::new(0)),
         }
     }
@@ -187,20 +150,6 @@ impl Toolchain {
         ))
     }
 
-    fn vmlinux_dir(&self, arch: Arch) -> Option<PathBuf> {
-        let own = self.include_dir.join(arch.kernel_dir());
-        if own.join("vmlinux.h").exists() {
-            return Some(own);
-        }
-        // Programs that only use CO-RE reads and tracepoint contexts compile for arm64 against
-        // the x86_64 types; CO-RE relocates the offsets at load time. kprobe arguments read
-        // arm64's `struct user_pt_regs`, which gadget/gadget.h supplies in this case
-        // (IG_VMLINUX_X86_64_FALLBACK); a program that needs other arm64 types fails to compile
-        // and that architecture is skipped.
-        let fallback = self.include_dir.join(Arch::Amd64.kernel_dir());
-        fallback.join("vmlinux.h").exists().then_some(fallback)
-    }
-
     pub fn compile(&self, dir: &Path, arch: Arch) -> Result<Vec<u8>, GadgetError> {
         let build: BuildFile = match read(&dir.join("build.yaml")) {
             Ok(text) => serde_norway::from_slice(&text)
@@ -225,13 +174,6 @@ impl Toolchain {
                 source: std::io::Error::from(std::io::ErrorKind::NotFound),
             });
         }
-        let vmlinux = self.vmlinux_dir(arch).ok_or_else(|| GadgetError::Tool {
-            tool: "clang".into(),
-            reason: format!("no vmlinux.h for {}", arch.oci_name()),
-        })?;
-        // gadget/gadget.h adds what the x86_64 types lack for another architecture.
-        let fallback = (vmlinux != self.include_dir.join(arch.kernel_dir()))
-            .then_some("-DIG_VMLINUX_X86_64_FALLBACK");
         let out = tempfile::Builder::new()
             .prefix(&format!("{}-", arch.oci_name()))
             .suffix(".o")
@@ -240,31 +182,22 @@ impl Toolchain {
                 path: self.work_dir.clone(),
                 source,
             })?;
-        let mut clang = Command::new(&self.clang);
-        clang
-            .args([
-                "-target",
-                "bpf",
-                "-O2",
-                "-g",
-                "-Wall",
-                "-Wno-unused-function",
-            ])
-            .arg(arch.target_define())
-            .args(fallback)
-            .arg("-I")
-            .arg(&self.include_dir)
-            .arg("-I")
-            .arg(&vmlinux)
-            .arg("-I")
-            .arg(dir)
-            .args(&build.cflags)
-            .arg("-c")
-            .arg(&source)
-            .arg("-o")
-            .arg(out.path());
-        let (status, stderr) =
-            self.run(&mut clang, &self.clang, "install clang, or set IG_CLANG")?;
+        let job = Job {
+            api_include: &self.include_dir,
+            vmlinux_root: &self.include_dir,
+            arch,
+            gadget_dir: dir,
+            source: &source,
+            cflags: &build.cflags,
+            output: out.path(),
+        };
+        let mut clang = job
+            .clang_command(&self.clang)
+            .map_err(|e| GadgetError::Tool {
+                tool: "clang".into(),
+                reason: e.to_string(),
+            })?;
+        let (status, stderr) = self.run(&mut clang, &self.clang, compile::CLANG_HINT)?;
         if !status.success() {
             return Err(GadgetError::Compile {
                 source_file: source,
@@ -272,13 +205,8 @@ impl Toolchain {
                 stderr,
             });
         }
-        let mut strip = Command::new(&self.strip);
-        strip.arg("-g").arg(out.path());
-        let (status, _) = self.run(
-            &mut strip,
-            &self.strip,
-            "install llvm, or set IG_LLVM_STRIP",
-        )?;
+        let mut strip = compile::strip_command(&self.strip, out.path());
+        let (status, _) = self.run(&mut strip, &self.strip, compile::STRIP_HINT)?;
         if !status.success() {
             return Err(GadgetError::Tool {
                 tool: self.strip.clone(),

@@ -3,6 +3,7 @@
 
 pub mod btf;
 pub mod build;
+pub mod compile;
 pub mod decode;
 pub mod elf;
 mod error;

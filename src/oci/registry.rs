@@ -1,20 +1,53 @@
-//! A small client for the OCI distribution API (`/v2/…`) over reqwest with rustls: what pushing
-//! and pulling gadget images needs — manifests and indexes byte for byte (their digests must
-//! not change), blobs checked against their digests, Basic and Bearer-token authentication.
+//! Registry traffic (the OCI distribution API) through `oci-client`: authentication challenges
+//! and token exchange, manifests and indexes pushed and pulled as raw bytes (their digests must
+//! not change: `pull_manifest_raw`/`push_manifest_raw`), blobs streamed and checked against
+//! their digests. What stays ours: the deadlines around each call ([`Deadlines`]), the size
+//! limits we can still apply, and turning the crate's errors into [`DistError`]s that name the
+//! registry and say what to do.
 //!
-//! Hand-written rather than `oci-client`: that crate re-serializes manifests through its own
-//! types (dropping fields like `artifactType` would change digests and break signatures) and
-//! has no first-class image-index push; the API surface we need is six requests.
+//! Limits of oci-client 0.15 (the last release on reqwest 0.12, which the rest of ig uses), and
+//! what is done about each:
+//! * it builds its own reqwest client (no connector layer of ours, so the hand-written client's
+//!   watch of connections being made is gone); reqwest's `read_timeout` runs one timer from the
+//!   start of a request until the answer's head (connecting and sending count), then one per
+//!   chunk of the body. It is given connect + read, so a connection that used its whole connect
+//!   deadline still has the read deadline for the answer: a stalled registry is caught within
+//!   connect + read (the error names the read deadline, the setting to change).
+//! * it swallows authentication failures while answering a challenge (the request then goes out
+//!   anonymously): [`Registry::authenticate`] calls `Client::auth` once first, whose errors it
+//!   reports (an invalid realm, a refused password), and checks the token fits a header (the
+//!   crate would panic on one that does not).
+//! * it reads manifests, error answers and token answers whole, without a limit: a manifest
+//!   over [`MAX_MANIFEST`] is refused after it arrived, and the overall deadline bounds the rest.
+//! * it has no blob existence check (`HEAD`): [`Registry::has_blob`] asks for a blob's first
+//!   byte instead.
+//! * a chunk of an upload (4 MiB) is one request under reqwest's read timer, so a chunk has
+//!   connect + read to go out: at the default deadlines (45 s), links slower than ~90 KiB/s
+//!   cannot push blobs larger than a chunk (the hand-written client counted each chunk taken as
+//!   progress). Gadget objects are kilobytes to a few hundred kilobytes.
+//! * its monolithic upload (used when a registry answers a chunked upload against the spec)
+//!   `unwrap`s the upload URL the registry gives, and a token renewed after it expired is set
+//!   as a header with `unwrap`: such a panic is caught around the call ([`Registry::guarded`])
+//!   and reported as an error naming the registry (Rust's panic message still reaches stderr).
+//! * it has no request for `/v2/` alone: `ig login` ([`Registry::ping`]) takes a token from a
+//!   Bearer realm as proof, and otherwise asks for a manifest (`ig-login:latest`), which a
+//!   registry refuses with 401 for wrong credentials and answers 404 or 200 for right ones.
+//! * `push_manifest_raw` panics when a registry answers a push by digest without a `Location`:
+//!   manifests are therefore pushed under their digest given as the tag.
 
-use std::sync::{Arc, Mutex};
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 
-use bytes::Bytes;
-use futures_util::StreamExt;
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
-use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use futures_util::{FutureExt, StreamExt};
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::{DigestError, OciDistributionError, OciEnvelope, OciErrorCode};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, RegistryOperation};
+use reqwest::header::HeaderValue;
+use reqwest::StatusCode;
 
-use super::auth::{basic_header, Challenge, CredentialFiles, Credentials};
-use super::deadline::{Activity, ConnectWatch, Connections, Deadlines, Missed};
+use super::auth::{CredentialFiles, Credentials};
+use super::deadline::{Deadlines, Missed};
 use super::dist_error::DistError;
 use super::types::{MEDIA_INDEX, MEDIA_MANIFEST};
 use super::{digest_of, Reference};
@@ -23,12 +56,6 @@ use super::{digest_of, Reference};
 pub const MAX_MANIFEST: u64 = 4 << 20;
 /// Largest blob accepted from a registry (gadget objects are kilobytes to a few megabytes).
 pub const MAX_BLOB: u64 = 512 << 20;
-/// Largest token answer accepted from an authentication realm.
-const MAX_TOKEN: u64 = 1 << 20;
-/// How much of an error answer is read for its message.
-const MAX_ERROR_BODY: u64 = 64 << 10;
-/// Uploads go out in chunks of this size, each one progress for the read deadline.
-const UPLOAD_CHUNK: usize = 64 << 10;
 
 const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
@@ -63,16 +90,14 @@ pub enum Access {
 
 /// A connection to one repository of one registry.
 pub struct Registry {
-    http: reqwest::Client,
+    client: Client,
     registry: String,
-    base: String,
     repository: String,
-    scope: String,
+    operation: RegistryOperation,
     creds: Option<Credentials>,
-    authorization: Mutex<Option<String>>,
     insecure: bool,
     deadlines: Deadlines,
-    conns: Arc<Connections>,
+    authenticated: tokio::sync::OnceCell<()>,
 }
 
 /// A manifest or index as the registry returned it.
@@ -82,50 +107,41 @@ pub struct RawManifest {
     pub bytes: Vec<u8>,
 }
 
-fn api_host(registry: &str) -> &str {
-    if registry == "docker.io" {
-        "registry-1.docker.io"
-    } else {
-        registry
+/// `": CODE message; …"` from a registry's error list, or its text when short.
+fn detail_of(body: &[u8]) -> String {
+    if let Ok(envelope) = serde_json::from_slice::<OciEnvelope>(body) {
+        return envelope_detail(&envelope);
     }
-}
-
-/// The registry's error text (`{"errors":[{"code":..,"message":..}]}`), prefixed with ": ".
-/// Reads at most [`MAX_ERROR_BODY`] bytes of the answer.
-async fn error_detail(mut resp: Response, act: &Activity) -> String {
-    let mut body = Vec::new();
-    while let Ok(Some(chunk)) = resp.chunk().await {
-        act.touch();
-        let room = (MAX_ERROR_BODY as usize).saturating_sub(body.len());
-        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if body.len() as u64 >= MAX_ERROR_BODY {
-            break;
-        }
-    }
-    let parsed: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
-    let msgs: Vec<String> = parsed
-        .as_ref()
-        .and_then(|v| v.get("errors"))
-        .and_then(|e| e.as_array())
-        .map(|errs| {
-            errs.iter()
-                .map(|e| {
-                    let code = e.get("code").and_then(|c| c.as_str()).unwrap_or("");
-                    let msg = e.get("message").and_then(|c| c.as_str()).unwrap_or("");
-                    format!("{code} {msg}").trim().to_string()
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    if !msgs.is_empty() {
-        return format!(": {}", msgs.join("; "));
-    }
-    let text = String::from_utf8_lossy(&body);
+    let text = String::from_utf8_lossy(body);
     let text = text.trim();
     if text.is_empty() || text.len() > 300 {
         String::new()
     } else {
         format!(": {text}")
+    }
+}
+
+fn code_name(code: &OciErrorCode) -> String {
+    serde_json::to_value(code)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn envelope_detail(envelope: &OciEnvelope) -> String {
+    let msgs: Vec<String> = envelope
+        .errors
+        .iter()
+        .map(|e| {
+            format!("{} {}", code_name(&e.code), e.message)
+                .trim()
+                .to_string()
+        })
+        .collect();
+    if msgs.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", msgs.join("; "))
     }
 }
 
@@ -137,41 +153,42 @@ impl Registry {
     ) -> Result<Self, DistError> {
         let registry = reference.registry.clone();
         let insecure = opts.is_insecure(&registry);
-        let scheme = if insecure { "http" } else { "https" };
         let deadlines = match opts.deadlines {
             Some(d) => d,
             None => Deadlines::from_env()?,
         };
-        let conns = Arc::new(Connections::default());
-        let http = reqwest::Client::builder()
-            .connect_timeout(deadlines.connect)
-            .connector_layer(ConnectWatch(conns.clone()))
-            .user_agent(concat!("ig/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| DistError::Network {
-                registry: registry.clone(),
-                detail: e.to_string(),
-                hint: String::new(),
-            })?;
-        let actions = match access {
-            Access::Pull => "pull",
-            Access::Push => "pull,push",
+        let config = ClientConfig {
+            protocol: if insecure {
+                ClientProtocol::Http
+            } else {
+                ClientProtocol::Https
+            },
+            connect_timeout: Some(deadlines.connect),
+            read_timeout: Some(deadlines.connect.saturating_add(deadlines.read)),
+            user_agent: concat!("ig/", env!("CARGO_PKG_VERSION")),
+            ..ClientConfig::default()
         };
+        let client = Client::try_from(config).map_err(|e| DistError::Network {
+            registry: registry.clone(),
+            detail: e.to_string(),
+            hint: String::new(),
+        })?;
         Ok(Registry {
-            http,
-            base: format!("{scheme}://{}", api_host(&registry)),
-            scope: format!("repository:{}:{actions}", reference.repository),
+            client,
             repository: reference.repository.clone(),
+            operation: match access {
+                Access::Pull => RegistryOperation::Pull,
+                Access::Push => RegistryOperation::Push,
+            },
             creds: opts.credentials.lookup(&registry)?,
             registry,
-            authorization: Mutex::new(None),
             insecure,
             deadlines,
-            conns,
+            authenticated: tokio::sync::OnceCell::new(),
         })
     }
 
-    /// Only checks that the registry answers `/v2/` with these credentials (`ig login`).
+    /// Only checks that the registry accepts these credentials (`ig login`).
     pub fn for_login(
         registry: &str,
         creds: Credentials,
@@ -185,7 +202,6 @@ impl Registry {
         };
         let mut r = Registry::connect(&reference, Access::Pull, opts)?;
         r.creds = Some(creds);
-        r.scope = String::new();
         Ok(r)
     }
 
@@ -193,17 +209,165 @@ impl Registry {
         &self.registry
     }
 
-    fn network(&self, e: reqwest::Error) -> DistError {
+    fn auth(&self) -> RegistryAuth {
+        match &self.creds {
+            Some(c) => RegistryAuth::Basic(c.username.clone(), c.password.clone()),
+            None => RegistryAuth::Anonymous,
+        }
+    }
+
+    /// The crate's reference to `tag_or_digest` in this repository. A digest is given as the
+    /// tag too: `push_manifest_raw` panics on a push by digest the registry answers without a
+    /// `Location`, and the URL is the same.
+    fn reference(&self, tag_or_digest: &str) -> oci_client::Reference {
+        oci_client::Reference::with_tag(
+            self.registry.clone(),
+            self.repository.clone(),
+            tag_or_digest.to_string(),
+        )
+    }
+
+    /// Runs one call under the overall deadline of a request moving `bytes`; the connect and
+    /// read deadlines are the client's. A panic of the crate on a registry's answer (see the
+    /// module's notes) ends the call with an error instead of ending ig.
+    async fn guarded<T>(
+        &self,
+        what: &str,
+        bytes: u64,
+        fut: impl Future<Output = Result<T, DistError>>,
+    ) -> Result<T, DistError> {
+        let overall = self.deadlines.overall_for(bytes);
+        match tokio::time::timeout(overall, AssertUnwindSafe(fut).catch_unwind()).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(panic)) => {
+                let msg = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Err(DistError::Protocol {
+                    registry: self.registry.clone(),
+                    what: what.to_string(),
+                    reason: format!("the registry client failed on the registry's answer: {msg}"),
+                })
+            }
+            Err(_) => Err(DistError::Timeout {
+                registry: self.registry.clone(),
+                what: what.to_string(),
+                missed: Missed::Overall(overall),
+            }),
+        }
+    }
+
+    /// Answers the registry's challenge once (`GET /v2/`, then the token realm), so that a
+    /// failure is reported rather than swallowed by the crate.
+    async fn authenticate(&self, what: &str) -> Result<(), DistError> {
+        self.authenticated
+            .get_or_try_init(|| async {
+                let reference = self.reference("latest");
+                let auth = self.auth();
+                let token = self
+                    .guarded(what, 0, async {
+                        self.client
+                            .auth(&reference, &auth, self.operation)
+                            .await
+                            .map_err(|e| self.auth_error(e, what))
+                    })
+                    .await?;
+                if let Some(token) = token {
+                    // The crate sets it as a header with `unwrap`: refuse it here instead.
+                    if HeaderValue::from_str(&format!("Bearer {token}")).is_err() {
+                        return Err(DistError::Protocol {
+                            registry: self.registry.clone(),
+                            what: what.to_string(),
+                            reason:
+                                "the token realm sent a token that is not a valid HTTP header value"
+                                    .into(),
+                        });
+                    }
+                }
+                Ok(())
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// An error of the challenge answer.
+    fn auth_error(&self, e: OciDistributionError, what: &str) -> DistError {
+        match e {
+            // The only URL of the exchange not built by the crate is the challenge's realm.
+            OciDistributionError::RequestError(re) if re.is_builder() => DistError::Protocol {
+                registry: self.registry.clone(),
+                what: what.to_string(),
+                reason: "the registry sent an invalid authentication challenge: its realm is not an absolute http(s) URL".into(),
+            },
+            OciDistributionError::AuthenticationFailure(_) => self.unauthorized(what),
+            OciDistributionError::RegistryTokenDecodeError(reason) => DistError::Protocol {
+                registry: self.registry.clone(),
+                what: what.to_string(),
+                reason: format!("invalid token response: {reason}"),
+            },
+            e => self.error(e, what),
+        }
+    }
+
+    fn unauthorized(&self, what: &str) -> DistError {
+        match &self.creds {
+            Some(c) => DistError::AuthFailed {
+                registry: self.registry.clone(),
+                what: what.to_string(),
+                user: c.username.clone(),
+            },
+            None => DistError::AuthRequired {
+                registry: self.registry.clone(),
+                what: what.to_string(),
+            },
+        }
+    }
+
+    fn status(&self, status: u16, what: &str, detail: String) -> DistError {
+        let (registry, what) = (self.registry.clone(), what.to_string());
+        match StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY) {
+            StatusCode::UNAUTHORIZED => self.unauthorized(&what),
+            StatusCode::FORBIDDEN => DistError::Forbidden {
+                registry,
+                what,
+                detail,
+            },
+            StatusCode::NOT_FOUND => DistError::NotFound {
+                registry,
+                what,
+                detail,
+            },
+            _ => DistError::Status {
+                registry,
+                what,
+                status,
+                detail,
+            },
+        }
+    }
+
+    fn network(&self, e: &reqwest::Error) -> DistError {
         if e.is_timeout() {
-            // Only the connect deadline is reqwest's; the others are `Deadlines::guard`'s.
+            let missed = if e.is_connect() {
+                Missed::Connect(self.deadlines.connect)
+            } else {
+                Missed::Read(self.deadlines.read)
+            };
             return DistError::Timeout {
                 registry: self.registry.clone(),
-                what: format!("connecting to {}", self.base),
-                missed: Missed::Connect(self.deadlines.connect),
+                what: match e.url() {
+                    Some(u) if e.is_connect() => {
+                        format!("connecting to {}", u.origin().ascii_serialization())
+                    }
+                    _ => "request".into(),
+                },
+                missed,
             };
         }
         let mut detail = e.to_string();
-        let mut source = std::error::Error::source(&e);
+        let mut source = std::error::Error::source(e);
         while let Some(s) = source {
             detail = format!("{detail}: {s}");
             source = s.source();
@@ -229,263 +393,128 @@ impl Registry {
         }
     }
 
-    fn current_auth(&self) -> Option<String> {
-        self.authorization.lock().ok().and_then(|a| a.clone())
-    }
-
-    fn set_auth(&self, value: String) {
-        if let Ok(mut a) = self.authorization.lock() {
-            *a = Some(value);
-        }
-    }
-
-    /// Runs one request (`op`, handed the activity it must touch on progress) under this
-    /// registry's read and overall deadlines; `bytes`: how much it is expected to move.
-    async fn guarded<T, F, Fut>(&self, what: &str, bytes: u64, op: F) -> Result<T, DistError>
-    where
-        F: FnOnce(Arc<Activity>) -> Fut,
-        Fut: std::future::Future<Output = Result<T, DistError>>,
-    {
-        let act = Arc::new(Activity::new(self.conns.clone()));
-        let fut = op(act.clone());
-        self.deadlines
-            .guard(&act, bytes, fut, |missed| DistError::Timeout {
+    /// The crate's error as ours, naming `what` was being done.
+    fn error(&self, e: OciDistributionError, what: &str) -> DistError {
+        let protocol = |reason: String| DistError::Protocol {
+            registry: self.registry.clone(),
+            what: what.to_string(),
+            reason,
+        };
+        match e {
+            OciDistributionError::RequestError(re) => match re.status() {
+                Some(s) => self.status(s.as_u16(), what, String::new()),
+                None if re.is_timeout() => match self.network(&re) {
+                    DistError::Timeout { missed, .. } => DistError::Timeout {
+                        registry: self.registry.clone(),
+                        what: what.to_string(),
+                        missed,
+                    },
+                    other => other,
+                },
+                None => self.network(&re),
+            },
+            OciDistributionError::UnauthorizedError { .. } => self.unauthorized(what),
+            OciDistributionError::AuthenticationFailure(_) => self.unauthorized(what),
+            OciDistributionError::ImageManifestNotFoundError(m) => DistError::NotFound {
                 registry: self.registry.clone(),
                 what: what.to_string(),
-                missed,
-            })
-            .await
-    }
-
-    /// Sends a request; on a 401, answers the challenge once and retries. The response head
-    /// counts as progress.
-    async fn send(
-        &self,
-        act: &Activity,
-        what: &str,
-        make: impl Fn(&reqwest::Client) -> RequestBuilder,
-    ) -> Result<Response, DistError> {
-        let mut answered = false;
-        loop {
-            let mut req = make(&self.http);
-            if let Some(a) = self.current_auth() {
-                req = req.header(AUTHORIZATION, a);
+                detail: format!(": {m}"),
+            },
+            OciDistributionError::RegistryError { envelope, .. } => {
+                let detail = envelope_detail(&envelope);
+                let first = envelope.errors.first().map(|e| &e.code);
+                match first {
+                    Some(OciErrorCode::Unauthorized) => self.unauthorized(what),
+                    Some(OciErrorCode::Denied) => self.status(403, what, detail),
+                    Some(
+                        OciErrorCode::NameUnknown
+                        | OciErrorCode::ManifestUnknown
+                        | OciErrorCode::BlobUnknown
+                        | OciErrorCode::BlobUploadUnknown,
+                    ) => self.status(404, what, detail),
+                    _ => protocol(format!("the registry refused it{detail}")),
+                }
             }
-            let resp = req.send().await.map_err(|e| self.network(e))?;
-            act.touch();
-            if resp.status() != StatusCode::UNAUTHORIZED {
-                return Ok(resp);
+            OciDistributionError::ServerError { code, message, .. } => {
+                self.status(code, what, detail_of(message.as_bytes()))
             }
-            if answered {
-                return Err(self.unauthorized(what));
+            OciDistributionError::DigestError(DigestError::VerificationError {
+                expected,
+                actual,
+            }) => DistError::DigestMismatch {
+                registry: self.registry.clone(),
+                what: what.to_string(),
+                expected,
+                actual,
+            },
+            OciDistributionError::RegistryTokenDecodeError(reason) => {
+                protocol(format!("invalid token response: {reason}"))
             }
-            answered = true;
-            let challenge = resp
-                .headers()
-                .get(WWW_AUTHENTICATE)
-                .and_then(|h| h.to_str().ok())
-                .and_then(Challenge::parse)
-                .ok_or_else(|| self.unauthorized(what))?;
-            self.answer(act, &challenge, what).await?;
+            other => protocol(other.to_string()),
         }
     }
 
-    /// A challenge the registry should not have sent.
-    fn bad_challenge(&self, what: &str, challenge: &Challenge, reason: &str) -> DistError {
-        let params: Vec<String> = challenge
-            .params
-            .iter()
-            .map(|(k, v)| format!("{k}={v:?}"))
-            .collect();
+    /// A blob stream's error: the crate's digest check, or the transfer's.
+    fn stream_error(&self, e: std::io::Error, what: &str) -> DistError {
+        let inner = e.into_inner();
+        if let Some(inner) = inner.as_ref() {
+            if let Some(DigestError::VerificationError { expected, actual }) =
+                inner.downcast_ref::<DigestError>()
+            {
+                return DistError::DigestMismatch {
+                    registry: self.registry.clone(),
+                    what: what.to_string(),
+                    expected: expected.clone(),
+                    actual: actual.clone(),
+                };
+            }
+            if let Some(re) = inner.downcast_ref::<reqwest::Error>() {
+                return match self.network(re) {
+                    DistError::Timeout { missed, .. } => DistError::Timeout {
+                        registry: self.registry.clone(),
+                        what: what.to_string(),
+                        missed,
+                    },
+                    other => other,
+                };
+            }
+        }
         DistError::Protocol {
             registry: self.registry.clone(),
             what: what.to_string(),
-            reason: format!(
-                "the registry sent an invalid authentication challenge (WWW-Authenticate: {:?} {}): {reason}",
-                challenge.scheme,
-                params.join(",")
-            ),
+            reason: inner.map(|i| i.to_string()).unwrap_or_default(),
         }
     }
 
-    fn unauthorized(&self, what: &str) -> DistError {
-        match &self.creds {
-            Some(c) => DistError::AuthFailed {
-                registry: self.registry.clone(),
-                what: what.to_string(),
-                user: c.username.clone(),
-            },
-            None => DistError::AuthRequired {
-                registry: self.registry.clone(),
-                what: what.to_string(),
-            },
-        }
-    }
-
-    async fn answer(
-        &self,
-        act: &Activity,
-        challenge: &Challenge,
-        what: &str,
-    ) -> Result<(), DistError> {
-        if challenge.scheme.eq_ignore_ascii_case("basic") {
-            let creds = self.creds.as_ref().ok_or_else(|| self.unauthorized(what))?;
-            self.set_auth(basic_header(creds));
+    /// Checks that the registry answers and accepts our credentials (`ig login`): a token from
+    /// its realm, or (Basic or no authentication) a manifest request that is not refused.
+    pub async fn ping(&self) -> Result<(), DistError> {
+        let what = "the API root /v2/";
+        let reference = self.reference("latest");
+        let auth = self.auth();
+        let token = self
+            .guarded(what, 0, async {
+                self.client
+                    .auth(&reference, &auth, self.operation)
+                    .await
+                    .map_err(|e| self.auth_error(e, what))
+            })
+            .await?;
+        if token.is_some() {
             return Ok(());
         }
-        if !challenge.scheme.eq_ignore_ascii_case("bearer") {
-            return Err(DistError::Protocol {
-                registry: self.registry.clone(),
-                what: what.to_string(),
-                reason: format!("unsupported authentication scheme {:?}", challenge.scheme),
-            });
+        let probe = self
+            .guarded(what, 0, async {
+                self.client
+                    .fetch_manifest_digest(&reference, &auth)
+                    .await
+                    .map_err(|e| self.error(e, what))
+            })
+            .await;
+        match probe {
+            Ok(_) | Err(DistError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
         }
-        let realm = challenge
-            .param("realm")
-            .ok_or_else(|| self.bad_challenge(what, challenge, "Bearer without a realm"))?;
-        // The realm is where the token comes from: an absolute http(s) URL with a host.
-        match reqwest::Url::parse(realm) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
-            _ => {
-                return Err(self.bad_challenge(
-                    what,
-                    challenge,
-                    "its realm is not an absolute http(s) URL",
-                ))
-            }
-        }
-        let mut query: Vec<(&str, &str)> = Vec::new();
-        if let Some(service) = challenge.param("service") {
-            query.push(("service", service));
-        }
-        let scope = challenge.param("scope").unwrap_or(&self.scope);
-        if !scope.is_empty() {
-            query.push(("scope", scope));
-        }
-        let mut req = self.http.get(realm).query(&query);
-        if let Some(c) = &self.creds {
-            req = req.basic_auth(&c.username, Some(&c.password));
-        }
-        let resp = req.send().await.map_err(|e| self.network(e))?;
-        act.touch();
-        match resp.status() {
-            s if s.is_success() => {}
-            StatusCode::UNAUTHORIZED => return Err(self.unauthorized(what)),
-            StatusCode::FORBIDDEN => {
-                return Err(DistError::Forbidden {
-                    registry: self.registry.clone(),
-                    what: what.to_string(),
-                    detail: error_detail(resp, act).await,
-                })
-            }
-            s => {
-                return Err(DistError::Status {
-                    registry: self.registry.clone(),
-                    what: format!("token for {what} from {realm}"),
-                    status: s.as_u16(),
-                    detail: error_detail(resp, act).await,
-                })
-            }
-        }
-        let bytes = self
-            .read_body(
-                act,
-                resp,
-                &format!("token from {realm}"),
-                MAX_TOKEN,
-                &|_| {},
-            )
-            .await?;
-        let body: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| DistError::Protocol {
-                registry: self.registry.clone(),
-                what: what.to_string(),
-                reason: format!("invalid token response from {realm}: {e}"),
-            })?;
-        let token = body
-            .get("token")
-            .or_else(|| body.get("access_token"))
-            .and_then(|t| t.as_str())
-            .ok_or_else(|| DistError::Protocol {
-                registry: self.registry.clone(),
-                what: what.to_string(),
-                reason: format!("token response from {realm} has no token"),
-            })?;
-        self.set_auth(format!("Bearer {token}"));
-        Ok(())
-    }
-
-    async fn status_error(&self, act: &Activity, resp: Response, what: &str) -> DistError {
-        let status = resp.status();
-        let detail = error_detail(resp, act).await;
-        let (registry, what) = (self.registry.clone(), what.to_string());
-        match status {
-            StatusCode::UNAUTHORIZED => self.unauthorized(&what),
-            StatusCode::FORBIDDEN => DistError::Forbidden {
-                registry,
-                what,
-                detail,
-            },
-            StatusCode::NOT_FOUND => DistError::NotFound {
-                registry,
-                what,
-                detail,
-            },
-            s => DistError::Status {
-                registry,
-                what,
-                status: s.as_u16(),
-                detail,
-            },
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}/v2/{}/{path}", self.base, self.repository)
-    }
-
-    /// `GET /v2/`: the registry answers and accepts our credentials.
-    pub async fn ping(&self) -> Result<(), DistError> {
-        let url = format!("{}/v2/", self.base);
-        let what = "the API root /v2/";
-        self.guarded(what, 0, |act| async move {
-            let resp = self.send(&act, what, |h| h.get(&url)).await?;
-            if resp.status().is_success() {
-                Ok(())
-            } else {
-                Err(self.status_error(&act, resp, what).await)
-            }
-        })
-        .await
-    }
-
-    /// Reads a body, refusing more than `limit` bytes; `tick` sees each chunk's length.
-    async fn read_body(
-        &self,
-        act: &Activity,
-        mut resp: Response,
-        what: &str,
-        limit: u64,
-        tick: &(dyn Fn(u64) + Sync),
-    ) -> Result<Vec<u8>, DistError> {
-        let too_large = || DistError::Protocol {
-            registry: self.registry.clone(),
-            what: what.to_string(),
-            reason: format!("larger than the {limit} bytes expected"),
-        };
-        if resp.content_length().is_some_and(|n| n > limit) {
-            return Err(too_large());
-        }
-        let mut out = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| self.network(e))? {
-            act.touch();
-            if out.len() as u64 + chunk.len() as u64 > limit {
-                return Err(too_large());
-            }
-            out.extend_from_slice(&chunk);
-            tick(chunk.len() as u64);
-        }
-        Ok(out)
     }
 
     /// Fetches a manifest or index by tag or digest, keeping its exact bytes; a digest
@@ -495,61 +524,59 @@ impl Registry {
             "manifest {}/{}:{tag_or_digest}",
             self.registry, self.repository
         );
-        self.guarded(&what, 0, |act| self.manifest_in(act, tag_or_digest, &what))
-            .await
-    }
-
-    async fn manifest_in(
-        &self,
-        act: Arc<Activity>,
-        tag_or_digest: &str,
-        what: &str,
-    ) -> Result<RawManifest, DistError> {
-        let url = self.url(&format!("manifests/{tag_or_digest}"));
-        let accept = [MEDIA_INDEX, MEDIA_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST].join(", ");
-        let resp = self
-            .send(&act, what, |h| h.get(&url).header(ACCEPT, &accept))
-            .await?;
-        if !resp.status().is_success() {
-            return Err(self.status_error(&act, resp, what).await);
-        }
-        let header_digest = resp
-            .headers()
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let header_type = resp
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
-        let bytes = self
-            .read_body(&act, resp, what, MAX_MANIFEST, &|_| {})
-            .await?;
-        let digest = digest_of(&bytes);
-        let expected = if tag_or_digest.starts_with("sha256:") {
-            Some(tag_or_digest.to_string())
+        self.authenticate(&what).await?;
+        let reference = if tag_or_digest.starts_with("sha256:") {
+            oci_client::Reference::with_digest(
+                self.registry.clone(),
+                self.repository.clone(),
+                tag_or_digest.to_string(),
+            )
         } else {
-            header_digest
+            self.reference(tag_or_digest)
         };
-        if let Some(expected) = expected.filter(|d| d.starts_with("sha256:")) {
-            if expected != digest {
-                return Err(DistError::DigestMismatch {
-                    registry: self.registry.clone(),
-                    what: what.to_string(),
-                    expected,
-                    actual: digest,
-                });
-            }
-        }
-        let body_type = serde_json::from_slice::<serde_json::Value>(&bytes)
-            .ok()
-            .and_then(|v| {
-                v.get("mediaType")
-                    .and_then(|m| m.as_str())
-                    .map(str::to_string)
+        let accept = [MEDIA_INDEX, MEDIA_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST];
+        let (bytes, _) = self
+            .guarded(&what, 0, async {
+                self.client
+                    .pull_manifest_raw(&reference, &self.auth(), &accept)
+                    .await
+                    .map_err(|e| self.error(e, &what))
+            })
+            .await?;
+        if bytes.len() as u64 > MAX_MANIFEST {
+            return Err(DistError::Protocol {
+                registry: self.registry.clone(),
+                what,
+                reason: format!("larger than the {MAX_MANIFEST} bytes expected"),
             });
-        let media_type = body_type.or(header_type).unwrap_or_default();
+        }
+        let digest = digest_of(&bytes);
+        if tag_or_digest.starts_with("sha256:") && tag_or_digest != digest {
+            return Err(DistError::DigestMismatch {
+                registry: self.registry.clone(),
+                what,
+                expected: tag_or_digest.to_string(),
+                actual: digest,
+            });
+        }
+        // The media type the document declares; without one (it is optional), what its shape
+        // says (the crate does not hand out the answer's Content-Type).
+        let doc = serde_json::from_slice::<serde_json::Value>(&bytes).ok();
+        let media_type = doc
+            .as_ref()
+            .and_then(|v| v.get("mediaType").and_then(|m| m.as_str()))
+            .map(str::to_string)
+            .or_else(|| {
+                let doc = doc.as_ref()?;
+                if doc.get("manifests").is_some() {
+                    Some(MEDIA_INDEX.to_string())
+                } else if doc.get("layers").is_some() {
+                    Some(MEDIA_MANIFEST.to_string())
+                } else {
+                    None
+                }
+            })
+            .unwrap_or_default();
         Ok(RawManifest {
             media_type,
             digest,
@@ -557,24 +584,43 @@ impl Registry {
         })
     }
 
-    /// Fetches a blob and checks its size and digest.
+    /// Fetches a blob and checks its size and digest; `tick` sees each chunk's length.
     pub async fn blob(
         &self,
         digest: &str,
         size: u64,
         tick: &(dyn Fn(u64) + Sync),
     ) -> Result<Vec<u8>, DistError> {
-        let url = self.url(&format!("blobs/{digest}"));
         let what = format!("blob {digest} of {}", self.repository);
+        self.authenticate(&what).await?;
         let limit = size.min(MAX_BLOB);
+        let reference = self.reference("latest");
         let w: &str = &what;
+        let too_large = || DistError::Protocol {
+            registry: self.registry.clone(),
+            what: w.to_string(),
+            reason: format!("larger than the {limit} bytes expected"),
+        };
         let bytes = self
-            .guarded(&what, limit, |act| async move {
-                let resp = self.send(&act, w, |h| h.get(&url)).await?;
-                if !resp.status().is_success() {
-                    return Err(self.status_error(&act, resp, w).await);
+            .guarded(&what, limit, async {
+                let mut stream = self
+                    .client
+                    .pull_blob_stream(&reference, digest)
+                    .await
+                    .map_err(|e| self.error(e, w))?;
+                if stream.content_length.is_some_and(|n| n > limit) {
+                    return Err(too_large());
                 }
-                self.read_body(&act, resp, w, limit, tick).await
+                let mut out = Vec::new();
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk.map_err(|e| self.stream_error(e, w))?;
+                    if out.len() as u64 + chunk.len() as u64 > limit {
+                        return Err(too_large());
+                    }
+                    out.extend_from_slice(&chunk);
+                    tick(chunk.len() as u64);
+                }
+                Ok(out)
             })
             .await?;
         let actual = digest_of(&bytes);
@@ -589,113 +635,69 @@ impl Registry {
         Ok(bytes)
     }
 
+    /// Whether the registry has the blob. oci-client 0.15 has no `HEAD` of a blob: this asks
+    /// for its first byte (a range request; a registry that ignores the range starts sending
+    /// the blob, and the answer is dropped after its head).
     pub async fn has_blob(&self, digest: &str) -> Result<bool, DistError> {
-        let url = self.url(&format!("blobs/{digest}"));
         let what = format!("blob {digest} of {}", self.repository);
-        let w: &str = &what;
-        self.guarded(&what, 0, |act| async move {
-            let resp = self.send(&act, w, |h| h.head(&url)).await?;
-            match resp.status() {
-                s if s.is_success() => Ok(true),
-                StatusCode::NOT_FOUND => Ok(false),
-                _ => Err(self.status_error(&act, resp, w).await),
-            }
+        self.authenticate(&what).await?;
+        let reference = self.reference("latest");
+        let probe = self
+            .guarded(&what, 0, async {
+                self.client
+                    .pull_blob_stream_partial(&reference, digest, 0, Some(1))
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| self.error(e, &what))
+            })
+            .await;
+        match probe {
+            Ok(()) => Ok(true),
+            Err(DistError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Uploads a blob (the crate's chunked upload, monolithic when the registry wants it).
+    pub async fn put_blob(&self, digest: &str, bytes: &[u8]) -> Result<(), DistError> {
+        let what = format!("upload of blob {digest} to {}", self.repository);
+        self.authenticate(&what).await?;
+        let reference = self.reference("latest");
+        self.guarded(&what, bytes.len() as u64, async {
+            self.client
+                .push_blob(&reference, bytes, digest)
+                .await
+                .map(|_| ())
+                .map_err(|e| self.error(e, &what))
         })
         .await
     }
 
-    /// Uploads a blob in one request (POST, then PUT with the digest).
-    pub async fn put_blob(&self, digest: &str, bytes: &[u8]) -> Result<(), DistError> {
-        let what = format!("upload of blob {digest} to {}", self.repository);
-        let start = self.url("blobs/uploads/");
-        let w: &str = &what;
-        let location = self
-            .guarded(&what, 0, |act| async move {
-                let resp = self
-                    .send(&act, w, |h| {
-                        h.request(Method::POST, &start)
-                            .header("content-length", "0")
-                    })
-                    .await?;
-                if resp.status() != StatusCode::ACCEPTED {
-                    return Err(self.status_error(&act, resp, w).await);
-                }
-                resp.headers()
-                    .get(LOCATION)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string)
-                    .ok_or_else(|| DistError::Protocol {
-                        registry: self.registry.clone(),
-                        what: w.to_string(),
-                        reason: "upload started without a Location".into(),
-                    })
-            })
-            .await?;
-        let mut url = if location.starts_with("http://") || location.starts_with("https://") {
-            location
-        } else {
-            format!("{}{location}", self.base)
-        };
-        url.push(if url.contains('?') { '&' } else { '?' });
-        url.push_str("digest=");
-        url.push_str(digest);
-        self.put(&what, &url, "application/octet-stream", bytes)
-            .await
-    }
-
-    /// Uploads a manifest or index under a tag or its digest.
+    /// Uploads a manifest or index under a tag or its digest, byte for byte.
     pub async fn put_manifest(
         &self,
         tag_or_digest: &str,
         media_type: &str,
         bytes: &[u8],
     ) -> Result<(), DistError> {
-        let url = self.url(&format!("manifests/{tag_or_digest}"));
         let what = format!(
             "upload of manifest {}/{}:{tag_or_digest}",
             self.registry, self.repository
         );
-        self.put(&what, &url, media_type, bytes).await
-    }
-
-    /// PUTs `bytes` and maps a refusal to an error naming `what`. The body goes out in chunks;
-    /// each one taken is progress for the read deadline, so a slow but live upload goes on.
-    async fn put(
-        &self,
-        what: &str,
-        url: &str,
-        content_type: &str,
-        bytes: &[u8],
-    ) -> Result<(), DistError> {
-        let body = Bytes::copy_from_slice(bytes);
-        self.guarded(what, body.len() as u64, |act| async move {
-            let resp = self
-                .send(&act, what, |h| {
-                    h.put(url)
-                        .header(CONTENT_TYPE, content_type)
-                        .header(reqwest::header::CONTENT_LENGTH, body.len())
-                        .body(chunked(body.clone(), act.clone()))
-                })
-                .await?;
-            if resp.status().is_success() {
-                Ok(())
-            } else {
-                Err(self.status_error(&act, resp, what).await)
-            }
+        self.authenticate(&what).await?;
+        let content_type = HeaderValue::from_str(media_type).map_err(|_| DistError::Protocol {
+            registry: self.registry.clone(),
+            what: what.clone(),
+            reason: format!("media type {media_type:?} is not a valid header value"),
+        })?;
+        let reference = self.reference(tag_or_digest);
+        self.guarded(&what, bytes.len() as u64, async {
+            self.client
+                .push_manifest_raw(&reference, bytes.to_vec(), content_type)
+                .await
+                .map(|_| ())
+                .map_err(|e| self.error(e, &what))
         })
         .await
     }
-}
-
-/// `bytes` as a streamed body whose every chunk, when taken, touches `act`.
-fn chunked(bytes: Bytes, act: Arc<Activity>) -> reqwest::Body {
-    let chunks: Vec<Bytes> = (0..bytes.len())
-        .step_by(UPLOAD_CHUNK)
-        .map(|at| bytes.slice(at..(at + UPLOAD_CHUNK).min(bytes.len())))
-        .collect();
-    let stream = futures_util::stream::iter(chunks).map(move |c| {
-        act.touch();
-        Ok::<_, std::io::Error>(hyper::body::Frame::data(c))
-    });
-    reqwest::Body::wrap(http_body_util::StreamBody::new(stream))
 }
