@@ -3,7 +3,6 @@
 
 mod common;
 mod containers_common;
-mod daemon_common;
 
 use std::path::Path;
 use std::process::Command;
@@ -230,21 +229,4 @@ fn bad_sort_and_interval_are_refused_before_anything_loads() {
     // A tracer has no arrays to sort: not one of its flags.
     let out = ig.output(&["run", "trace_exec", "--host", "--sort", "pid"]);
     assert_clean_failure(&out, "--sort");
-}
-
-/// Through the daemon, array gadgets are refused with a clear error (the wire streams events,
-/// not arrays, yet), and the daemon keeps serving.
-#[test]
-fn array_gadgets_through_the_daemon_are_a_clear_error() {
-    let daemon = daemon_common::Daemon::start(&[]);
-    for gadget in ["top_syscall", "snapshot_process"] {
-        let out = daemon_common::output_within(
-            &mut daemon.cmd(&["run", gadget, "--host", "--timeout", "5"]),
-            Duration::from_secs(120),
-        );
-        assert_clean_failure(&out, "are not supported with --remote yet");
-        assert!(stderr_of(&out).contains(gadget), "{}", stderr_of(&out));
-    }
-    let out = daemon.ig(&["list"]);
-    assert!(out.status.success(), "{}", stderr_of(&out));
 }

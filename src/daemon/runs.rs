@@ -13,6 +13,7 @@ use crate::containers::ContainerCollection;
 use crate::oci::Store;
 use crate::operators::fields::FieldSelection;
 use crate::output::OutputMode;
+use crate::run::array_opts::ArrayOptions;
 use crate::run::{ConnectContainers, RunConfig, RunError};
 
 /// A run's thread and the flag that stops it.
@@ -53,8 +54,21 @@ pub fn run_config(spec: &proto::RunSpec, resolved: &Resolved) -> Result<RunConfi
         expected_digest: resolved.verified.clone(),
         syscall_filters: spec.syscall_filters.clone(),
         filters: spec.filters.clone(),
-        arrays: Default::default(),
+        arrays: array_options(spec.arrays.as_ref().cloned().unwrap_or_default()),
     })
+}
+
+/// `RunSpec.arrays` as the run takes them (0 ns: the kind's default interval).
+fn array_options(a: proto::ArrayOptions) -> ArrayOptions {
+    ArrayOptions {
+        fetch_interval: (a.map_fetch_interval_ns > 0)
+            .then(|| std::time::Duration::from_nanos(a.map_fetch_interval_ns)),
+        fetch_count: a.map_fetch_count,
+        sort: a.sort,
+        max_entries: a
+            .max_entries
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+    }
 }
 
 impl RunHandle {
