@@ -230,3 +230,41 @@ fn bad_sort_and_interval_are_refused_before_anything_loads() {
     let out = ig.output(&["run", "trace_exec", "--host", "--sort", "pid"]);
     assert_clean_failure(&out, "--sort");
 }
+
+/// `ig image inspect` lists a map iterator's data source: its map, struct and fields (key
+/// and value fields, the enriched ones too).
+#[test]
+fn image_inspect_lists_a_map_iterators_data_source() {
+    let ig = Ig::new();
+    let out = ig.output(&["image", "inspect", "top_syscall"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let text = stdout_of(&out);
+    assert!(
+        text.contains("Map iterator syscalls (map stats, struct syscall_key+syscall_stats"),
+        "{text}"
+    );
+    for field in ["pid", "comm", "syscalls", "runtime.containerName"] {
+        assert!(
+            text.lines().any(|l| l.trim_start().starts_with(field)),
+            "{field}: {text}"
+        );
+    }
+    let out = ig.output(&["image", "inspect", "top_syscall", "-o", "json"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let arrays = doc["arrays"].as_array().expect("arrays");
+    assert_eq!(arrays.len(), 1, "{doc}");
+    assert_eq!(arrays[0]["kind"], "map iterator");
+    assert_eq!(arrays[0]["map"], "stats");
+    let names: Vec<&str> = arrays[0]["fields"]
+        .as_array()
+        .expect("fields")
+        .iter()
+        .filter_map(|f| f["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"syscalls") && names.contains(&"pid"),
+        "{names:?}"
+    );
+    assert_eq!(doc["tracers"], serde_json::json!([]));
+}
