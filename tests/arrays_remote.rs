@@ -272,7 +272,7 @@ fn top_syscall_map_fetch_count_through_the_daemon() {
 /// can still be attached to for its array.
 #[test]
 fn detached_array_gadgets_are_attached_to_as_arrays() {
-    let daemon = Daemon::start(&[]);
+    let mut daemon = Daemon::start(&[]);
     let file = daemon.dir.path().join("tops.json");
     let file_arg = file.display().to_string();
     let out = daemon.ig(&[
@@ -292,6 +292,17 @@ fn detached_array_gadgets_are_attached_to_as_arrays() {
         &file_arg,
     ]);
     assert!(out.status.success(), "{}", stderr_of(&out));
+    // A restarted daemon resumes it with its array flags (checked on what attach shows).
+    let (status, err) = daemon.signal_and_wait(libc::SIGTERM);
+    assert!(status.success(), "{err}");
+    daemon.restart();
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            stdout_of(&daemon.ig(&["show", "tops", "-o", "json"])).contains("\"Running\"")
+        }),
+        "{}",
+        stdout_of(&daemon.ig(&["show", "tops"]))
+    );
     let attach = daemon.spawn(&["attach", "tops", "-o", "json"]);
     let arrays = |run: &Running| -> Vec<Vec<serde_json::Value>> {
         run.lines()
