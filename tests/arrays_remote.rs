@@ -155,6 +155,14 @@ fn sort_max_entries_and_bad_array_flags_through_the_daemon() {
         lines[0].contains("COMM") && lines[0].contains("PPID"),
         "{text}"
     );
+    // No such container: an empty snapshot, as a local run prints it.
+    let none = unique("arr-none");
+    let out = remote(
+        &daemon,
+        &["run", "snapshot_process", "-c", &none, "-o", "json"],
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(stdout_of(&out), "[]\n");
     // --max-entries 0: an empty array, still printed.
     let out = remote(
         &daemon,

@@ -264,6 +264,26 @@ fn a_socket_iterator_is_read_in_the_containers_network_namespace() {
     );
     assert!(text.contains(&name[..name.len().min(20)]), "{text}");
 
+    // A container sharing the first one's network namespace: read with `-c` it, its rows are
+    // its own (the namespace's sockets, named after the container asked for).
+    let peer = unique("snap-tcp-peer");
+    let _p = DockerContainer::run(&peer, &["--network", &format!("container:{name}")])
+        .expect("docker run --network container:");
+    let mut rows = read(&["-c", &peer]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ports(&rows).contains(&PORT) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        rows = read(&["-c", &peer]);
+    }
+    assert!(ports(&rows).contains(&PORT), "{rows:?}");
+    for r in &rows {
+        assert_eq!(
+            r["runtime"]["containerName"].as_str(),
+            Some(peer.as_str()),
+            "{r}"
+        );
+    }
+
     // `ig image inspect` lists the iterator with its fields, the container ones included.
     let out = ig.output(&["image", "inspect", "tcp_iter:test", "-o", "json"]);
     assert!(out.status.success(), "{}", stderr_of(&out));
