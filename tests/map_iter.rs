@@ -3,7 +3,6 @@
 
 mod common;
 mod containers_common;
-mod daemon_common;
 
 use std::path::Path;
 use std::process::Command;
@@ -232,19 +231,40 @@ fn bad_sort_and_interval_are_refused_before_anything_loads() {
     assert_clean_failure(&out, "--sort");
 }
 
-/// Through the daemon, array gadgets are refused with a clear error (the wire streams events,
-/// not arrays, yet), and the daemon keeps serving.
+/// `ig image inspect` lists a map iterator's data source: its map, struct and fields (key
+/// and value fields, the enriched ones too).
 #[test]
-fn array_gadgets_through_the_daemon_are_a_clear_error() {
-    let daemon = daemon_common::Daemon::start(&[]);
-    for gadget in ["top_syscall", "snapshot_process"] {
-        let out = daemon_common::output_within(
-            &mut daemon.cmd(&["run", gadget, "--host", "--timeout", "5"]),
-            Duration::from_secs(120),
-        );
-        assert_clean_failure(&out, "are not supported with --remote yet");
-        assert!(stderr_of(&out).contains(gadget), "{}", stderr_of(&out));
-    }
-    let out = daemon.ig(&["list"]);
+fn image_inspect_lists_a_map_iterators_data_source() {
+    let ig = Ig::new();
+    let out = ig.output(&["image", "inspect", "top_syscall"]);
     assert!(out.status.success(), "{}", stderr_of(&out));
+    let text = stdout_of(&out);
+    assert!(
+        text.contains("Map iterator syscalls (map stats, struct syscall_key+syscall_stats"),
+        "{text}"
+    );
+    for field in ["pid", "comm", "syscalls", "runtime.containerName"] {
+        assert!(
+            text.lines().any(|l| l.trim_start().starts_with(field)),
+            "{field}: {text}"
+        );
+    }
+    let out = ig.output(&["image", "inspect", "top_syscall", "-o", "json"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let arrays = doc["arrays"].as_array().expect("arrays");
+    assert_eq!(arrays.len(), 1, "{doc}");
+    assert_eq!(arrays[0]["kind"], "map iterator");
+    assert_eq!(arrays[0]["map"], "stats");
+    let names: Vec<&str> = arrays[0]["fields"]
+        .as_array()
+        .expect("fields")
+        .iter()
+        .filter_map(|f| f["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"syscalls") && names.contains(&"pid"),
+        "{names:?}"
+    );
+    assert_eq!(doc["tracers"], serde_json::json!([]));
 }

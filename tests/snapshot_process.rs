@@ -215,9 +215,115 @@ fn a_socket_iterator_is_read_in_the_containers_network_namespace() {
     assert_eq!(listen["state"].as_u64(), Some(10), "TCP_LISTEN: {listen}");
     assert_eq!(listen["netns_id"].as_u64(), Some(netns), "{listen}");
     assert!(!ports(&rows).contains(&host_port), "{rows:?}");
+    // Socket rows have no mount namespace: they are enriched by the network namespace they
+    // were read in, the container's.
+    for r in &rows {
+        assert_eq!(
+            r["runtime"]["containerName"].as_str(),
+            Some(name.as_str()),
+            "{r}"
+        );
+        assert_eq!(r["runtime"]["runtimeName"].as_str(), Some("docker"), "{r}");
+        assert_eq!(
+            r["runtime"]["containerPid"].as_u64(),
+            Some(pid as u64),
+            "{r}"
+        );
+    }
 
     let rows = read(&["--host"]);
-    assert!(ports(&rows).contains(&host_port), "{rows:?}");
-    assert!(ports(&rows).contains(&PORT), "containers too: {rows:?}");
+    let row_of = |port: u64| {
+        rows.iter()
+            .find(|r| r["sport"].as_u64() == Some(port))
+            .unwrap_or_else(|| panic!("port {port}: {rows:?}"))
+            .clone()
+    };
+    assert_eq!(
+        row_of(host_port)["runtime"]["containerName"].as_str(),
+        Some(""),
+        "the host's listener is in no container"
+    );
+    assert_eq!(
+        row_of(PORT)["runtime"]["containerName"].as_str(),
+        Some(name.as_str()),
+        "containers too"
+    );
+    // The enriched fields filter and show like any other.
+    let filtered = read(&["--host", "-F", &format!("runtime.containerName=={name}")]);
+    assert!(ports(&filtered).contains(&PORT), "{filtered:?}");
+    assert!(!ports(&filtered).contains(&host_port), "{filtered:?}");
+    let out = ig.output(&["run", "tcp_iter:test", "--verify-image=false", "-c", &name]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let text = stdout_of(&out);
+    assert!(
+        text.lines()
+            .next()
+            .unwrap_or("")
+            .contains("RUNTIME.CONTAINERNAME"),
+        "{text}"
+    );
+    assert!(text.contains(&name[..name.len().min(20)]), "{text}");
+
+    // A container sharing the first one's network namespace: read with `-c` it, its rows are
+    // its own (the namespace's sockets, named after the container asked for).
+    let peer = unique("snap-tcp-peer");
+    let _p = DockerContainer::run(&peer, &["--network", &format!("container:{name}")])
+        .expect("docker run --network container:");
+    let mut rows = read(&["-c", &peer]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ports(&rows).contains(&PORT) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        rows = read(&["-c", &peer]);
+    }
+    assert!(ports(&rows).contains(&PORT), "{rows:?}");
+    for r in &rows {
+        assert_eq!(
+            r["runtime"]["containerName"].as_str(),
+            Some(peer.as_str()),
+            "{r}"
+        );
+    }
+
+    // `ig image inspect` lists the iterator with its fields, the container ones included.
+    let out = ig.output(&["image", "inspect", "tcp_iter:test", "-o", "json"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let source = &doc["arrays"][0];
+    assert_eq!(source["kind"], "BPF iterator", "{doc}");
+    assert_eq!(source["programs"][0], "dump_tcp (iter/tcp)", "{doc}");
+    let fields: Vec<&str> = source["fields"]
+        .as_array()
+        .expect("fields")
+        .iter()
+        .filter_map(|f| f["name"].as_str())
+        .collect();
+    assert!(fields.contains(&"sport"), "{fields:?}");
+    assert!(fields.contains(&"runtime.containerName"), "{fields:?}");
     drop(host);
+}
+
+/// `ig image inspect` lists a BPF iterator's data source, as it does a tracer's.
+#[test]
+fn image_inspect_lists_a_bpf_iterators_data_source() {
+    let ig = Ig::new();
+    let out = ig.output(&["image", "inspect", "snapshot_process"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let text = stdout_of(&out);
+    assert!(
+        text.contains(
+            "BPF iterator processes (programs ig_snap_proc (iter/task), struct process_entry"
+        ),
+        "{text}"
+    );
+    for field in ["comm", "ppid", "user", "runtime.containerName"] {
+        assert!(
+            text.lines().any(|l| l.trim_start().starts_with(field)),
+            "{field}: {text}"
+        );
+    }
+    let out = ig.output(&["image", "inspect", "snapshot_process", "-o", "json"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(doc["arrays"][0]["name"], "processes", "{doc}");
+    assert_eq!(doc["arrays"][0]["struct"], "process_entry", "{doc}");
 }

@@ -302,17 +302,28 @@ fn inspect(store: &Store, image: &str, output: &str) -> anyhow::Result<ExitCode>
                                "description": p.description, "type": format!("{:?}", p.ty)})
         })
         .collect();
+    let fields_json = |schema: &ig::event::Schema| -> Vec<serde_json::Value> {
+        schema
+            .fields
+            .iter()
+            .map(|f| serde_json::json!({"name": f.name, "description": f.description, "hidden": f.hidden}))
+            .collect()
+    };
     let tracers: Vec<serde_json::Value> = spec
         .tracers
         .iter()
         .map(|t| {
             let (schema, _, _) = ig::run::schema_for(t, &spec.metadata);
-            let fields: Vec<serde_json::Value> = schema
-                .fields
-                .iter()
-                .map(|f| serde_json::json!({"name": f.name, "description": f.description, "hidden": f.hidden}))
-                .collect();
-            serde_json::json!({"name": t.name, "map": t.map, "struct": t.layout.struct_name, "fields": fields})
+            serde_json::json!({"name": t.name, "map": t.map, "struct": t.layout.struct_name, "fields": fields_json(&schema)})
+        })
+        .collect();
+    let arrays = array_sources(&spec);
+    let arrays_json: Vec<serde_json::Value> = arrays
+        .iter()
+        .map(|a| {
+            serde_json::json!({"name": a.name, "kind": a.kind, "map": a.map,
+                               "programs": a.programs, "struct": a.struct_name,
+                               "fields": fields_json(&a.schema)})
         })
         .collect();
     let programs: Vec<serde_json::Value> = spec
@@ -329,6 +340,7 @@ fn inspect(store: &Store, image: &str, output: &str) -> anyhow::Result<ExitCode>
         "description": spec.metadata.description,
         "params": params,
         "tracers": tracers,
+        "arrays": arrays_json,
         "programs": programs,
         "maps": spec.maps,
     });
@@ -377,6 +389,34 @@ fn inspect(store: &Store, image: &str, output: &str) -> anyhow::Result<ExitCode>
         }
         println!("{t}");
     }
+    for a in &arrays {
+        let source = match a.kind {
+            "map iterator" => format!("map {}", esc(&a.map)),
+            _ => format!("programs {}", esc(&a.programs.join(", "))),
+        };
+        println!(
+            "\n{} {} ({source}, struct {}; one array of rows per read):",
+            if a.kind == "map iterator" {
+                "Map iterator"
+            } else {
+                "BPF iterator"
+            },
+            esc(&a.name),
+            esc(&a.struct_name)
+        );
+        let mut t = print::table(&["FIELD", "SHOWN", "DESCRIPTION"]);
+        for f in &a.schema.fields {
+            print::row(
+                &mut t,
+                [
+                    f.name.clone(),
+                    (!f.hidden).to_string(),
+                    f.description.clone(),
+                ],
+            );
+        }
+        println!("{t}");
+    }
     println!("\nPrograms:");
     for p in &spec.programs {
         println!("  {} ({})", esc(&p.name), esc(&p.section));
@@ -386,6 +426,44 @@ fn inspect(store: &Store, image: &str, output: &str) -> anyhow::Result<ExitCode>
         println!("  {}", esc(m));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// An array data source (map or BPF iterator) as `ig image inspect` shows it.
+struct ArraySource {
+    name: String,
+    /// "map iterator" | "BPF iterator"
+    kind: &'static str,
+    /// A map iterator's map; empty for a BPF iterator.
+    map: String,
+    /// A BPF iterator's programs as `NAME (iter/KIND)`; empty for a map iterator.
+    programs: Vec<String>,
+    struct_name: String,
+    /// The fields as a run shows them (enriched ones included).
+    schema: ig::event::Schema,
+}
+
+fn array_sources(spec: &GadgetSpec) -> Vec<ArraySource> {
+    let maps = spec.map_iters.iter().map(|m| ArraySource {
+        name: m.name.clone(),
+        kind: "map iterator",
+        map: m.map.clone(),
+        programs: Vec::new(),
+        struct_name: m.layout.struct_name.clone(),
+        schema: ig::run::array_schema_for(&m.as_tracer(), false, &spec.metadata).0,
+    });
+    let iters = spec.iters.iter().map(|i| ArraySource {
+        name: i.name.clone(),
+        kind: "BPF iterator",
+        map: String::new(),
+        programs: i
+            .programs
+            .iter()
+            .map(|(p, k)| format!("{p} (iter/{})", k.as_str()))
+            .collect(),
+        struct_name: i.layout.struct_name.clone(),
+        schema: ig::run::array_schema_for(&i.as_tracer(), i.per_netns(), &spec.metadata).0,
+    });
+    maps.chain(iters).collect()
 }
 
 fn tag(store: &Store, source: &str, target: &str) -> anyhow::Result<ExitCode> {

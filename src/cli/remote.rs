@@ -14,8 +14,8 @@ use ig::output::OutputMode;
 
 use super::print;
 use super::run::{
-    gadget_command, output_and_fields, output_and_fields_of, param_values, scan_flag, ImageFlags,
-    ParamFlag,
+    array_options, gadget_command, output_and_fields, output_and_fields_of, param_values,
+    scan_flag, with_array_flags, ImageFlags, ParamFlag,
 };
 
 /// How a client reaches the daemon.
@@ -183,7 +183,11 @@ pub fn run(
             })
             .collect();
         let argv = std::iter::once("ig run".to_string()).chain(args.iter().cloned());
-        let m = match gadget_command(&params, info.flight_recorder)?.try_get_matches_from(argv) {
+        let mut command = gadget_command(&params, info.flight_recorder)?;
+        if info.array {
+            command = with_array_flags(command);
+        }
+        let m = match command.try_get_matches_from(argv) {
             Ok(m) => m,
             Err(e) => return Ok(super::run::clap_exit(e)),
         };
@@ -253,6 +257,7 @@ fn run_spec(
             .unwrap_or_default(),
         filters: super::run::filters_of(m),
         json_lines: false,
+        arrays: array_spec(m),
         timeout_ms: m.get_one::<u64>("timeout").map(|s| s * 1000).unwrap_or(0),
         max_events: m.get_one::<u64>("max-events").copied().unwrap_or(0),
         output: match output {
@@ -263,6 +268,21 @@ fn run_spec(
         }
         .into(),
     }
+}
+
+/// The array flags (`--map-fetch-interval`, …) as the spec carries them; none when the
+/// gadget has no arrays or none was given.
+fn array_spec(m: &ArgMatches) -> Option<proto::ArrayOptions> {
+    let a = array_options(m);
+    a.any_set().then(|| proto::ArrayOptions {
+        map_fetch_interval_ns: a
+            .fetch_interval
+            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+            .unwrap_or(0),
+        map_fetch_count: a.fetch_count,
+        sort: a.sort,
+        max_entries: a.max_entries.map(|n| n as u64),
+    })
 }
 
 async fn detach(

@@ -410,7 +410,7 @@ pub(crate) fn with_array_flags(cmd: Command) -> Command {
 
 /// [`ArrayOptions`](ig::run::array_opts::ArrayOptions) from `ig run`'s matches (empty when
 /// the command has no array flags).
-fn array_options(m: &ArgMatches) -> ig::run::array_opts::ArrayOptions {
+pub(crate) fn array_options(m: &ArgMatches) -> ig::run::array_opts::ArrayOptions {
     ig::run::array_opts::ArrayOptions {
         fetch_interval: m
             .try_get_one::<Duration>("map-fetch-interval")

@@ -10,7 +10,7 @@ use super::convert::datasource_from_proto;
 use super::proto::{self, gadget_manager_client::GadgetManagerClient, run_event::Kind};
 use super::DaemonError;
 use crate::operators::fields::FieldSelection;
-use crate::output::{make_sink, OutputMode, Sink};
+use crate::output::{make_sink, ArraySink, ArrayWriter, OutputMode, Sink};
 use crate::run::columns_for;
 
 pub type Client = GadgetManagerClient<Channel>;
@@ -184,11 +184,17 @@ fn line_count(lines: &[u8]) -> u64 {
     lines.iter().filter(|&&b| b == b'\n').count() as u64
 }
 
+/// Where one data source's data is written: a stream of events, or arrays.
+enum Output {
+    Events(Box<dyn Sink>),
+    Arrays(Box<dyn ArraySink>),
+}
+
 /// Prints a run's events as a local `ig run` does: stdout for data, stderr for the rest.
 pub struct Render {
     mode: OutputMode,
     fields: FieldSelection,
-    sinks: Vec<Option<Box<dyn Sink>>>,
+    sinks: Vec<Option<Output>>,
     text: Option<std::io::BufWriter<std::io::Stdout>>,
     /// Decoded into in place, event after event.
     event: crate::event::Event,
@@ -238,14 +244,44 @@ impl Render {
                 if self.sinks.len() <= id {
                     self.sinks.resize_with(id + 1, || None);
                 }
-                self.sinks[id] = Some(make_sink(self.mode, &schema, columns, out));
+                self.sinks[id] = Some(if ds.array {
+                    use std::io::IsTerminal;
+                    // Clearing is for a person watching: never into a pipe or a file.
+                    let clear = ds.clear_screen && std::io::stdout().is_terminal();
+                    Output::Arrays(Box::new(ArrayWriter::new(
+                        self.mode, &schema, columns, clear, out,
+                    )))
+                } else {
+                    Output::Events(make_sink(self.mode, &schema, columns, out))
+                });
+            }
+            Kind::Array(bytes) => {
+                let malformed =
+                    |e: String| DaemonError::Internal(format!("a malformed array: {e}"));
+                let ds = super::wire::batch_datasource(&bytes).map_err(malformed)?;
+                let Some(Some(Output::Arrays(sink))) = self.sinks.get_mut(ds as usize) else {
+                    return Err(DaemonError::Internal(format!(
+                        "an array of data source {ds} before its schema, or of one that is not an array"
+                    )));
+                };
+                let mut rows = Vec::new();
+                super::wire::decode_batch(&bytes, &mut self.event, |e| {
+                    rows.push(e.clone());
+                    true
+                })
+                .map_err(malformed)?;
+                match sink.array(&rows) {
+                    Ok(true) => self.events += rows.len() as u64,
+                    Ok(false) => return Ok(Flow::Done(None)),
+                    Err(e) => return self.output_error(e),
+                }
             }
             Kind::Events(bytes) => {
                 let malformed = |e: String| DaemonError::Internal(format!("a malformed event batch: {e}"));
                 let ds = super::wire::batch_datasource(&bytes).map_err(malformed)?;
-                let Some(Some(sink)) = self.sinks.get_mut(ds as usize) else {
+                let Some(Some(Output::Events(sink))) = self.sinks.get_mut(ds as usize) else {
                     return Err(DaemonError::Internal(format!(
-                        "events of data source {ds} before its schema"
+                        "events of data source {ds} before its schema, or of an array one"
                     )));
                 };
                 let (mut stop, mut failed, mut written) = (false, None, 0);
@@ -285,7 +321,7 @@ impl Render {
                 self.events += line_count(&lines);
             }
             Kind::Lost(l) => {
-                if let Some(Some(sink)) = self.sinks.get_mut(l.datasource as usize) {
+                if let Some(Some(Output::Events(sink))) = self.sinks.get_mut(l.datasource as usize) {
                     if let Err(e) = sink.lost(&l.map, l.count) {
                         return self.output_error(e);
                     }
@@ -305,6 +341,10 @@ impl Render {
                 m.count,
                 super::hub::CLIENT_BUFFER_EVENTS
             ),
+            Kind::History(h) if !h.live && self.arrays_only() => eprintln!(
+                "ig: the instance's most recent array ({} rows) comes first, then live ones",
+                h.events
+            ),
             Kind::History(h) if !h.live => eprintln!(
                 "ig: the instance's {} most recent events it kept come first, then live events",
                 h.events
@@ -317,6 +357,12 @@ impl Render {
         Ok(Flow::Continue)
     }
 
+    /// Whether every data source announced is an array one.
+    fn arrays_only(&self) -> bool {
+        let mut sinks = self.sinks.iter().flatten().peekable();
+        sinks.peek().is_some() && sinks.all(|s| matches!(s, Output::Arrays(_)))
+    }
+
     fn output_error(&mut self, e: std::io::Error) -> Result<Flow, DaemonError> {
         if e.kind() != std::io::ErrorKind::BrokenPipe {
             self.error = Some(e);
@@ -327,7 +373,11 @@ impl Render {
     /// Flushes every sink; an output error (other than a closed pipe) is returned.
     pub fn finish(&mut self) -> Result<(), std::io::Error> {
         for sink in self.sinks.iter_mut().flatten() {
-            if let Err(e) = sink.finish() {
+            let done = match sink {
+                Output::Events(s) => s.finish(),
+                Output::Arrays(s) => s.finish(),
+            };
+            if let Err(e) = done {
                 if e.kind() != std::io::ErrorKind::BrokenPipe {
                     self.error.get_or_insert(e);
                 }

@@ -23,6 +23,7 @@ pub fn datasource_to_proto(id: usize, schema: &Schema, order: &[usize]) -> proto
             })
             .collect(),
         order: order.iter().map(|&i| i as u32).collect(),
+        ..Default::default()
     }
 }
 
@@ -133,6 +134,7 @@ mod tests {
                 ..Default::default()
             }],
             order: vec![0, 7],
+            ..Default::default()
         };
         let (schema, order) = datasource_from_proto(&ds);
         assert_eq!(schema.fields.len(), 1);

@@ -48,11 +48,22 @@ pub struct Hub {
     json_lines: bool,
 }
 
+/// What a batch's bytes are, and so which `RunEvent` kind carries them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchForm {
+    /// An encoded `EventBatch` of streamed events (`RunEvent.events`).
+    Events,
+    /// Compact JSON lines (`RunEvent.json_lines`): events, or arrays one per line.
+    JsonLines,
+    /// One whole array as an encoded `EventBatch` (`RunEvent.array`).
+    Array,
+}
+
 #[derive(Default)]
 struct State {
     datasources: Vec<proto::RunEvent>,
-    /// Encoded batches with their event counts, oldest first.
-    history: VecDeque<(u64, Bytes)>,
+    /// Batches with their event counts, oldest first.
+    history: VecDeque<Kept>,
     history_events: u64,
     clients: Vec<Arc<Client>>,
     end: Option<proto::RunEvent>,
@@ -67,11 +78,11 @@ fn event(kind: Kind) -> proto::RunEvent {
     proto::RunEvent { kind: Some(kind) }
 }
 
-fn batch_event(json_lines: bool, bytes: Bytes) -> proto::RunEvent {
-    event(if json_lines {
-        Kind::JsonLines(bytes)
-    } else {
-        Kind::Events(bytes)
+fn batch_event(form: BatchForm, bytes: Bytes) -> proto::RunEvent {
+    event(match form {
+        BatchForm::Events => Kind::Events(bytes),
+        BatchForm::JsonLines => Kind::JsonLines(bytes),
+        BatchForm::Array => Kind::Array(bytes),
     })
 }
 
@@ -152,9 +163,9 @@ impl Hub {
                         events: st.history_events,
                         live: false,
                     }))));
-                for (_, bytes) in &st.history {
+                for kept in &st.history {
                     q.frames
-                        .push_back(Frame::Control(batch_event(self.json_lines, bytes.clone())));
+                        .push_back(Frame::Control(batch_event(kept.form, kept.bytes.clone())));
                 }
                 q.frames
                     .push_back(Frame::Control(event(Kind::History(proto::History {
@@ -172,7 +183,6 @@ impl Hub {
         }
         Subscription {
             client,
-            json_lines: self.json_lines,
             on_drop: None,
         }
     }
@@ -188,17 +198,59 @@ impl Hub {
 
     /// An encoded `EventBatch` of `count` events, or their JSON lines (see [`Hub::json_lines`]).
     pub(crate) fn batch(&self, count: u64, bytes: Bytes) {
+        let form = if self.json_lines {
+            BatchForm::JsonLines
+        } else {
+            BatchForm::Events
+        };
+        self.keep_and_send(form, count, bytes, None);
+    }
+
+    /// One whole array of data source `datasource` (`form`: `Array`, or `JsonLines` for a
+    /// JSON-lines hub). The history keeps only the data source's latest array: a client that
+    /// attaches sees the last read, then live ones.
+    pub(crate) fn array(&self, datasource: u32, form: BatchForm, count: u64, bytes: Bytes) {
+        self.keep_and_send(form, count, bytes, Some(datasource));
+    }
+
+    /// Keeps a batch in the history (the most recent batches up to its size, and always the
+    /// last one: an array larger than the history is still shown to a client that attaches)
+    /// and queues it for every client.
+    fn keep_and_send(&self, form: BatchForm, count: u64, bytes: Bytes, array_of: Option<u32>) {
         let mut st = lock(&self.state);
-        st.history.push_back((count, bytes.clone()));
+        if array_of.is_some() {
+            let before = st.history_events;
+            let mut dropped = 0;
+            st.history.retain(|k| {
+                let older = k.array_of == array_of;
+                if older {
+                    dropped += k.count;
+                }
+                !older
+            });
+            st.history_events = before - dropped;
+        }
+        st.history.push_back(Kept {
+            form,
+            count,
+            bytes: bytes.clone(),
+            array_of,
+        });
         st.history_events += count;
-        while st.history_events > self.history_max {
-            let Some((n, _)) = st.history.pop_front() else {
+        while st.history_events > self.history_max && st.history.len() > 1 {
+            let Some(k) = st.history.pop_front() else {
                 break;
             };
-            st.history_events -= n;
+            st.history_events -= k.count;
         }
         for c in live(&mut st) {
-            c.push_batch(count, bytes.clone(), self.client_buffer, &self.counters);
+            c.push_batch(
+                form,
+                count,
+                bytes.clone(),
+                self.client_buffer,
+                &self.counters,
+            );
         }
     }
 
@@ -219,8 +271,16 @@ impl Hub {
         let mut st = lock(&self.state);
         st.end = Some(ev.clone());
         for c in std::mem::take(&mut st.clients) {
-            c.push(Frame::Control(ev.clone()));
-            lock(&c.queue).ended = true;
+            let mut q = lock(&c.queue);
+            // What the client missed since it was last told comes before the end.
+            if q.missed > 0 {
+                let count = std::mem::take(&mut q.missed);
+                q.frames
+                    .push_back(Frame::Control(event(Kind::Missed(proto::Missed { count }))));
+            }
+            q.frames.push_back(Frame::Control(ev.clone()));
+            q.ended = true;
+            drop(q);
             c.notify.notify_one();
         }
         drop(st);
@@ -233,9 +293,18 @@ fn live(st: &mut State) -> &[Arc<Client>] {
     &st.clients
 }
 
+/// A batch the history keeps.
+struct Kept {
+    form: BatchForm,
+    count: u64,
+    bytes: Bytes,
+    /// The data source whose array it is; none for streamed events.
+    array_of: Option<u32>,
+}
+
 enum Frame {
     Control(proto::RunEvent),
-    Batch(u64, Bytes),
+    Batch(BatchForm, u64, Bytes),
 }
 
 #[derive(Default)]
@@ -260,9 +329,19 @@ impl Client {
         self.notify.notify_one();
     }
 
-    fn push_batch(&self, count: u64, bytes: Bytes, limit: u64, counters: &Counters) {
+    /// Queues a batch unless it would take the client past `limit` queued events; a client
+    /// with nothing queued takes any batch (an array larger than the limit is not always
+    /// missed).
+    fn push_batch(
+        &self,
+        form: BatchForm,
+        count: u64,
+        bytes: Bytes,
+        limit: u64,
+        counters: &Counters,
+    ) {
         let mut q = lock(&self.queue);
-        if q.queued_events + count > limit {
+        if q.queued_events > 0 && q.queued_events + count > limit {
             q.missed += count;
             counters
                 .missed_by_clients
@@ -275,7 +354,7 @@ impl Client {
                         count: missed,
                     }))));
             }
-            q.frames.push_back(Frame::Batch(count, bytes));
+            q.frames.push_back(Frame::Batch(form, count, bytes));
             q.queued_events += count;
         }
         drop(q);
@@ -287,7 +366,6 @@ impl Client {
 /// its `on_drop` (a client's own run stops with it).
 pub struct Subscription {
     client: Arc<Client>,
-    json_lines: bool,
     on_drop: Option<Box<dyn FnOnce() + Send + Sync>>,
 }
 
@@ -299,15 +377,14 @@ impl Subscription {
 
     /// The next event for this client; `None` once the run ended and everything was read.
     pub async fn next(&mut self) -> Option<proto::RunEvent> {
-        let json_lines = self.json_lines;
         loop {
             {
                 let mut q = lock(&self.client.queue);
                 match q.frames.pop_front() {
                     Some(Frame::Control(ev)) => return Some(ev),
-                    Some(Frame::Batch(n, bytes)) => {
+                    Some(Frame::Batch(form, n, bytes)) => {
                         q.queued_events -= n;
-                        return Some(batch_event(json_lines, bytes));
+                        return Some(batch_event(form, bytes));
                     }
                     None if q.missed > 0 => {
                         let count = std::mem::take(&mut q.missed);
@@ -406,6 +483,34 @@ mod tests {
         assert_eq!(kinds[5], Kind::Events(Bytes::from_static(b"new")));
         assert!(matches!(kinds[6], Kind::End(_)));
         assert_eq!(kinds.len(), 7);
+    }
+
+    #[tokio::test]
+    async fn arrays_are_whole_and_the_history_keeps_each_sources_last() {
+        // History of 5 events, clients queue 3: arrays of 10 rows still go whole.
+        let hub = Hub::new(5, 3);
+        let mut live = hub.subscribe(false);
+        hub.array(0, BatchForm::Array, 10, Bytes::from_static(b"a0"));
+        hub.array(1, BatchForm::Array, 1, Bytes::from_static(b"b0"));
+        hub.array(0, BatchForm::Array, 10, Bytes::from_static(b"a1"));
+        let mut late = hub.subscribe(true);
+        hub.end(None);
+        let mut got = Vec::new();
+        while let Some(ev) = live.next().await {
+            got.push(kind(&ev).clone());
+        }
+        // The first array fits an empty queue; the next two do not fit behind it.
+        assert_eq!(got[0], Kind::Array(Bytes::from_static(b"a0")));
+        assert!(matches!(got[1], Kind::Missed(proto::Missed { count: 11 })));
+        let mut kept = Vec::new();
+        while let Some(ev) = late.next().await {
+            if let Kind::Array(b) = kind(&ev) {
+                kept.push(b.clone());
+            }
+        }
+        // Source 0's older array is gone; source 1's is too (5 events at most, the last
+        // array always kept).
+        assert_eq!(kept, vec![Bytes::from_static(b"a1")]);
     }
 
     #[tokio::test]

@@ -150,6 +150,7 @@ fn check(
             })
             .collect(),
         flight_recorder: spec.recorder().is_some(),
+        array: spec.is_array_gadget(),
     };
     Ok((verified, info))
 }

@@ -1,5 +1,6 @@
 //! A daemon run's [`Outputs`]: events go to the run's [`Hub`] as encoded batches, and to the
-//! instance's JSON-lines file when it has one.
+//! instance's JSON-lines file when it has one. An array gadget's arrays go whole: one hub
+//! batch (`RunEvent.array`, or one JSON line) per array, one JSON line per array in the file.
 
 use std::io::Write;
 use std::sync::atomic::Ordering;
@@ -8,11 +9,11 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 
 use super::convert::datasource_to_proto;
-use super::hub::Hub;
+use super::hub::{BatchForm, Hub};
 use super::proto::{self, run_event::Kind};
 use super::wire::BatchEncoder;
 use crate::event::{Event, Schema};
-use crate::output::{JsonSink, JsonTree, Sink};
+use crate::output::{ArraySink, ArrayWriter, JsonSink, JsonTree, OutputMode, Sink};
 use crate::run::{Outputs, RunConfig, RunError};
 
 /// Events per encoded batch at most; a batch is also sent at every flush of the run loop.
@@ -57,6 +58,35 @@ impl Outputs for HubOutputs {
             datasource: datasource as u32,
             batch,
             file,
+        }))
+    }
+
+    fn array_sink<'a>(
+        &'a self,
+        datasource: usize,
+        schema: &Schema,
+        order: Vec<usize>,
+        _config: &RunConfig,
+        clear_screen: bool,
+    ) -> Result<Box<dyn ArraySink + 'a>, RunError> {
+        let mut ds = datasource_to_proto(datasource, schema, &order);
+        ds.array = true;
+        ds.clear_screen = clear_screen;
+        self.hub.datasource(ds);
+        // Compact JSON, one array per line: what a local `-o json` run prints.
+        let form = if self.hub.json_lines() {
+            ArrayForm::Lines(json_arrays(schema, &order, Vec::new()))
+        } else {
+            ArrayForm::Encoded(BatchEncoder::new(datasource as u32))
+        };
+        Ok(Box::new(HubArraySink {
+            outputs: self,
+            datasource: datasource as u32,
+            form,
+            file: self
+                .file
+                .as_ref()
+                .map(|f| json_arrays(schema, &order, FileWriter(f.clone()))),
         }))
     }
 
@@ -179,6 +209,73 @@ impl Sink for HubSink<'_> {
 
     fn finish(&mut self) -> std::io::Result<()> {
         self.send();
+        Ok(())
+    }
+}
+
+fn json_arrays<W: Write>(schema: &Schema, order: &[usize], out: W) -> ArrayWriter<W> {
+    ArrayWriter::new(OutputMode::Json, schema, order.to_vec(), false, out)
+}
+
+/// An array data source's sink: each array is one hub batch.
+struct HubArraySink<'a> {
+    outputs: &'a HubOutputs,
+    datasource: u32,
+    form: ArrayForm,
+    file: Option<ArrayWriter<FileWriter>>,
+}
+
+enum ArrayForm {
+    Encoded(BatchEncoder),
+    Lines(ArrayWriter<Vec<u8>>),
+}
+
+/// The most bytes one array may take on the wire: clients refuse messages past 64 MiB (see
+/// `client::connect`), and an array is never split (a slow client misses whole arrays).
+const MAX_ARRAY_BYTES: usize = 60 << 20;
+
+impl ArraySink for HubArraySink<'_> {
+    fn array(&mut self, rows: &[Event]) -> std::io::Result<bool> {
+        let hub = &self.outputs.hub;
+        let (form, bytes) = match &mut self.form {
+            ArrayForm::Encoded(enc) => {
+                for r in rows {
+                    enc.push(r);
+                }
+                (BatchForm::Array, enc.take_all().1)
+            }
+            ArrayForm::Lines(w) => {
+                w.array(rows)?;
+                let line = Bytes::copy_from_slice(w.writer());
+                w.writer().clear();
+                (BatchForm::JsonLines, line)
+            }
+        };
+        if bytes.len() > MAX_ARRAY_BYTES {
+            return Err(std::io::Error::other(format!(
+                "an array of {} rows takes {} MiB, more than the {} MiB a client takes in one message: cut it with --max-entries or --filter",
+                rows.len(),
+                bytes.len() >> 20,
+                MAX_ARRAY_BYTES >> 20
+            )));
+        }
+        hub.counters
+            .events
+            .fetch_add(rows.len() as u64, Ordering::Relaxed);
+        hub.array(self.datasource, form, rows.len() as u64, bytes);
+        if let Some(Err(e)) = self.file.as_mut().map(|f| f.array(rows)) {
+            self.outputs.notice(&format!(
+                "warning: output file: {e}; no more arrays are written to it"
+            ));
+            self.file = None;
+        }
+        Ok(true)
+    }
+
+    fn finish(&mut self) -> std::io::Result<()> {
+        if let Some(f) = self.file.as_mut() {
+            let _ = f.finish();
+        }
         Ok(())
     }
 }

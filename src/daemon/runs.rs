@@ -13,6 +13,7 @@ use crate::containers::ContainerCollection;
 use crate::oci::Store;
 use crate::operators::fields::FieldSelection;
 use crate::output::OutputMode;
+use crate::run::array_opts::ArrayOptions;
 use crate::run::{ConnectContainers, RunConfig, RunError};
 
 /// A run's thread and the flag that stops it.
@@ -53,7 +54,30 @@ pub fn run_config(spec: &proto::RunSpec, resolved: &Resolved) -> Result<RunConfi
         expected_digest: resolved.verified.clone(),
         syscall_filters: spec.syscall_filters.clone(),
         filters: spec.filters.clone(),
-        arrays: Default::default(),
+        arrays: array_options(spec.arrays.as_ref().cloned().unwrap_or_default())?,
+    })
+}
+
+/// The longest `--map-fetch-interval` (what the client's parser takes, too).
+const MAX_FETCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(86_400 * 365);
+
+/// `RunSpec.arrays` as the run takes them (0 ns: the kind's default interval). Errors: an
+/// interval over a year.
+fn array_options(a: proto::ArrayOptions) -> Result<ArrayOptions, DaemonError> {
+    let interval = std::time::Duration::from_nanos(a.map_fetch_interval_ns);
+    if interval > MAX_FETCH_INTERVAL {
+        return Err(DaemonError::Invalid(format!(
+            "map_fetch_interval_ns {}: at most a year",
+            a.map_fetch_interval_ns
+        )));
+    }
+    Ok(ArrayOptions {
+        fetch_interval: (!interval.is_zero()).then_some(interval),
+        fetch_count: a.map_fetch_count,
+        sort: a.sort,
+        max_entries: a
+            .max_entries
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
     })
 }
 
@@ -118,5 +142,37 @@ impl RunHandle {
         if let Some(t) = thread {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn array_options_from_the_wire() {
+        let a = array_options(proto::ArrayOptions {
+            map_fetch_interval_ns: 250_000_000,
+            map_fetch_count: Some(0),
+            sort: vec!["-pid".into()],
+            max_entries: Some(u64::MAX),
+        })
+        .unwrap();
+        assert_eq!(
+            a.fetch_interval,
+            Some(std::time::Duration::from_millis(250))
+        );
+        assert_eq!(a.fetch_count, Some(0));
+        assert_eq!(a.max_entries, Some(usize::MAX));
+        // Nothing set: the gadget kind's defaults.
+        let none = array_options(proto::ArrayOptions::default()).unwrap();
+        assert!(!none.any_set());
+        // An interval the run loop could not add to a clock is refused.
+        let err = array_options(proto::ArrayOptions {
+            map_fetch_interval_ns: u64::MAX,
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("at most a year"), "{err}");
     }
 }

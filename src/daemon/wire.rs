@@ -68,10 +68,16 @@ impl BatchEncoder {
         if self.count == 0 {
             return None;
         }
+        Some(self.take_all())
+    }
+
+    /// The encoded batch and its event count, empty or not (an array's rows: an empty array
+    /// is a batch of no events), and a fresh batch started.
+    pub fn take_all(&mut self) -> (u64, Bytes) {
         let count = self.count;
         let bytes = Bytes::copy_from_slice(&self.buf);
         self.start();
-        Some((count, bytes))
+        (count, bytes)
     }
 }
 

@@ -46,6 +46,16 @@ impl IterKind {
         }
     }
 
+    /// What follows `iter/` in its section name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IterKind::Task => "task",
+            IterKind::TaskFile => "task_file",
+            IterKind::Tcp => "tcp",
+            IterKind::Udp => "udp",
+        }
+    }
+
     /// Whether the kernel iterates over the reader's network namespace only.
     pub fn per_netns(self) -> bool {
         matches!(self, IterKind::Tcp | IterKind::Udp)
@@ -75,6 +85,11 @@ impl MapIter {
 }
 
 impl Iter {
+    /// Whether any of its programs lists one network namespace's sockets per read.
+    pub fn per_netns(&self) -> bool {
+        self.programs.iter().any(|(_, k)| k.per_netns())
+    }
+
     pub fn as_tracer(&self) -> Tracer {
         Tracer {
             name: self.name.clone(),

@@ -47,6 +47,11 @@ impl<W: Write> ArrayWriter<W> {
             out,
         }
     }
+
+    /// The writer the arrays go to (a daemon takes each array's bytes from a `Vec`).
+    pub fn writer(&mut self) -> &mut W {
+        &mut self.out
+    }
 }
 
 impl<W: Write> ArraySink for ArrayWriter<W> {

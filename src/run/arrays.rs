@@ -15,7 +15,9 @@ use super::array_opts::Sorter;
 use super::pipeline::{build_schema, Enrichers};
 use super::runner::{encode_params, host_mntns, ConnectContainers, Containers};
 use super::{Outputs, RunConfig, RunError};
-use crate::containers::{ContainerCollection, MntnsKey};
+use std::sync::Arc;
+
+use crate::containers::{Container, ContainerCollection, MntnsKey};
 use crate::event::{Event, Value};
 use crate::gadget::decode::Decoder;
 use crate::gadget::iters::{Iter, MapIter};
@@ -23,6 +25,7 @@ use crate::gadget::loader::{LoadSettings, LoadedGadget};
 use crate::gadget::spec::{Semantic, Tracer};
 use crate::gadget::{GadgetError, GadgetSpec};
 use crate::oci::image::GadgetImage;
+use crate::operators::containers::ContainerFields;
 use crate::operators::fields::display_order;
 use crate::operators::filter::Filter;
 use crate::output::ArraySink;
@@ -45,6 +48,36 @@ impl Source<'_> {
             Source::Iter(i) => i.as_tracer(),
         }
     }
+
+    fn per_netns(&self) -> bool {
+        matches!(self, Source::Iter(i) if i.per_netns())
+    }
+}
+
+/// The schema of an array data source: [`build_schema`]'s, and for a socket iterator
+/// (`per_netns`: `iter/tcp`, `iter/udp`) the container fields too, filled from the network
+/// namespace its rows were read in (such rows carry no mount namespace).
+pub fn array_schema(
+    tracer: &Tracer,
+    per_netns: bool,
+    metadata: &crate::gadget::Metadata,
+) -> (crate::event::Schema, Enrichers, Vec<String>) {
+    let (mut schema, mut enrichers, order) = build_schema(tracer, metadata);
+    if per_netns && enrichers.containers.is_none() {
+        enrichers.containers = Some(ContainerFields::add(&mut schema));
+    }
+    (schema, enrichers, order)
+}
+
+/// Where a row was read: what a socket iterator's rows are enriched with.
+#[derive(Clone)]
+enum Origin {
+    /// Not a per-namespace read (the row says where it belongs, e.g. by its mntns).
+    Any,
+    /// ig's own (the host's) network namespace.
+    Host,
+    /// A container's network namespace (the first container selected of those sharing it).
+    Container(Arc<Container>),
 }
 
 /// One data source's stages.
@@ -126,7 +159,8 @@ pub(super) fn run(
     let mut stages = Vec::new();
     for source in sources {
         let tracer = source.tracer();
-        let (schema, enrichers, yaml_order) = build_schema(&tracer, &spec.metadata);
+        let (schema, enrichers, yaml_order) =
+            array_schema(&tracer, source.per_netns(), &spec.metadata);
         let filter = Filter::compile(&config.filters, &schema)
             .map_err(|e| RunError::Config(e.to_string()))?;
         let sorter = Sorter::compile(&config.arrays.sort, &schema).map_err(RunError::Config)?;
@@ -196,7 +230,7 @@ pub(super) fn run(
                 Source::Iter(it) => read_iter(&loaded, it, config, collection.as_deref())?,
             };
             let mut rows = Vec::with_capacity(records.len());
-            for record in &records {
+            for (record, origin) in &records {
                 let mut event = Event {
                     values: Vec::with_capacity(p.decoder.layout().fields.len() + 16),
                 };
@@ -218,6 +252,12 @@ pub(super) fn run(
                             Some(c) => fields.fill(&mut event, c),
                             None => fields.clear(&mut event),
                         }
+                    }
+                } else if let Some(fields) = &p.enrichers.containers {
+                    match origin {
+                        Origin::Container(c) => fields.fill(&mut event, c),
+                        Origin::Host => fields.clear(&mut event),
+                        Origin::Any => {}
                     }
                 }
                 p.enrichers.basic.process(&mut event);
@@ -259,7 +299,7 @@ pub(super) fn run(
 /// Reads and deletes every entry of a map iterator's hash map: rows of `key ‖ value`. Keys
 /// are listed first, then each is taken with lookup-and-delete (an entry the program adds
 /// meanwhile is read next time; one deleted meanwhile is skipped).
-fn read_map(loaded: &LoadedGadget, m: &MapIter) -> Result<Vec<Vec<u8>>, RunError> {
+fn read_map(loaded: &LoadedGadget, m: &MapIter) -> Result<Vec<(Vec<u8>, Origin)>, RunError> {
     let map = loaded.map(&m.map)?;
     let err = |reason: String| {
         RunError::Gadget(GadgetError::Map {
@@ -283,7 +323,7 @@ fn read_map(loaded: &LoadedGadget, m: &MapIter) -> Result<Vec<Vec<u8>>, RunError
             Ok(Some(value)) => {
                 let mut row = key;
                 row.extend_from_slice(&value);
-                rows.push(row);
+                rows.push((row, Origin::Any));
             }
             Ok(None) => {}
             Err(e) => return Err(err(format!("reading an entry: {e}"))),
@@ -295,13 +335,14 @@ fn read_map(loaded: &LoadedGadget, m: &MapIter) -> Result<Vec<Vec<u8>>, RunError
 /// Runs every program of a BPF iterator once and splits the output into records. The
 /// socket kinds run once per network namespace (see [`read_in_netns`]): ig's own (the
 /// host's) with `--host`, and each selected container's (all of them without `-c`), a
-/// namespace shared by several containers once.
+/// namespace shared by several containers once. Each row comes with the namespace it was
+/// read in ([`Origin`]).
 fn read_iter(
     loaded: &LoadedGadget,
     it: &Iter,
     config: &RunConfig,
     collection: Option<&ContainerCollection>,
-) -> Result<Vec<Vec<u8>>, RunError> {
+) -> Result<Vec<(Vec<u8>, Origin)>, RunError> {
     let size = it.layout.size as usize;
     let mut rows = Vec::new();
     for (prog, kind) in &it.programs {
@@ -315,7 +356,7 @@ fn read_iter(
         if kind.per_netns() {
             let mut seen = vec![netns_of("self")];
             if config.host {
-                outputs.push(read_link(link_fd, prog)?);
+                outputs.push((read_link(link_fd, prog)?, Origin::Host));
             }
             let selected = |c: &crate::containers::Container| {
                 config.containers.is_empty() || config.containers.contains(&c.name)
@@ -330,7 +371,7 @@ fn read_iter(
                 }
                 seen.push(ns);
                 match read_in_netns(link_fd, c.pid) {
-                    Ok(bytes) => outputs.push(bytes),
+                    Ok(bytes) => outputs.push((bytes, Origin::Container(c.clone()))),
                     // The container exited meanwhile: it has no sockets to list.
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => {
@@ -342,9 +383,9 @@ fn read_iter(
                 }
             }
         } else {
-            outputs.push(read_link(link_fd, prog)?);
+            outputs.push((read_link(link_fd, prog)?, Origin::Any));
         }
-        for bytes in outputs {
+        for (bytes, origin) in outputs {
             if bytes.len() % size != 0 {
                 return Err(RunError::Gadget(GadgetError::Program(format!(
                     "iterator `{prog}` wrote {} bytes, not a multiple of struct `{}` ({size} bytes)",
@@ -352,7 +393,11 @@ fn read_iter(
                     it.layout.struct_name
                 ))));
             }
-            rows.extend(bytes.chunks_exact(size).map(<[u8]>::to_vec));
+            rows.extend(
+                bytes
+                    .chunks_exact(size)
+                    .map(|r| (r.to_vec(), origin.clone())),
+            );
         }
     }
     Ok(rows)

@@ -12,6 +12,7 @@ pub mod selection;
 pub mod traceloop;
 mod verify;
 
+pub use arrays::array_schema as array_schema_for;
 pub use config::RunConfig;
 pub use error::RunError;
 pub use outputs::{columns_for, Outputs, Terminal};

@@ -24,17 +24,12 @@ pub trait Outputs: Sync {
     /// asks for the screen to be cleared before each table.
     fn array_sink<'a>(
         &'a self,
-        _datasource: usize,
-        _schema: &Schema,
-        _order: Vec<usize>,
+        datasource: usize,
+        schema: &Schema,
+        order: Vec<usize>,
         config: &RunConfig,
-        _clear_screen: bool,
-    ) -> Result<Box<dyn ArraySink + 'a>, RunError> {
-        Err(RunError::Unsupported {
-            gadget: config.image.to_string(),
-            reason: "map and BPF iterator gadgets (arrays of rows) are not supported with --remote yet; run it locally".into(),
-        })
-    }
+        clear_screen: bool,
+    ) -> Result<Box<dyn ArraySink + 'a>, RunError>;
 
     /// Where a flight recorder writes its history when the run stops.
     fn text<'a>(&'a self) -> Box<dyn Write + 'a>;
