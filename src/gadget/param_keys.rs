@@ -18,6 +18,7 @@ pub const RESERVED_KEYS: &[&str] = &[
     "runtimes",
     "docker-socketpath",
     "containerd-socketpath",
+    "podman-socketpath",
     "remote",
     "tls-cert",
     "tls-key",
