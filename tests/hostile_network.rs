@@ -354,6 +354,144 @@ fn an_empty_bearer_realm_is_an_invalid_challenge_of_the_registry() {
     assert!(!stderr_of(&out).contains("relative URL without a base"));
 }
 
+/// Reads one request head; returns its request line (`GET /v2/ HTTP/1.1`), empty at the end
+/// of the connection.
+fn request_line(r: &mut BufReader<TcpStream>) -> String {
+    let mut first = String::new();
+    if r.read_line(&mut first).unwrap_or(0) == 0 {
+        return String::new();
+    }
+    let mut line = String::new();
+    while r.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+        if line == "\r\n" || line == "\n" {
+            break;
+        }
+        line.clear();
+    }
+    first
+}
+
+/// A registry without authentication (`/v2/` answers 200) whose manifest answers are `head`
+/// followed by JSON-looking bytes sent as fast as the client takes them, without end (for at
+/// most 60 s).
+fn endless_manifest_answer(conn: TcpStream, head: &str) {
+    let mut r = BufReader::new(conn.try_clone().expect("clone"));
+    let mut conn = conn;
+    loop {
+        let line = request_line(&mut r);
+        if line.is_empty() {
+            return;
+        }
+        if line.starts_with("GET /v2/ ") {
+            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+            continue;
+        }
+        if conn.write_all(head.as_bytes()).is_err() || conn.write_all(b"{\"a\":\"").is_err() {
+            return;
+        }
+        let chunk = vec![b'a'; 64 << 10];
+        let until = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < until && conn.write_all(&chunk).is_ok() {}
+        return;
+    }
+}
+
+fn endless_manifest(conn: TcpStream) {
+    endless_manifest_answer(
+        conn,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nConnection: close\r\n\r\n",
+    )
+}
+
+/// Declares 64 MiB, then sends them.
+fn declared_64_mib_manifest(conn: TcpStream) {
+    endless_manifest_answer(
+        conn,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: 67108864\r\n\r\n",
+    )
+}
+
+fn endless_error_answer(conn: TcpStream) {
+    endless_manifest_answer(
+        conn,
+        "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n",
+    )
+}
+
+/// `ig image pull` from `host` (plain HTTP), measured.
+fn pull_measured(d: &Dist, host: &str) -> Measured {
+    let mut cmd = d.cmd(&[
+        "image",
+        "pull",
+        &format!("{host}/x:y"),
+        "--insecure-registries",
+        host,
+    ]);
+    cmd.env("IG_REGISTRY_CONNECT_TIMEOUT", "5")
+        .env("IG_REGISTRY_READ_TIMEOUT", "5")
+        .env("IG_REGISTRY_TIMEOUT", "60");
+    measured_cmd(cmd, None)
+}
+
+#[test]
+fn an_endless_manifest_is_refused_at_the_limit_with_bounded_memory() {
+    let d = Dist::new();
+    for (server, name) in [
+        (endless_manifest as fn(TcpStream), "endless"),
+        (declared_64_mib_manifest, "64 MiB declared"),
+    ] {
+        let host = tcp_server(server);
+        let m = pull_measured(&d, &host);
+        eprintln!(
+            "{name} manifest: {:?}, peak RSS {} MiB",
+            m.took,
+            m.max_rss_kib / 1024
+        );
+        assert_eq!(m.code, Some(1), "{name}: {}", m.stderr);
+        let expected = format!(
+            "registry {host}: manifest {host}/x:y: the answer is larger than the manifest limit of 4194304 bytes; refusing it"
+        );
+        assert!(m.stderr.contains(&expected), "{name}: {}", m.stderr);
+        assert!(!m.stderr.contains("panicked"), "{}", m.stderr);
+        // The overall deadline is 60 s: the refusal comes from the limit, not from it.
+        assert!(
+            m.took < Duration::from_secs(15),
+            "{name}: took {:?}",
+            m.took
+        );
+        assert!(
+            m.max_rss_kib < 200 * 1024,
+            "{name}: peak RSS {} KiB",
+            m.max_rss_kib
+        );
+        assert!(!d.ok(&["image", "list"]).contains(&host), "{name}: stored");
+    }
+}
+
+#[test]
+fn an_endless_error_answer_is_cut_and_the_status_reported() {
+    let host = tcp_server(endless_error_answer);
+    let d = Dist::new();
+    let m = pull_measured(&d, &host);
+    eprintln!(
+        "endless 404 answer: {:?}, peak RSS {} MiB",
+        m.took,
+        m.max_rss_kib / 1024
+    );
+    assert_eq!(m.code, Some(1), "{}", m.stderr);
+    assert!(
+        m.stderr.contains(&format!(
+            "registry {host}: manifest {host}/x:y not found (404)"
+        )),
+        "{}",
+        m.stderr
+    );
+    // Only the first 64 KiB are read: the (unreadable) text is not printed.
+    assert!(!m.stderr.contains("aaaaaaaa"), "{}", m.stderr);
+    assert!(m.took < Duration::from_secs(15), "took {:?}", m.took);
+    assert!(m.max_rss_kib < 200 * 1024, "peak RSS {} KiB", m.max_rss_kib);
+}
+
 // ---- Container runtime sockets -------------------------------------------------------------
 
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -473,9 +611,13 @@ struct Measured {
 /// Runs `ig args`; sends SIGINT after `interrupt` if given; kills it after 60 s (so a hang
 /// fails the test instead of stalling it). Peak RSS from wait4's rusage.
 fn measured(ig: &common::Ig, args: &[&str], interrupt: Option<Duration>) -> Measured {
+    measured_cmd(ig.cmd(args), interrupt)
+}
+
+/// [`measured`] for a prepared command.
+fn measured_cmd(mut cmd: std::process::Command, interrupt: Option<Duration>) -> Measured {
     let start = Instant::now();
-    let mut child = ig
-        .cmd(args)
+    let mut child = cmd
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

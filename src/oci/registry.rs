@@ -17,8 +17,27 @@
 //!   anonymously): [`Registry::authenticate`] calls `Client::auth` once first, whose errors it
 //!   reports (an invalid realm, a refused password), and checks the token fits a header (the
 //!   crate would panic on one that does not).
-//! * it reads manifests, error answers and token answers whole, without a limit: a manifest
-//!   over [`MAX_MANIFEST`] is refused after it arrived, and the overall deadline bounds the rest.
+//! * it reads manifests, error answers and token answers whole (`Response::bytes`/`text`),
+//!   without a limit, and builds its reqwest client itself (no layer of ours can cut a body).
+//!   What is done about it, request by request:
+//!   - manifests and indexes (`GET /v2/<name>/manifests/<ref>`, pulls and `ig login`'s probe)
+//!     are requested by our own code ([`Registry::get_manifest`], the one request we make
+//!     ourselves): the body is read as a stream and refused past [`MAX_MANIFEST`], an error
+//!     answer is read up to [`MAX_ERROR_BODY`]. It uses the crate's Bearer token
+//!     (`Client::auth`) or the Basic credentials, the same deadlines and TLS settings.
+//!   - token answers stay unbounded: the token request (`GET <realm>?scope=…&service=…`, its
+//!     200 answer and its error answer, both `Response::text`) is made inside the crate, by
+//!     `Client::auth` (which [`Registry::authenticate`] calls) and again by the crate on its own
+//!     before any blob or upload request once its cached token expired. Bounding it means
+//!     answering challenges ourselves and handing the crate fixed tokens
+//!     (`RegistryAuth::Bearer`), which its cache then renews with the stale token: not done.
+//!   - error answers of the requests only the crate makes stay unbounded: a blob `GET` (pull,
+//!     and [`Registry::has_blob`]'s range request) answered with anything but 200/206 (read
+//!     whole into the error's message; a 200/206 body is streamed and bounded by us), and the
+//!     upload requests (`POST`/`PATCH`/`PUT` of a blob upload, `PUT` of a manifest) answered
+//!     with an unexpected status. `GET /v2/` of the challenge is never read past its head.
+//!   - for those, only the overall deadline ([`Deadlines::overall_for`], 300 s by default)
+//!     bounds what a hostile registry can make ig hold.
 //! * it has no blob existence check (`HEAD`): [`Registry::has_blob`] asks for a blob's first
 //!   byte instead.
 //! * a chunk of an upload (4 MiB) is one request under reqwest's read timer, so a chunk has
@@ -37,6 +56,7 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
 
 use futures_util::{FutureExt, StreamExt};
 use oci_client::client::{ClientConfig, ClientProtocol};
@@ -97,8 +117,23 @@ pub struct Registry {
     creds: Option<Credentials>,
     insecure: bool,
     deadlines: Deadlines,
-    authenticated: tokio::sync::OnceCell<()>,
+    /// Our own client for the one request we make ourselves (manifests, [`Registry::get_manifest`]),
+    /// built with the same settings as the crate's.
+    http: reqwest::Client,
+    /// `scheme://host` the crate's manifest URLs start with (`docker.io` resolved as it does).
+    endpoint: String,
+    /// When the challenge was last answered, and the Bearer token it gave (`None`: Basic or no
+    /// authentication); renewed after [`TOKEN_REUSE`].
+    token: tokio::sync::Mutex<Option<(Instant, Option<String>)>>,
 }
+
+/// How long a Bearer token is reused by our manifest requests. The token specification lets a
+/// token live 60 s when its answer gives no `expires_in`, and says none should be issued for
+/// less (<https://distribution.github.io/distribution/spec/auth/token/>).
+const TOKEN_REUSE: Duration = Duration::from_secs(50);
+
+/// Largest error answer kept from a manifest request (the rest is not read).
+pub const MAX_ERROR_BODY: usize = 64 << 10;
 
 /// A manifest or index as the registry returned it.
 pub struct RawManifest {
@@ -145,11 +180,72 @@ fn envelope_detail(envelope: &OciEnvelope) -> String {
     }
 }
 
+/// Up to `limit` bytes of an answer's body; the rest is not read (the connection is dropped).
+/// A failure while reading ends the body where it failed: it is only the detail of an error.
+async fn read_bounded(response: &mut reqwest::Response, limit: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = limit - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= limit {
+            break;
+        }
+    }
+    body
+}
+
+/// The crate's error for a non-200 answer, as its own manifest request makes it (0.15's
+/// `validate_registry_response`), so that [`Registry::error`] maps both alike.
+fn answer_error(status: StatusCode, body: &[u8], url: &str) -> OciDistributionError {
+    let url = url.to_string();
+    if status == StatusCode::UNAUTHORIZED {
+        return OciDistributionError::UnauthorizedError { url };
+    }
+    if status.is_success() {
+        return OciDistributionError::SpecViolationError(format!(
+            "expected HTTP status 200, got {status}"
+        ));
+    }
+    match serde_json::from_slice::<OciEnvelope>(body) {
+        Ok(envelope) if status.is_client_error() => {
+            OciDistributionError::RegistryError { envelope, url }
+        }
+        _ => OciDistributionError::ServerError {
+            code: status.as_u16(),
+            url,
+            message: String::from_utf8_lossy(body).into_owned(),
+        },
+    }
+}
+
 impl Registry {
-    pub fn connect(
+    /// Connects to `reference`'s repository with the credentials found for its registry. The
+    /// lookup may run a Docker credential helper (up to 30 s): it runs on tokio's blocking
+    /// pool, not on a worker of the runtime.
+    pub async fn connect(
         reference: &Reference,
         access: Access,
         opts: &RegistryOptions,
+    ) -> Result<Self, DistError> {
+        let files = opts.credentials.clone();
+        let registry = reference.registry.clone();
+        let creds = tokio::task::spawn_blocking(move || files.lookup(&registry))
+            .await
+            .map_err(|e| DistError::Credentials {
+                path: opts.credentials.files.first().cloned().unwrap_or_default(),
+                reason: format!(
+                    "the credential lookup for {} failed: {e}",
+                    reference.registry
+                ),
+            })??;
+        Registry::with_credentials(reference, access, opts, creds)
+    }
+
+    fn with_credentials(
+        reference: &Reference,
+        access: Access,
+        opts: &RegistryOptions,
+        creds: Option<Credentials>,
     ) -> Result<Self, DistError> {
         let registry = reference.registry.clone();
         let insecure = opts.is_insecure(&registry);
@@ -157,6 +253,8 @@ impl Registry {
             Some(d) => d,
             None => Deadlines::from_env()?,
         };
+        let user_agent = concat!("ig/", env!("CARGO_PKG_VERSION"));
+        let read_timeout = deadlines.connect.saturating_add(deadlines.read);
         let config = ClientConfig {
             protocol: if insecure {
                 ClientProtocol::Http
@@ -164,15 +262,34 @@ impl Registry {
                 ClientProtocol::Https
             },
             connect_timeout: Some(deadlines.connect),
-            read_timeout: Some(deadlines.connect.saturating_add(deadlines.read)),
-            user_agent: concat!("ig/", env!("CARGO_PKG_VERSION")),
+            read_timeout: Some(read_timeout),
+            user_agent,
             ..ClientConfig::default()
         };
-        let client = Client::try_from(config).map_err(|e| DistError::Network {
+        let client_error = |detail: String| DistError::Network {
             registry: registry.clone(),
-            detail: e.to_string(),
+            detail,
             hint: String::new(),
-        })?;
+        };
+        let client = Client::try_from(config).map_err(|e| client_error(e.to_string()))?;
+        // The settings oci-client gives its reqwest client from the config above (0.15's
+        // `TryFrom<ClientConfig>`): no extra roots, certificates checked, no proxy of its own.
+        let http = reqwest::Client::builder()
+            .connect_timeout(deadlines.connect)
+            .read_timeout(read_timeout)
+            .user_agent(user_agent)
+            .build()
+            .map_err(|e| client_error(e.to_string()))?;
+        let resolved = oci_client::Reference::with_tag(
+            registry.clone(),
+            reference.repository.clone(),
+            "latest".into(),
+        );
+        let endpoint = format!(
+            "{}://{}",
+            if insecure { "http" } else { "https" },
+            resolved.resolve_registry()
+        );
         Ok(Registry {
             client,
             repository: reference.repository.clone(),
@@ -180,15 +297,17 @@ impl Registry {
                 Access::Pull => RegistryOperation::Pull,
                 Access::Push => RegistryOperation::Push,
             },
-            creds: opts.credentials.lookup(&registry)?,
+            creds,
             registry,
             insecure,
             deadlines,
-            authenticated: tokio::sync::OnceCell::new(),
+            http,
+            endpoint,
+            token: tokio::sync::Mutex::new(None),
         })
     }
 
-    /// Only checks that the registry accepts these credentials (`ig login`).
+    /// Only checks that the registry accepts these credentials (`ig login`); no lookup.
     pub fn for_login(
         registry: &str,
         creds: Credentials,
@@ -200,9 +319,7 @@ impl Registry {
             tag: "latest".into(),
             digest: None,
         };
-        let mut r = Registry::connect(&reference, Access::Pull, opts)?;
-        r.creds = Some(creds);
-        Ok(r)
+        Registry::with_credentials(&reference, Access::Pull, opts, Some(creds))
     }
 
     pub fn registry(&self) -> &str {
@@ -259,37 +376,40 @@ impl Registry {
         }
     }
 
-    /// Answers the registry's challenge once (`GET /v2/`, then the token realm), so that a
-    /// failure is reported rather than swallowed by the crate.
-    async fn authenticate(&self, what: &str) -> Result<(), DistError> {
-        self.authenticated
-            .get_or_try_init(|| async {
-                let reference = self.reference("latest");
-                let auth = self.auth();
-                let token = self
-                    .guarded(what, 0, async {
-                        self.client
-                            .auth(&reference, &auth, self.operation)
-                            .await
-                            .map_err(|e| self.auth_error(e, what))
-                    })
-                    .await?;
-                if let Some(token) = token {
-                    // The crate sets it as a header with `unwrap`: refuse it here instead.
-                    if HeaderValue::from_str(&format!("Bearer {token}")).is_err() {
-                        return Err(DistError::Protocol {
-                            registry: self.registry.clone(),
-                            what: what.to_string(),
-                            reason:
-                                "the token realm sent a token that is not a valid HTTP header value"
-                                    .into(),
-                        });
-                    }
-                }
-                Ok(())
+    /// Answers the registry's challenge (`GET /v2/`, then the token realm) through the crate's
+    /// `Client::auth`, so that a failure is reported rather than swallowed by the crate; returns
+    /// the Bearer token (`None`: Basic or no authentication). The answer is reused for
+    /// [`TOKEN_REUSE`], then asked again (the crate renews its own copy by itself).
+    async fn authenticate(&self, what: &str) -> Result<Option<String>, DistError> {
+        let mut cached = self.token.lock().await;
+        if let Some((at, token)) = cached.as_ref() {
+            if at.elapsed() < TOKEN_REUSE {
+                return Ok(token.clone());
+            }
+        }
+        let reference = self.reference("latest");
+        let auth = self.auth();
+        let token = self
+            .guarded(what, 0, async {
+                self.client
+                    .auth(&reference, &auth, self.operation)
+                    .await
+                    .map_err(|e| self.auth_error(e, what))
             })
-            .await
-            .map(|_| ())
+            .await?;
+        if let Some(token) = &token {
+            // The crate sets it as a header with `unwrap`: refuse it here instead.
+            if HeaderValue::from_str(&format!("Bearer {token}")).is_err() {
+                return Err(DistError::Protocol {
+                    registry: self.registry.clone(),
+                    what: what.to_string(),
+                    reason: "the token realm sent a token that is not a valid HTTP header value"
+                        .into(),
+                });
+            }
+        }
+        *cached = Some((Instant::now(), token.clone()));
+        Ok(token)
     }
 
     /// An error of the challenge answer.
@@ -490,31 +610,83 @@ impl Registry {
     /// its realm, or (Basic or no authentication) a manifest request that is not refused.
     pub async fn ping(&self) -> Result<(), DistError> {
         let what = "the API root /v2/";
-        let reference = self.reference("latest");
-        let auth = self.auth();
-        let token = self
-            .guarded(what, 0, async {
-                self.client
-                    .auth(&reference, &auth, self.operation)
-                    .await
-                    .map_err(|e| self.auth_error(e, what))
-            })
-            .await?;
-        if token.is_some() {
+        if self.authenticate(what).await?.is_some() {
             return Ok(());
         }
-        let probe = self
-            .guarded(what, 0, async {
-                self.client
-                    .fetch_manifest_digest(&reference, &auth)
-                    .await
-                    .map_err(|e| self.error(e, what))
-            })
-            .await;
-        match probe {
+        match self.get_manifest("latest", what).await {
             Ok(_) | Err(DistError::NotFound { .. }) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// `GET /v2/<repository>/manifests/<tag_or_digest>` with our own reqwest client, under the
+    /// overall deadline of [`Registry::guarded`]. Returns the body, byte for byte, and the
+    /// `Docker-Content-Digest` the registry announced.
+    ///
+    /// Ours, not the crate's `pull_manifest_raw`: oci-client 0.15 reads the whole answer into
+    /// memory (`Response::bytes`) before anyone can look at its size, so a registry sending an
+    /// endless manifest or error answer made ig hold gigabytes until the overall deadline. Here
+    /// the body is read chunk by chunk and refused past [`MAX_MANIFEST`]; an error answer is
+    /// read up to [`MAX_ERROR_BODY`]. Authentication is still the crate's: the Bearer token its
+    /// `Client::auth` returns, else the Basic credentials (the crate sends them after a Basic
+    /// challenge; we send them to the registry they are stored for without waiting for one).
+    async fn get_manifest(
+        &self,
+        tag_or_digest: &str,
+        what: &str,
+    ) -> Result<(Vec<u8>, Option<String>), DistError> {
+        let token = self.authenticate(what).await?;
+        let url = format!(
+            "{}/v2/{}/manifests/{tag_or_digest}",
+            self.endpoint, self.repository
+        );
+        let accept = [MEDIA_INDEX, MEDIA_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST].join(", ");
+        let mut request = self.http.get(&url).header(reqwest::header::ACCEPT, accept);
+        request = match (&token, &self.creds) {
+            (Some(token), _) => request.bearer_auth(token),
+            (None, Some(c)) => request.basic_auth(&c.username, Some(&c.password)),
+            (None, None) => request,
+        };
+        let net = |e: reqwest::Error| match self.network(&e) {
+            DistError::Timeout { missed, .. } => DistError::Timeout {
+                registry: self.registry.clone(),
+                what: what.to_string(),
+                missed,
+            },
+            other => other,
+        };
+        let too_large = || DistError::Protocol {
+            registry: self.registry.clone(),
+            what: what.to_string(),
+            reason: format!(
+                "the answer is larger than the manifest limit of {MAX_MANIFEST} bytes; refusing it"
+            ),
+        };
+        self.guarded(what, 0, async {
+            let mut response = request.send().await.map_err(net)?;
+            let status = response.status();
+            if status != StatusCode::OK {
+                let body = read_bounded(&mut response, MAX_ERROR_BODY).await;
+                return Err(self.error(answer_error(status, &body, &url), what));
+            }
+            if response.content_length().is_some_and(|n| n > MAX_MANIFEST) {
+                return Err(too_large());
+            }
+            let announced = response
+                .headers()
+                .get("Docker-Content-Digest")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let mut body = Vec::new();
+            while let Some(chunk) = response.chunk().await.map_err(net)? {
+                if body.len() as u64 + chunk.len() as u64 > MAX_MANIFEST {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok((body, announced))
+        })
+        .await
     }
 
     /// Fetches a manifest or index by tag or digest, keeping its exact bytes; a digest
@@ -524,43 +696,26 @@ impl Registry {
             "manifest {}/{}:{tag_or_digest}",
             self.registry, self.repository
         );
-        self.authenticate(&what).await?;
-        let reference = if tag_or_digest.starts_with("sha256:") {
-            oci_client::Reference::with_digest(
-                self.registry.clone(),
-                self.repository.clone(),
-                tag_or_digest.to_string(),
-            )
-        } else {
-            self.reference(tag_or_digest)
-        };
-        let accept = [MEDIA_INDEX, MEDIA_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST];
-        let (bytes, _) = self
-            .guarded(&what, 0, async {
-                self.client
-                    .pull_manifest_raw(&reference, &self.auth(), &accept)
-                    .await
-                    .map_err(|e| self.error(e, &what))
-            })
-            .await?;
-        if bytes.len() as u64 > MAX_MANIFEST {
-            return Err(DistError::Protocol {
-                registry: self.registry.clone(),
-                what,
-                reason: format!("larger than the {MAX_MANIFEST} bytes expected"),
-            });
-        }
+        let (bytes, announced) = self.get_manifest(tag_or_digest, &what).await?;
         let digest = digest_of(&bytes);
-        if tag_or_digest.starts_with("sha256:") && tag_or_digest != digest {
-            return Err(DistError::DigestMismatch {
-                registry: self.registry.clone(),
-                what,
-                expected: tag_or_digest.to_string(),
-                actual: digest,
-            });
+        // A digest the registry announces in another algorithm is not checked (we name and
+        // store content by sha256 only); a sha256 one must match.
+        for expected in [Some(tag_or_digest), announced.as_deref()]
+            .into_iter()
+            .flatten()
+            .filter(|d| d.starts_with("sha256:"))
+        {
+            if expected != digest {
+                return Err(DistError::DigestMismatch {
+                    registry: self.registry.clone(),
+                    what,
+                    expected: expected.to_string(),
+                    actual: digest,
+                });
+            }
         }
         // The media type the document declares; without one (it is optional), what its shape
-        // says (the crate does not hand out the answer's Content-Type).
+        // says (the Content-Type is not trusted over the document).
         let doc = serde_json::from_slice::<serde_json::Value>(&bytes).ok();
         let media_type = doc
             .as_ref()

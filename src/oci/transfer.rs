@@ -267,7 +267,7 @@ pub async fn pull(
     opts: &RegistryOptions,
 ) -> Result<Pulled, DistError> {
     let name = reference.to_string();
-    let reg = Registry::connect(reference, Access::Pull, opts)?;
+    let reg = Registry::connect(reference, Access::Pull, opts).await?;
     let wanted = reference
         .digest
         .clone()
@@ -382,7 +382,7 @@ pub async fn push(
         let sig = store.resolve(&signature_reference(reference, &desc.digest).to_string())?;
         (desc, sig)
     };
-    let reg = Registry::connect(reference, Access::Push, opts)?;
+    let reg = Registry::connect(reference, Access::Push, opts).await?;
     let mut uploaded = 0;
     let target = reference
         .digest
