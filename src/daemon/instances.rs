@@ -340,6 +340,11 @@ impl Instances {
             }
             Phase::Ended => {
                 let st = lock(&inst.state);
+                // A snapshot may run, attach and complete before this task looks: the phase
+                // is a watch, which keeps only the latest value.
+                if st.status == Status::Completed {
+                    return Ok(());
+                }
                 Err(DaemonError::Image(if st.error.is_empty() {
                     "the gadget ended before it was attached".into()
                 } else {
