@@ -42,6 +42,11 @@ pub enum Semantic {
     CaptureLen,
     CaptureFlags,
     Capture,
+    /// `gadget_exec_key` (`gadget/process.h`): an image's start, boot ns; with the pid, its
+    /// exec_id.
+    ExecKey,
+    /// `gadget_signal`: a signal number, shown by name.
+    Signal,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -493,6 +498,8 @@ fn semantic_of(typedefs: &[&str]) -> Semantic {
             "gadget_capture_len" => Semantic::CaptureLen,
             "gadget_capture_flags" => Semantic::CaptureFlags,
             "gadget_capture" => Semantic::Capture,
+            "gadget_exec_key" => Semantic::ExecKey,
+            "gadget_signal" => Semantic::Signal,
             _ => continue,
         };
         return s;

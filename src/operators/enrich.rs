@@ -13,6 +13,7 @@ enum Task {
     User,
     Group,
     Errno,
+    Signal,
 }
 
 pub struct BasicEnricher {
@@ -59,7 +60,9 @@ pub fn derived_name(name: &str, semantic: Semantic) -> Option<String> {
     let derived = match semantic {
         Semantic::Uid => leaf.strip_suffix("uid").map(|p| format!("{p}user"))?,
         Semantic::Gid => leaf.strip_suffix("gid").map(|p| format!("{p}group"))?,
-        Semantic::Timestamp | Semantic::Errno => leaf.strip_suffix("_raw")?.to_string(),
+        Semantic::Timestamp | Semantic::Errno | Semantic::Signal => {
+            leaf.strip_suffix("_raw")?.to_string()
+        }
         _ => return None,
     };
     Some(format!("{leaf_prefix}{derived}"))
@@ -105,12 +108,13 @@ impl BasicEnricher {
                 Semantic::Uid => Task::User,
                 Semantic::Gid => Task::Group,
                 Semantic::Errno => Task::Errno,
+                Semantic::Signal => Task::Signal,
                 _ => continue,
             };
             let mut def = FieldDef::new(&name);
             def.width = match task {
                 Task::Timestamp => 30,
-                Task::Errno => 8,
+                Task::Errno | Task::Signal => 8,
                 _ => 16,
             };
             let dst = schema.push(def);
@@ -170,8 +174,57 @@ impl BasicEnricher {
                     Some(0) | None => slot(event, *dst).assign_str(""),
                     Some(e) => event.set(*dst, Value::Str(errno_name(e))),
                 },
+                Task::Signal => match raw_u64 {
+                    Some(0) | None => slot(event, *dst).assign_str(""),
+                    Some(s) => slot(event, *dst).assign_str(&signal_name(s)),
+                },
             }
         }
+    }
+}
+
+/// `SIGKILL` for 9: the standard signals of Linux (x86_64 and arm64 share their numbers),
+/// `SIGRTMIN+N` above them, the number otherwise. A table of our own: libc exposes only
+/// `strsignal`, whose text is a description ("Killed"), not the name.
+pub fn signal_name(signal: u64) -> String {
+    const NAMES: [&str; 32] = [
+        "",
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
+    ];
+    match signal {
+        1..=31 => NAMES[signal as usize].to_string(),
+        32..=64 => format!("SIGRTMIN+{}", signal - 32),
+        _ => signal.to_string(),
     }
 }
 
@@ -207,6 +260,14 @@ mod tests {
             Some("timestamp")
         );
         assert_eq!(derived_name("ts", Semantic::Timestamp), None);
+    }
+
+    #[test]
+    fn signal_names() {
+        assert_eq!(signal_name(9), "SIGKILL");
+        assert_eq!(signal_name(15), "SIGTERM");
+        assert_eq!(signal_name(34), "SIGRTMIN+2");
+        assert_eq!(signal_name(99), "99");
     }
 
     #[test]

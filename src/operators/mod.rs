@@ -6,4 +6,5 @@ pub mod enrich;
 pub mod errno;
 pub mod fields;
 pub mod filter;
+pub mod process;
 pub mod users;
