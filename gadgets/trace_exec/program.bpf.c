@@ -256,8 +256,9 @@ static __always_inline void read_cwd(struct task_struct *task, struct event *e)
  * What the exec applied, read from the new credentials (bprm->cred is already committed and
  * cleared at sched_process_exec): a set-user-ID or set-group-ID bit that took effect (the new
  * effective id is the file's and differs from the real one), file capabilities that raised
- * privileges (the kernel set bprm->per_clear, as it does when privileges grow, for a file
- * without set-id bits, and a non-root caller holds permitted capabilities), and a file with no
+ * privileges (the kernel marked the exec secure, AT_SECURE: bprm->secureexec, which
+ * cap_bprm_creds_from_file sets when a non-root caller gains capabilities from the file, for a
+ * file without set-id bits, and the caller now holds permitted capabilities), and a file with no
  * name left (i_nlink 0: a memfd, an O_TMPFILE or deleted file).
  */
 static __always_inline void binary_properties(struct task_struct *task,
@@ -273,7 +274,7 @@ static __always_inline void binary_properties(struct task_struct *task,
 	e->setgid = (mode & S_ISGID) && (mode & S_IXGRP) && egid == inode->i_gid.val &&
 		    egid != cred->gid.val;
 	bpf_probe_read_kernel(&permitted, sizeof(permitted), &cred->cap_permitted);
-	e->caps_raised = bprm->per_clear && !(mode & (S_ISUID | S_ISGID)) &&
+	e->caps_raised = BPF_CORE_READ_BITFIELD(bprm, secureexec) && !(mode & (S_ISUID | S_ISGID)) &&
 			 cred->uid.val != 0 && permitted != 0;
 	e->fileless = inode->__i_nlink == 0;
 }
