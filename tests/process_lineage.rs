@@ -539,3 +539,81 @@ fn the_daemon_carries_the_lineage_fields() {
     assert_eq!(exit["exit_code"], 0);
     run.stop();
 }
+
+#[allow(dead_code)]
+mod containers_common;
+
+/// `runtime.containerStartedAt`, `containerPid` and `containerImageDigest`, and a parent from
+/// the /proc scan inside a container (its shell started before ig).
+#[test]
+fn container_fields_as_in_the_seed() {
+    use containers_common::{run as sh, setup, unique, CtrContainer, DockerContainer};
+    let sock = setup();
+    let name = unique("lineage");
+    let m = marker("incontainer");
+    let script = format!("while :; do /bin/true {m}; sleep 0.2; done");
+    let c = DockerContainer::run_script(&name, &script).expect("docker run");
+    let ctr_id = unique("lineage-ctr");
+    let ctr = CtrContainer::run(&sock, "default", &ctr_id, &[]).expect("ctr run");
+    let ig = Ig::new();
+    let run = ig.spawn(&[
+        "run",
+        "trace_exec",
+        "-o",
+        "json",
+        "--timeout",
+        "120",
+        "--parent",
+        "--containerd-socketpath",
+        &sock,
+    ]);
+    let e = run
+        .wait_event(
+            WAIT,
+            || {},
+            |e| e["runtime"]["containerName"] == name.as_str() && has_arg(e, &m),
+        )
+        .unwrap_or_else(|| panic!("no event from {name}; stderr:\n{}", run.stderr_text()));
+    let pid: u64 = c.pid().expect("pid") as u64;
+    assert_eq!(e["runtime"]["containerPid"].as_u64(), Some(pid));
+    let started = sh("docker", &["inspect", "-f", "{{.State.StartedAt}}", &c.id]).expect("inspect");
+    let shown = e["runtime"]["containerStartedAt"]
+        .as_str()
+        .expect("startedAt");
+    // Docker gives ns too; the same instant to the second at least.
+    assert_eq!(shown.get(..19), started.get(..19), "{shown} vs {started}");
+    // `docker import`ed: no registry digest
+    assert_eq!(e["runtime"]["containerImageDigest"], "");
+    // The container's shell started before ig: its image from the /proc scan
+    assert_eq!(e["parent"]["pid"].as_u64(), Some(pid));
+    assert_eq!(e["parent"]["args"][2], script.as_str());
+
+    // containerd names the image's manifest digest; its start is its init process's
+    ctr.ctr(&[
+        "tasks",
+        "exec",
+        "--exec-id",
+        "lin",
+        &ctr_id,
+        "/bin/true",
+        &m,
+    ])
+    .expect("exec");
+    let e = run
+        .wait_event(
+            WAIT,
+            || {},
+            |e| e["runtime"]["containerId"] == ctr_id.as_str() && has_arg(e, &m),
+        )
+        .unwrap_or_else(|| panic!("no event from {ctr_id}; stderr:\n{}", run.stderr_text()));
+    assert!(
+        e["runtime"]["containerImageDigest"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("sha256:")),
+        "{e}"
+    );
+    assert!(e["runtime"]["containerStartedAt"]
+        .as_str()
+        .is_some_and(|t| t.starts_with("20")));
+    run.stop();
+}
