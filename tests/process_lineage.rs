@@ -540,7 +540,6 @@ fn the_daemon_carries_the_lineage_fields() {
     run.stop();
 }
 
-#[allow(dead_code)]
 mod containers_common;
 
 /// `runtime.containerStartedAt`, `containerPid` and `containerImageDigest`, and a parent from

@@ -154,7 +154,7 @@ impl ProcessCache {
     /// Seeds the cache with every process running now (`/proc` scan).
     pub fn scan_proc(&mut self) {
         let root = crate::containers::procfs::proc_root();
-        let Ok(dir) = std::fs::read_dir(&root) else {
+        let Ok(dir) = std::fs::read_dir(root) else {
             return;
         };
         let mut found = Vec::new();
