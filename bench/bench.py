@@ -20,6 +20,7 @@ Measures, per configuration:
   rss       VmHWM of the tracer (/proc/PID/status) after the storm
   daemon    ig-remote only: the `ig daemon` serving the run; its CPU is counted in cpu/ev and
             added, and shown on its own; its RSS idle and with 20 detached instances is printed
+  cache     ig-parent only: the process cache's size, capacity and evictions (IG_STATS) at the end
   first     launch of the tracer to the first line naming a marker exec (separate phase)
 """
 
