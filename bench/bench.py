@@ -151,12 +151,12 @@ def stop(popen, timeout=20):
         popen.wait()
 
 
-def count_lines(path, *needles):
+def count_lines(path, *needles, storm_line=STORM_LINE):
     """Lines holding every needle; the storm's own exec (its argv names the target) is not one."""
     n = 0
     with open(path, "rb") as f:
         for line in f:
-            if all(x in line for x in needles) and not any(m in line for m in STORM_LINE) \
+            if all(x in line for x in needles) and not any(m in line for m in storm_line) \
                     and b"warmup" not in line:
                 n += 1
     return n
@@ -244,7 +244,9 @@ def run_config(kind, rnd):
             res["cache"] = tuple(int(x) for x in m.groups())
     if kept:
         needles = [b"igbnoop", token.encode()] + ([CONTAINER.encode()] if in_container else [])
-        res["captured"] = count_lines(out_path, *needles)
+        # --parent: every child's line names the storm in parent.args; its own line is its comm
+        storm_line = [b'"comm":"igbstorm"'] if kind == "ig-parent" else STORM_LINE
+        res["captured"] = count_lines(out_path, *needles, storm_line=storm_line)
         os.unlink(out_path)
     return res
 

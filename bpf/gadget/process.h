@@ -26,7 +26,7 @@ typedef __u32 gadget_signal;	/* signal number: name (SIGKILL), 0 none */
 #define GADGET_CLOCK_TICK_NS	10000000ULL
 
 #ifndef GADGET_PROCS_MAX
-#define GADGET_PROCS_MAX	65536
+#define GADGET_PROCS_MAX	32768
 #endif
 
 struct gadget_proc {

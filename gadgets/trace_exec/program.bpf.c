@@ -335,8 +335,11 @@ int BPF_PROG(ig_sched_exec, struct task_struct *task, pid_t old_pid,
 
 	if (paths || parent || ancestors) {
 		clear_paths(e);
-		read_cwd(task, e);
-		bpf_probe_read_kernel_str(e->file, sizeof(e->file), bprm->filename);
+		/* the process cache needs the binary only */
+		if (paths) {
+			read_cwd(task, e);
+			bpf_probe_read_kernel_str(e->file, sizeof(e->file), bprm->filename);
+		}
 		gadget_read_path(&file->f_path, e->exepath, sizeof(e->exepath));
 	}
 

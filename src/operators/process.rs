@@ -221,12 +221,16 @@ impl ProcessCache {
         self.images.get(&key)
     }
 
-    /// The image, or the process from `/proc` when it still runs with that start tick (a
-    /// clone that never exec'd, or one the cache lost).
+    /// The image, or the process from `/proc` when it still runs and started no later than
+    /// the image (a clone that never exec'd, an exec outside the selection, one the cache
+    /// lost): `/proc` shows its current image.
     pub fn get_or_proc(&mut self, key: ImageKey) -> Option<&Image> {
         if !self.images.contains(&key) {
             let (start, comm, ppid) = proc_key(key.1)?;
-            if start != key.0 {
+            // The same process: its start tick is the key (it did not exec while watched), or
+            // it started before the exec that named the image (an exec BPF did not send: a
+            // namespace outside the selection); a pid reused since started after both.
+            if start > key.0 {
                 return None;
             }
             let (exepath, args) = proc_details(key.1);
