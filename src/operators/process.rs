@@ -330,7 +330,8 @@ impl Lineage {
             schema.fields[k].hidden = true;
             schema.fields[p].hidden = true;
         }
-        let exits = schema.name == "exit";
+        // A data source with `exit_code` reports exits: its images leave the cache.
+        let exits = schema.index("exit_code").is_some();
         let exec_id = push(
             schema,
             "exec_id",
