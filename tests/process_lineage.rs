@@ -130,16 +130,38 @@ fn nested_shells_chain_their_exec_ids() {
     );
     let exe = fs::read_link("/proc/self/exe").expect("exe");
     assert_eq!(e1["parent"]["exepath"].as_str(), exe.to_str());
-    // An exec's id is its own pid and exec time.
+    // An exec's id is its own pid and key: the process's start (before the exec) plus its exec
+    // count, so the images of one process that exec'd in place have consecutive keys.
     let (_, key3, pid3) = decode(e3["exec_id"].as_str().expect("id"));
     assert_eq!(pid3 as u64, e3["pid"].as_u64().expect("pid"));
-    assert_eq!(key3, e3["timestamp_raw"].as_u64().expect("ts"));
+    assert!(key3 < e3["timestamp_raw"].as_u64().expect("ts"));
+    assert_eq!(e3["exec_key"].as_u64(), Some(key3));
+    let (_, key2, pid2) = decode(e2["exec_id"].as_str().expect("id"));
+    if pid2 == pid3 {
+        assert_eq!(key3, key2 + 1, "an exec in place: the next key");
+    }
     // parent.* is the parent image
     assert_eq!(e3["parent"]["exec_id"], e2["exec_id"]);
     assert_eq!(args_of(&e3["parent"]), ["sh", "-c", inner.as_str()]);
     assert!(e3["start_time"].as_str().is_some_and(|t| t.ends_with('Z')));
     let (status, _, stderr) = run.stop();
     assert!(status.success(), "ig: {stderr}");
+}
+
+/// Two runs at once name the same exec alike: the id is read from the task, not a clock.
+#[test]
+fn two_runs_give_an_exec_the_same_id() {
+    let ig = Ig::new();
+    let a = start(&ig, &[]);
+    let b = start(&ig, &[]);
+    let m = marker("twice");
+    exec("sh", &["-c", &format!("/bin/true {m}")]);
+    let ea = exec_event(&a, &m);
+    let eb = exec_event(&b, &m);
+    assert_eq!(ea["exec_id"], eb["exec_id"]);
+    assert_eq!(ea["parent_exec_id"], eb["parent_exec_id"]);
+    a.stop();
+    b.stop();
 }
 
 #[test]

@@ -3,11 +3,14 @@
  * Process lineage: the key of a process image (exec), as Tetragon's exec_id is built.
  *
  * An image is named by its pid (the thread group id, as the initial pid namespace sees it)
- * and its exec key: the boot-clock ns (bpf_ktime_get_boot_ns) of the exec that started it, or,
- * for a process that has not exec'd since `ig` started (a clone, or a process that was already
- * running), the process's start (task->group_leader->start_boottime) rounded down to the clock
- * tick USER_HZ (100 Hz: 10 ms) - exactly what /proc/PID/stat field 22 (starttime, in ticks)
- * gives, so a process found by a /proc scan gets the same key from user space and from BPF.
+ * and its exec key. For an image an exec started while we watched: the process's start in ns
+ * since boot (task->group_leader->start_boottime) plus the task's exec count
+ * (task->self_exec_id, incremented by every exec before sched_process_exec): read from the
+ * task, not from a clock, so every program (two `ig` runs at once) names the same exec alike.
+ * For a process that has not exec'd since `ig` started (a clone, or a process already running):
+ * its start rounded down to the clock tick USER_HZ (100 Hz: 10 ms) - exactly what
+ * /proc/PID/stat field 22 (starttime, in ticks) gives, so a process found by a /proc scan gets
+ * the same key from user space and from BPF.
  * User space turns (node, key, pid) into the exec_id string.
  *
  * A field of type gadget_exec_key named `exec_key` goes with the field `pid`, one named
@@ -71,12 +74,12 @@ static __always_inline gadget_exec_key gadget_proc_key(struct task_struct *task)
 }
 
 /*
- * At sched_process_exec: records the new image (key `now`) and returns its parent: the
+ * At sched_process_exec: records the new image (returned) and returns its parent: the
  * previous image when this process already exec'd while we watched (as Tetragon does), else
  * the real parent's current image.
  */
-static __always_inline void gadget_proc_exec(struct task_struct *task, __u64 now,
-					     gadget_exec_key *pkey, __u32 *ppid)
+static __always_inline gadget_exec_key gadget_proc_exec(struct task_struct *task, __u64 now,
+							gadget_exec_key *pkey, __u32 *ppid)
 {
 	struct gadget_proc *p = gadget_proc_lookup(task);
 	struct gadget_proc n = {};
@@ -89,11 +92,12 @@ static __always_inline void gadget_proc_exec(struct task_struct *task, __u64 now
 		*pkey = gadget_proc_key(task->real_parent);
 		*ppid = task->real_parent->tgid;
 	}
-	n.key = now;
 	n.start = task->group_leader->start_boottime;
+	n.key = n.start + task->self_exec_id;
 	n.exec_ns = now;
 	n.execd = true;
 	bpf_map_update_elem(&gadget_procs, &tgid, &n, BPF_ANY);
+	return n.key;
 }
 
 /* At the exit of a thread group's last thread: its key and when its image began; forgets it. */

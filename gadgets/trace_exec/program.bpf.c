@@ -290,13 +290,13 @@ int BPF_PROG(ig_sched_exec, struct task_struct *task, pid_t old_pid,
 	struct file *file;
 
 	__u64 now = bpf_ktime_get_boot_ns();
-	gadget_exec_key pkey;
+	gadget_exec_key key, pkey;
 	__u32 ppid;
 
 	if (!ignore_failed)
 		bpf_map_delete_elem(&execs, &old_tid);
 	/* every exec is recorded, selected or not: lineage crosses containers and filters */
-	gadget_proc_exec(task, now, &pkey, &ppid);
+	key = gadget_proc_exec(task, now, &pkey, &ppid);
 	if (discard())
 		return 0;
 
@@ -304,7 +304,7 @@ int BPF_PROG(ig_sched_exec, struct task_struct *task, pid_t old_pid,
 	if (!e)
 		return 0;
 	e->timestamp_raw = now;
-	e->exec_key = now;
+	e->exec_key = key;
 	e->parent_exec_key = pkey;
 	e->parent_pid = ppid;
 

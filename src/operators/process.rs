@@ -1,10 +1,10 @@
 //! Process lineage: exec ids and a bounded cache of process images, like Tetragon's.
 //!
 //! An image is named by `(key, pid)`: `pid` is the thread group id in the initial pid namespace
-//! and `key` the boot-clock ns when the image began (see `bpf/gadget/process.h`): the exec's
-//! time for an exec seen by BPF, the process's start rounded down to the clock tick for a
-//! process that has not exec'd while watched (what `/proc/PID/stat` field 22 gives, so the
-//! `/proc` scan and BPF name such a process alike). Its `exec_id` is the standard base64 of
+//! and `key` ns since boot (see `bpf/gadget/process.h`): for an exec seen by BPF, the process's
+//! start plus its exec count (`task->self_exec_id`: the same in every run that sees the exec);
+//! for a process that has not exec'd while watched, its start rounded down to the clock tick
+//! (what `/proc/PID/stat` field 22 gives, so the `/proc` scan and BPF name such a process alike). Its `exec_id` is the standard base64 of
 //! `"<node>:<key>:<pid>"`, node the host name (`/proc/sys/kernel/hostname`): unique across the
 //! machine's boots (a pid reused within 10 ms of a clock tick aside) and across machines.
 //!
@@ -353,7 +353,7 @@ impl Lineage {
             "start_time",
             30,
             true,
-            "When the image began: the exec, or the process's start (10 ms ticks) if it has not exec'd since ig started",
+            "The process's start, from exec_key (in 10 ms ticks if it has not exec'd since ig started)",
         );
         let parent_fields = (options.parent && parent_key.is_some()).then(|| {
             [
