@@ -20,6 +20,7 @@ Measures, per configuration:
   rss       VmHWM of the tracer (/proc/PID/status) after the storm
   daemon    ig-remote only: the `ig daemon` serving the run; its CPU is counted in cpu/ev and
             added, and shown on its own; its RSS idle and with 20 detached instances is printed
+  cache     ig-parent only: the process cache's size, capacity and evictions (IG_STATS) at the end
   first     launch of the tracer to the first line naming a marker exec (separate phase)
 """
 
@@ -77,6 +78,9 @@ def tracer_cmd(kind, line_buffered=False):
         return [IG, "run", "trace_exec", "--host"], True
     if kind == "ig-remote":
         return [IG, "run", "trace_exec", "--host", "-o", "json", "--remote", DAEMON["remote"]], True
+    if kind == "ig-parent":
+        # lineage: the process cache and parent.* on every event (whole records, as --paths)
+        return [IG, "run", "trace_exec", "--host", "-o", "json", "--parent"], True
     if kind == "ig-container":
         return [IG, "run", "trace_exec", "-c", CONTAINER], True
     if kind == "execsnoop":
@@ -148,13 +152,17 @@ def stop(popen, timeout=20):
         popen.wait()
 
 
-def count_lines(path, *needles):
-    """Lines holding every needle; the storm's own exec (its argv names the target) is not one."""
+def count_lines(path, *needles, storm_line=STORM_LINE):
+    """Lines holding every needle; the storm's own exec (its argv names the target) is not one.
+    storm_line None: JSON lines whose parent.* names the storm; its own line is told by comm."""
     n = 0
     with open(path, "rb") as f:
         for line in f:
-            if all(x in line for x in needles) and not any(m in line for m in STORM_LINE) \
-                    and b"warmup" not in line:
+            if storm_line is None:  # JSON with parent.*: the storm's own line is its first comm
+                own = line.split(b'"comm":', 1)[-1].startswith(b'"igbstorm"')
+            else:
+                own = any(m in line for m in storm_line)
+            if all(x in line for x in needles) and not own and b"warmup" not in line:
                 n += 1
     return n
 
@@ -211,8 +219,9 @@ def run_config(kind, rnd):
     cmd, kept = tracer_cmd(kind)
     out_path = os.path.join(TMP, f"{kind}.{rnd}.out") if kept else os.devnull
     err_path = os.path.join(TMP, f"{kind}.{rnd}.err")
+    env = dict(os.environ, IG_STATS="1") if kind == "ig-parent" else None
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        p = subprocess.Popen(cmd, stdout=out, stderr=err)
+        p = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
     time.sleep(0.2)
     subprocess.run([NOOP, "warmup"])
     time.sleep(warmup_of(kind) - 0.2)
@@ -232,9 +241,17 @@ def run_config(kind, rnd):
            "cpu_s": (cpu1 - cpu0 + dcpu1 - dcpu0) / TICK, "rss_kb": hwm, **cost}
     if dpid:
         res["daemon_cpu_s"] = (dcpu1 - dcpu0) / TICK
+    if kind == "ig-parent":
+        # IG_STATS: the process cache must stay bounded through the storm
+        with open(err_path, errors="replace") as f:
+            m = re.search(r"process cache entries (\d+) \(capacity (\d+)\), evictions (\d+)", f.read())
+        if m:
+            res["cache"] = tuple(int(x) for x in m.groups())
     if kept:
         needles = [b"igbnoop", token.encode()] + ([CONTAINER.encode()] if in_container else [])
-        res["captured"] = count_lines(out_path, *needles)
+        # --parent: every child's line names the storm in parent.args; its own line is its comm
+        storm_line = None if kind == "ig-parent" else STORM_LINE
+        res["captured"] = count_lines(out_path, *needles, storm_line=storm_line)
         os.unlink(out_path)
     return res
 
@@ -388,7 +405,7 @@ def run_all():
     skip_container = os.environ.get("BENCH_NO_CONTAINER") == "1"
     if not skip_container:
         setup_container()
-    configs = ["untraced", "ig-json", "ig-columns", "ig-remote", "execsnoop", "bpftrace"]
+    configs = ["untraced", "ig-json", "ig-columns", "ig-remote", "ig-parent", "execsnoop", "bpftrace"]
     if not skip_container:
         configs += ["untraced-container", "ig-container"]
     only = os.environ.get("BENCH_ONLY")
@@ -424,6 +441,8 @@ def run_all():
                     extra += f" captured={r['captured']}/{r['execs']}"
                 if "daemon_cpu_s" in r:
                     extra += f" daemon-cpu={r['daemon_cpu_s']:.2f}s"
+                if "cache" in r:
+                    extra += " cache=%d/%d evictions=%d" % r["cache"]
                 extra += (f" bpf={1e9 * r['bpf_s']:.0f}ns/exec untraced-cpu={1e6 * u['busy_s']:.0f}us/exec "
                           f"added={100 * r['added']:.1f}%")
                 log(f"round {rnd + 1}/{ROUNDS} {kind:19s} rate={r['rate']:8.0f}/s "
@@ -458,6 +477,7 @@ def run_all():
         "ig-json": "`ig run trace_exec --host -o json` → /dev/null",
         "ig-columns": "`ig run trace_exec --host` (columns) → file",
         "ig-remote": "`ig run trace_exec --host -o json --remote` (daemon + client) → file",
+        "ig-parent": "`ig run trace_exec --host -o json --parent` (process cache) → file",
         "execsnoop": "libbpf-tools `execsnoop` → file",
         "bpftrace": "`bpftrace execsnoop.bt` → file",
         "untraced-container": "untraced (in a container)",

@@ -142,6 +142,20 @@ fn check_trace_exec(series: &str) {
     assert_eq!(ok["exepath"], "/bin/busybox", "{ok}");
     assert_eq!(ok["cwd"], "/work", "{ok}");
 
+    // Lineage (--parent --exits): ids, the parent from the cache, an exit with its code.
+    assert!(
+        ok["exec_id"].as_str().is_some_and(|s| !s.is_empty()),
+        "{ok}"
+    );
+    assert!(ok["parent"]["pid"].as_u64().is_some_and(|p| p > 0), "{ok}");
+    let exits = event(&b, &["sh", "-c", "exit 5", "vm-exit"]);
+    let exit = b
+        .events
+        .iter()
+        .find(|e| e["exit_code"] == 5 && e["exec_id"] == exits["exec_id"])
+        .unwrap_or_else(|| panic!("{}: no exit with code 5:\n{}", b.release, b.console));
+    assert_eq!(exit["signal"], "", "{exit}");
+
     let failed = event(&b, &["/nonexistent/vm-failed", "x"]);
     assert_eq!(failed["error"], "ENOENT", "{failed}");
     assert_eq!(failed["file"], "/nonexistent/vm-failed", "{failed}");

@@ -63,7 +63,9 @@ fn kill_calls_with_their_result() {
     let failed = run
         .wait_event(WAIT, || {}, |e| e["tpid"] == 999999)
         .unwrap_or_else(|| panic!("no kill; stderr: {}", run.stderr_text()));
-    assert_eq!(failed["sig"], "0", "{failed}");
+    // kill(pid, 0): no signal, an existence check.
+    assert_eq!(failed["sig"], "", "{failed}");
+    assert_eq!(failed["sig_raw"], 0, "{failed}");
     assert_eq!(failed["error"], "ESRCH", "{failed}");
     assert_eq!(failed["error_raw"], 3, "{failed}");
     assert_eq!(failed["result"], "syscall", "{failed}");

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /* trace_exec: process executions, successful and (optionally) failed. */
 #include <gadget/gadget.h>
+#include <gadget/process.h>
 
 #define ARGS_MAX	4096	/* bytes of argv kept, power of 2 */
 #define FAILED_ARGS_MAX	128	/* argv entries read for a failed exec */
@@ -26,6 +27,15 @@ struct event {
 	bool args_truncated;
 	__u32 args_count;
 	__u32 args_size;
+	/* lineage (gadget/process.h): exec_id, parent_exec_id in user space */
+	gadget_exec_key exec_key;
+	gadget_exec_key parent_exec_key;
+	gadget_pid parent_pid;
+	/* binary properties, at the exec */
+	bool setuid;
+	bool setgid;
+	bool caps_raised;
+	bool fileless;
 	gadget_strlist args[ARGS_MAX];
 	/* last: without --paths a record ends with its args (~100 bytes + args) */
 	char cwd[PATH_LEN];
@@ -45,16 +55,42 @@ struct exec_args {
 	__u64 argv;
 };
 
+/* A process exit: the last thread of a thread group (with --exits). */
+struct exit_event {
+	gadget_timestamp timestamp_raw;
+	gadget_mntns_id mntns_id;
+	gadget_mntns_nsid mntns_nsid;
+	gadget_comm comm[16];
+	gadget_pid pid;
+	gadget_ppid ppid;
+	gadget_uid uid;
+	gadget_gid gid;
+	gadget_exec_key exec_key;
+	__u32 exit_code;
+	gadget_signal signal_raw;
+	bool core_dumped;
+	__u64 duration_ns;
+};
+
 const volatile bool ignore_failed = true;
 const volatile bool paths = false;
 const volatile __u32 targ_uid = INVALID_UID;
+/* user space: the parent's / ancestors' fields from the process cache; BPF reads exepath */
+const volatile bool parent = false;
+const volatile __u32 ancestors = 0;
+const volatile bool exits = false;
 
 GADGET_PARAM(ignore_failed);
 GADGET_PARAM(paths);
 GADGET_PARAM(targ_uid);
+GADGET_PARAM(parent);
+GADGET_PARAM(ancestors);
+GADGET_PARAM(exits);
 
 GADGET_TRACER_MAP(events, 1024 * 1024 * 4);
 GADGET_TRACER(exec, events, event);
+GADGET_TRACER_MAP(exit_events, 1024 * 256);
+GADGET_TRACER(exit, exit_events, exit_event);
 
 /* LRU: an exec killed after the point of no return never reaches sys_exit */
 struct {
@@ -144,7 +180,7 @@ static __always_inline void output(void *ctx, struct event *e)
 
 	if (used > ARGS_MAX)	/* never: bounds the size for the verifier */
 		used = ARGS_MAX;
-	if (!paths) {
+	if (!paths && !parent && !ancestors) {
 		gadget_output_buf(ctx, events, e, offsetof(struct event, args) + used);
 		return;
 	}
@@ -212,6 +248,37 @@ static __always_inline void read_cwd(struct task_struct *task, struct event *e)
 	gadget_read_path(&task->fs->pwd, e->cwd, sizeof(e->cwd));
 }
 
+#define S_ISUID		0004000
+#define S_ISGID		0002000
+#define S_IXGRP		0000010
+
+/*
+ * What the exec applied, read from the new credentials (bprm->cred is already committed and
+ * cleared at sched_process_exec): a set-user-ID or set-group-ID bit that took effect (the new
+ * effective id is the file's and differs from the real one), file capabilities that raised
+ * privileges (the kernel marked the exec secure, AT_SECURE: bprm->secureexec, which
+ * cap_bprm_creds_from_file sets when a non-root caller gains capabilities from the file, for a
+ * file without set-id bits, and the caller now holds permitted capabilities), and a file with no
+ * name left (i_nlink 0: a memfd, an O_TMPFILE or deleted file).
+ */
+static __always_inline void binary_properties(struct task_struct *task,
+					      struct linux_binprm *bprm, struct event *e)
+{
+	const struct cred *cred = task->cred;
+	struct inode *inode = bprm->file->f_inode;
+	__u32 mode = inode->i_mode;
+	__u32 euid = cred->euid.val, egid = cred->egid.val;
+	__u64 permitted = 0;
+
+	e->setuid = (mode & S_ISUID) && euid == inode->i_uid.val && euid != cred->uid.val;
+	e->setgid = (mode & S_ISGID) && (mode & S_IXGRP) && egid == inode->i_gid.val &&
+		    egid != cred->gid.val;
+	bpf_probe_read_kernel(&permitted, sizeof(permitted), &cred->cap_permitted);
+	e->caps_raised = BPF_CORE_READ_BITFIELD(bprm, secureexec) && !(mode & (S_ISUID | S_ISGID)) &&
+			 cred->uid.val != 0 && permitted != 0;
+	e->fileless = inode->__i_nlink == 0;
+}
+
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(ig_sched_exec, struct task_struct *task, pid_t old_pid,
 	     struct linux_binprm *bprm)
@@ -222,14 +289,24 @@ int BPF_PROG(ig_sched_exec, struct task_struct *task, pid_t old_pid,
 	__u32 old_tid = old_pid;
 	struct file *file;
 
+	__u64 now = bpf_ktime_get_boot_ns();
+	gadget_exec_key key, pkey;
+	__u32 ppid;
+
 	if (!ignore_failed)
 		bpf_map_delete_elem(&execs, &old_tid);
+	/* every exec is recorded, selected or not: lineage crosses containers and filters */
+	key = gadget_proc_exec(task, now, &pkey, &ppid);
 	if (discard())
 		return 0;
 
 	e = event_init(task, SCRATCH_EXEC);
 	if (!e)
 		return 0;
+	e->timestamp_raw = now;
+	e->exec_key = key;
+	e->parent_exec_key = pkey;
+	e->parent_pid = ppid;
 
 	/* the new image's argv strings, contiguous and each NUL-terminated */
 	arg_start = task->mm->arg_start;
@@ -254,11 +331,15 @@ int BPF_PROG(ig_sched_exec, struct task_struct *task, pid_t old_pid,
 	file = bprm->file;
 	e->upper_layer = gadget_file_upper_layer(file);
 	e->pupper_layer = gadget_file_upper_layer(task->real_parent->mm->exe_file);
+	binary_properties(task, bprm, e);
 
-	if (paths) {
+	if (paths || parent || ancestors) {
 		clear_paths(e);
-		read_cwd(task, e);
-		bpf_probe_read_kernel_str(e->file, sizeof(e->file), bprm->filename);
+		/* the process cache needs the binary only */
+		if (paths) {
+			read_cwd(task, e);
+			bpf_probe_read_kernel_str(e->file, sizeof(e->file), bprm->filename);
+		}
 		gadget_read_path(&file->f_path, e->exepath, sizeof(e->exepath));
 	}
 
@@ -314,6 +395,8 @@ static __always_inline int exit_exec(void *ctx, long ret)
 	if (!e)
 		goto cleanup;
 	e->error_raw = -ret;
+	/* the image that tried, still running */
+	e->exec_key = gadget_proc_key(task);
 
 	/* the running offset is kept in e->args_size: see output() */
 	size = &e->args_size;
@@ -360,6 +443,48 @@ SEC("tracepoint/syscalls/sys_exit_execveat")
 int ig_execveat_x(struct trace_event_raw_sys_exit *ctx)
 {
 	return exit_exec(ctx, ctx->ret);
+}
+
+/*
+ * A thread group's end: the last thread's exit (signal->live already counted down). Always
+ * attached, so the lineage map forgets the process; an event only with --exits.
+ */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(ig_sched_exit, struct task_struct *task)
+{
+	struct exit_event *e;
+	__u64 began, now;
+	gadget_exec_key key;
+	__u32 code;
+	__u64 id;
+
+	if (task->signal->live.counter != 0)
+		return 0;
+	key = gadget_proc_exit(task, &began);
+	if (!exits || discard())
+		return 0;
+	e = gadget_reserve_buf(exit_events, sizeof(*e));
+	if (!e)
+		return 0;
+	now = bpf_ktime_get_boot_ns();
+	e->timestamp_raw = now;
+	e->mntns_id = gadget_get_current_mntns_id();
+	e->mntns_nsid = gadget_get_current_mntns_nsid();
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	e->pid = task->tgid;
+	e->ppid = task->real_parent->tgid;
+	id = bpf_get_current_uid_gid();
+	e->uid = (__u32)id;
+	e->gid = id >> 32;
+	e->exec_key = key;
+	/* wait(2)'s status: the signal in the low 7 bits, the core flag, the code above */
+	code = task->exit_code;
+	e->signal_raw = code & 0x7f;
+	e->core_dumped = !!(code & 0x80);
+	e->exit_code = e->signal_raw ? 0 : (code >> 8) & 0xff;
+	e->duration_ns = now > began ? now - began : 0;
+	gadget_submit_buf(ctx, exit_events, e, sizeof(*e));
+	return 0;
 }
 
 char LICENSE[] SEC("license") = "GPL";

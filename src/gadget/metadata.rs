@@ -182,6 +182,16 @@ impl Metadata {
             .collect()
     }
 
+    /// The boolean parameter (its variable) that enables a data source
+    /// (`datasources: {NAME: {enabledBy: VAR}}`); None: always on.
+    pub fn datasource_enabled_by(&self, datasource: &str) -> Option<String> {
+        self.datasources
+            .iter()
+            .find(|(k, _)| scalar(k).as_deref() == Some(datasource))
+            .and_then(|(_, v)| v.get("enabledBy"))
+            .and_then(scalar)
+    }
+
     pub fn datasource_names(&self) -> Vec<String> {
         self.datasources.keys().filter_map(scalar).collect()
     }

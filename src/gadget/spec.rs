@@ -49,6 +49,9 @@ pub enum Semantic {
     CaptureLen,
     CaptureFlags,
     Capture,
+    /// `gadget_exec_key` (`gadget/process.h`): an image's start, boot ns; with the pid, its
+    /// exec_id.
+    ExecKey,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -534,6 +537,7 @@ fn semantic_of(typedefs: &[&str]) -> Semantic {
             "gadget_capture_len" => Semantic::CaptureLen,
             "gadget_capture_flags" => Semantic::CaptureFlags,
             "gadget_capture" => Semantic::Capture,
+            "gadget_exec_key" => Semantic::ExecKey,
             _ => continue,
         };
         return s;

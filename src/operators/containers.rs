@@ -4,7 +4,7 @@
 use crate::containers::Container;
 use crate::event::{Align, Event, FieldDef, Schema, Value};
 
-const FIELDS: [(&str, usize, bool, &str); 8] = [
+const FIELDS: [(&str, usize, bool, &str); 10] = [
     ("runtime.containerName", 30, false, "Name of the container"),
     ("runtime.containerId", 13, true, "Id of the container"),
     (
@@ -28,6 +28,18 @@ const FIELDS: [(&str, usize, bool, &str); 8] = [
     ("k8s.namespace", 20, true, "Kubernetes namespace"),
     ("k8s.podName", 30, true, "Kubernetes pod name"),
     ("k8s.containerName", 30, true, "Kubernetes container name"),
+    (
+        "runtime.containerImageDigest",
+        30,
+        true,
+        "Digest of the container's image manifest (sha256:...) where the runtime knows it: containerd's image target, Docker's RepoDigests (empty for an image never pulled from a registry)",
+    ),
+    (
+        "runtime.containerStartedAt",
+        30,
+        true,
+        "When the container started (Docker's State.StartedAt; containerd: its init process's start), RFC 3339 UTC",
+    ),
 ];
 
 /// Where the container fields sit in a schema.
@@ -69,6 +81,13 @@ impl ContainerFields {
             Value::Str(c.k8s.namespace.clone()),
             Value::Str(c.k8s.pod_name.clone()),
             Value::Str(c.k8s.container_name.clone()),
+            Value::Str(c.image_digest.clone().unwrap_or_default()),
+            Value::Str(
+                c.started_at
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| super::enrich::format_wall_ns(d.as_nanos() as i128))
+                    .unwrap_or_default(),
+            ),
         ];
         for (i, v) in values.into_iter().enumerate() {
             event.set(self.first + i, v);

@@ -183,9 +183,10 @@ impl BasicEnricher {
                     Some(0) | None => slot(event, *dst).assign_str(""),
                     Some(e) => event.set(*dst, Value::Str(errno_name(e))),
                 },
+                // 0 is no signal (a kill(2) existence check, an exit by exit(2)): "".
                 Task::Signal => match raw_i64 {
+                    Some(0) | None => slot(event, *dst).assign_str(""),
                     Some(sig) => event.set(*dst, Value::Str(formats::signal_name(sig))),
-                    None => event.set(*dst, Value::Null),
                 },
                 Task::FileFlags => match raw_u64 {
                     Some(f) => event.set(*dst, Value::Str(formats::open_flags(f))),

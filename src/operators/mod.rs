@@ -7,4 +7,5 @@ pub mod errno;
 pub mod fields;
 pub mod filter;
 pub mod formats;
+pub mod process;
 pub mod users;

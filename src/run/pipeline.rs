@@ -10,6 +10,7 @@ use crate::gadget::Metadata;
 use crate::operators::containers::ContainerFields;
 use crate::operators::enrich::BasicEnricher;
 use crate::operators::filter::Filter;
+use crate::operators::process::{Lineage, LineageOptions, ProcessCache};
 use crate::output::Sink;
 
 use super::selection::{Decision, Released, Selection};
@@ -17,6 +18,8 @@ use crate::containers::MntnsKey;
 
 pub struct Pipeline<'a> {
     decoder: Decoder,
+    /// Exec ids and parents (`gadget_exec_key`), with the run's process cache.
+    lineage: Option<(Lineage, &'a std::cell::RefCell<ProcessCache>)>,
     enricher: BasicEnricher,
     containers: ContainerFields,
     mntns_field: Option<usize>,
@@ -39,6 +42,15 @@ pub struct Pipeline<'a> {
 /// Builds the schema of a tracer: decoded fields, then the enrichers' fields, with gadget.yaml's
 /// annotations applied to both. Returns the schema, the enrichers, and yaml's field order.
 pub fn build_schema(tracer: &Tracer, metadata: &Metadata) -> (Schema, Enrichers, Vec<String>) {
+    build_schema_with(tracer, metadata, LineageOptions::default())
+}
+
+/// [`build_schema`] with the lineage fields a run asked for (`--parent`, `--ancestors`).
+pub fn build_schema_with(
+    tracer: &Tracer,
+    metadata: &Metadata,
+    lineage: LineageOptions,
+) -> (Schema, Enrichers, Vec<String>) {
     let mut schema = Schema {
         name: tracer.name.clone(),
         fields: Vec::new(),
@@ -69,6 +81,11 @@ pub fn build_schema(tracer: &Tracer, metadata: &Metadata) -> (Schema, Enrichers,
         .iter()
         .any(|(_, s)| *s == Semantic::MntnsId)
         .then(|| ContainerFields::add(&mut schema));
+    let lineage = typed
+        .iter()
+        .any(|(_, s)| *s == Semantic::ExecKey)
+        .then(|| Lineage::add(&mut schema, lineage))
+        .flatten();
     let metas = metadata.fields(&tracer.name);
     // A template first, then the width, then its bounds: whatever order the yaml lists them.
     let rank = |k: &str| match k {
@@ -98,7 +115,11 @@ pub fn build_schema(tracer: &Tracer, metadata: &Metadata) -> (Schema, Enrichers,
     }
     (
         schema,
-        Enrichers { basic, containers },
+        Enrichers {
+            basic,
+            containers,
+            lineage,
+        },
         metas.into_iter().map(|m| m.name).collect(),
     )
 }
@@ -108,6 +129,8 @@ pub struct Enrichers {
     pub basic: BasicEnricher,
     /// Present when events carry a mount namespace id.
     pub containers: Option<ContainerFields>,
+    /// Present when events carry a `gadget_exec_key`.
+    pub lineage: Option<Lineage>,
 }
 
 impl<'a> Pipeline<'a> {
@@ -117,6 +140,7 @@ impl<'a> Pipeline<'a> {
         sink: Box<dyn Sink + 'a>,
         max_events: Option<u64>,
         filter: Option<Filter>,
+        cache: Option<&'a std::cell::RefCell<ProcessCache>>,
     ) -> Self {
         let fields = &tracer.layout.fields;
         let mntns_field = fields.iter().position(|f| f.semantic == Semantic::MntnsId);
@@ -129,6 +153,7 @@ impl<'a> Pipeline<'a> {
             .position(|f| f.name == "pid")
             .or_else(|| fields.iter().position(|f| f.semantic == Semantic::Pid));
         Pipeline {
+            lineage: enrichers.lineage.zip(cache),
             decoder: Decoder::new(tracer.layout.clone()),
             enricher: enrichers.basic,
             containers: enrichers.containers.unwrap_or(ContainerFields::NONE),
@@ -161,7 +186,12 @@ impl<'a> Pipeline<'a> {
             self.event.values.resize(n, crate::event::Value::Null);
         }
         self.decoder.decode_into(data, &mut self.event.values[..n]);
+        // In ring order, before the event may be held for its container or filtered out.
+        if let Some((lineage, cache)) = &self.lineage {
+            lineage.observe(&self.event, &mut cache.borrow_mut());
+        }
         let Some(i) = self.mntns_field else {
+            self.fill_lineage();
             self.enricher.process(&mut self.event);
             return self.emit_current();
         };
@@ -199,7 +229,14 @@ impl<'a> Pipeline<'a> {
             Some(c) => self.containers.fill(&mut self.event, c),
             None => self.containers.clear(&mut self.event),
         }
+        self.fill_lineage();
         self.enricher.process(&mut self.event);
+    }
+
+    fn fill_lineage(&mut self) {
+        if let Some((lineage, cache)) = &self.lineage {
+            lineage.fill(&mut self.event, &mut cache.borrow_mut());
+        }
     }
 
     /// Lets the held events of a mount namespace go, now that it is resolved.

@@ -7,16 +7,18 @@ use std::time::{Duration, Instant};
 use libbpf_rs::{MapCore, PerfBufferBuilder, RingBufferBuilder};
 
 use super::outputs::Outputs;
-use super::pipeline::{build_schema, Pipeline};
+use super::pipeline::{build_schema_with, Pipeline};
 use super::selection::Selection;
 use super::{RunConfig, RunError};
 use crate::containers::{procfs, MntnsKey};
 use crate::gadget::loader::{LoadSettings, LoadedGadget};
 use crate::gadget::spec::encode_param;
+use crate::gadget::spec::Semantic;
 use crate::gadget::{GadgetSpec, Metadata};
 use crate::oci::image::{read_gadget, GadgetImage};
 use crate::oci::{Reference, Store};
 use crate::operators::fields::display_order;
+use crate::operators::process::{LineageOptions, ProcessCache, CACHE_CAPACITY};
 
 /// How long the reader sleeps when no wakeup comes; bounds the latency on an idle machine.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
@@ -91,6 +93,44 @@ fn pushed_down(spec: &GadgetSpec, config: &RunConfig) -> Vec<(String, String)> {
         .filter(|c| spec.param(&c.field).is_some() && !set(&c.field))
         .map(|c| (c.field, c.value))
         .collect()
+}
+
+/// `--parent` and `--ancestors N` (gadget parameters of those keys): what the lineage
+/// operator adds. A value that does not parse is refused by the parameter's own check.
+fn lineage_options(config: &RunConfig) -> LineageOptions {
+    let value = |key: &str| {
+        config
+            .params
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.trim().to_string())
+    };
+    LineageOptions {
+        parent: value("parent").is_some_and(|v| v == "true" || v.is_empty()),
+        ancestors: value("ancestors").and_then(|v| v.parse().ok()).unwrap_or(0),
+    }
+}
+
+/// Whether a data source is on: always, unless gadget.yaml names a boolean parameter that
+/// enables it (`enabledBy`) and the run leaves it false.
+fn datasource_enabled(spec: &GadgetSpec, config: &RunConfig, name: &str) -> bool {
+    let Some(var) = spec.metadata.datasource_enabled_by(name) else {
+        return true;
+    };
+    let Some(p) = spec.params.iter().find(|p| p.var == var) else {
+        return true;
+    };
+    let set = config
+        .params
+        .iter()
+        .rev()
+        .find(|(k, _)| *k == p.key)
+        .map(|(_, v)| v.trim().to_string());
+    match set {
+        Some(v) => v.is_empty() || v == "true",
+        None => p.default == "true",
+    }
 }
 
 /// Programs whose `skipWhen` parameter is true for this run.
@@ -207,10 +247,18 @@ pub fn run(
         });
     }
 
+    let lineage = lineage_options(config);
+    // Data sources a parameter enables (`datasources: {exit: {enabledBy: exits}}`) that it
+    // does not: their programs still run, they just have no events.
+    let tracers: Vec<_> = spec
+        .tracers
+        .iter()
+        .filter(|t| datasource_enabled(&spec, config, &t.name))
+        .collect();
     // Filters are checked against every tracer's fields before anything loads.
     let mut filters = Vec::new();
-    for tracer in &spec.tracers {
-        let (schema, _, _) = build_schema(tracer, &spec.metadata);
+    for tracer in &tracers {
+        let (schema, _, _) = build_schema_with(tracer, &spec.metadata, lineage);
         filters.push(
             crate::operators::filter::Filter::compile(&config.filters, &schema)
                 .map_err(|e| RunError::Config(e.to_string()))?,
@@ -227,9 +275,26 @@ pub fn run(
     let mut loaded = LoadedGadget::load(&image.object, &spec, &settings)?;
     let selection = selection_for(config, containers()?, &loaded)?;
 
+    // The process cache, when a data source carries exec keys: seeded from /proc once the
+    // programs are loaded (a process started between the scan and the attach is read from
+    // /proc when an event names it).
+    let cache = tracers
+        .iter()
+        .any(|t| {
+            t.layout
+                .fields
+                .iter()
+                .any(|f| f.semantic == Semantic::ExecKey)
+        })
+        .then(|| {
+            let mut cache =
+                ProcessCache::new(crate::operators::process::node_name(), CACHE_CAPACITY);
+            cache.scan_proc();
+            RefCell::new(cache)
+        });
     let mut pipelines = Vec::new();
-    for ((datasource, tracer), filter) in spec.tracers.iter().enumerate().zip(filters) {
-        let (schema, enricher, yaml_order) = build_schema(tracer, &spec.metadata);
+    for ((datasource, tracer), filter) in tracers.iter().enumerate().zip(filters) {
+        let (schema, enricher, yaml_order) = build_schema_with(tracer, &spec.metadata, lineage);
         let order = display_order(&schema, &yaml_order);
         let sink = outputs.sink(datasource, &schema, order, config)?;
         pipelines.push(RefCell::new(Pipeline::new(
@@ -238,14 +303,14 @@ pub fn run(
             sink,
             config.max_events,
             filter,
+            cache.as_ref(),
         )));
     }
     let selection = RefCell::new(selection);
 
     loaded.attach()?;
     outputs.attached();
-    let maps: Vec<_> = spec
-        .tracers
+    let maps: Vec<_> = tracers
         .iter()
         .map(|t| loaded.map(&t.map))
         .collect::<Result<_, _>>()?;
@@ -318,7 +383,7 @@ pub fn run(
                 .map(|(_, c)| *c)
                 .unwrap_or(0);
             if total > before {
-                if let Some(p) = spec.tracers.iter().position(|t| t.map == map) {
+                if let Some(p) = tracers.iter().position(|t| t.map == map) {
                     pipelines[p].borrow_mut().lost(&map, total - before);
                 }
                 reported.retain(|(m, _)| *m != map);
@@ -389,6 +454,16 @@ pub fn run(
             selection.borrow().unclaimed(),
             selection.borrow().verdicts_refused,
         ));
+        if let Some(cache) = &cache {
+            let cache = cache.borrow();
+            outputs.notice(&format!(
+                "stats: process cache entries {} (capacity {}), evictions {}, read from /proc on demand {}",
+                cache.len(),
+                cache.capacity(),
+                cache.evictions,
+                cache.from_proc,
+            ));
+        }
     }
     let unclaimed = selection.borrow().unclaimed();
     if unclaimed_events > 0 {

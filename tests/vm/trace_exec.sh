@@ -6,7 +6,7 @@ export IG_STORE=/tmp/store
 uname -r | sed 's/^/release: /'
 echo 'vmuser:x:1234:1234::/tmp:/bin/sh' >>/etc/passwd
 echo 'vmuser:x:1234:' >>/etc/group
-ig run trace_exec --host --ignore-failed=false --paths -o json --timeout 120 >/tmp/out.json 2>/tmp/err.txt &
+ig run trace_exec --host --ignore-failed=false --paths --parent --exits -o json --timeout 120 >/tmp/out.json 2>/tmp/err.txt &
 ig_pid=$!
 ig run trace_exec --host --uid 1234 -o json --timeout 120 >/tmp/uid.json 2>/tmp/uid.txt &
 uid_pid=$!
@@ -26,6 +26,7 @@ su -s /bin/sh vmuser -c "/bin/echo vm-uid-marker" >/dev/null
 printf '#!/bin/sh\nexit 0\n' >/tmp/vm-script.sh
 chmod +x /tmp/vm-script.sh
 /tmp/vm-script.sh vm-script-arg
+sh -c 'exit 5' vm-exit
 mkdir -p /tmp/ov/lower /tmp/ov/upper /tmp/ov/work /tmp/ov/merged
 cp /bin/busybox /tmp/ov/lower/bb-lower
 if mount -t overlay overlay -o lowerdir=/tmp/ov/lower,upperdir=/tmp/ov/upper,workdir=/tmp/ov/work /tmp/ov/merged; then
@@ -39,6 +40,6 @@ wait $ig_pid
 echo "ig-exit: $?"
 wait $uid_pid
 echo "ig-uid-exit: $?"
-grep -E 'vm-marker|vm-failed|vm-unshared|vm-script-arg|vm-lower|vm-upper|vm-uid-marker' /tmp/out.json
+grep -E 'vm-marker|vm-failed|vm-unshared|vm-script-arg|vm-lower|vm-upper|vm-uid-marker|vm-exit|"exit_code":5' /tmp/out.json
 grep -E 'vm-marker|vm-uid-marker' /tmp/uid.json | sed 's/^/uid: /'
 sed "s/^/stderr: /" /tmp/err.txt /tmp/uid.txt
