@@ -4,6 +4,7 @@
 #define __GADGET_TYPES_H
 
 #include <vmlinux.h>
+#include <gadget/bpf_compat.h>
 
 typedef __u64 gadget_mntns_id;		/* mount namespace inode: container */
 typedef __u64 gadget_mntns_nsid;	/* mount namespace id (NS_GET_MNTNS_ID): never reused */
