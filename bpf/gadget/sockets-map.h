@@ -197,7 +197,7 @@ gadget_process_populate_from_socket(const struct gadget_socket_value *v,
 	p->creds.gid = v->uid_gid >> 32;
 	__builtin_memcpy(p->parent.comm, v->ptask, sizeof(p->parent.comm));
 	p->parent.pid = v->ppid;
-	p->parent.tid = bpf_core_field_exists(v->ptid) ? v->ptid : 0;
+	p->parent.tid = v->ptid;
 }
 
 #endif /* __GADGET_SOCKETS_MAP_H */
