@@ -175,6 +175,7 @@ pub fn run(
     outputs: &dyn Outputs,
 ) -> Result<u64, RunError> {
     let Prepared { image, spec } = prepare(store, &config.image)?;
+    spec.metadata.debug_unknown_keys();
     if let Some(expected) = &config.expected_digest {
         if *expected != image.index_digest {
             return Err(RunError::Config(format!(
@@ -207,14 +208,14 @@ pub fn run(
         });
     }
 
-    // Filters are checked against every tracer's fields before anything loads.
-    let mut filters = Vec::new();
+    // Filters are checked against every tracer's fields before anything loads. Each schema is
+    // built once (building it says the yaml's unknown annotations at debug level).
+    let mut schemas = Vec::new();
     for tracer in &spec.tracers {
-        let (schema, _, _) = build_schema(tracer, &spec.metadata);
-        filters.push(
-            crate::operators::filter::Filter::compile(&config.filters, &schema)
-                .map_err(|e| RunError::Config(e.to_string()))?,
-        );
+        let (schema, enricher, yaml_order) = build_schema(tracer, &spec.metadata);
+        let filter = crate::operators::filter::Filter::compile(&config.filters, &schema)
+            .map_err(|e| RunError::Config(e.to_string()))?;
+        schemas.push((schema, enricher, yaml_order, filter));
     }
     let params = encode_params(&spec, config)?;
     let skip_programs = skipped_programs(&spec, &params);
@@ -228,8 +229,9 @@ pub fn run(
     let selection = selection_for(config, containers()?, &loaded)?;
 
     let mut pipelines = Vec::new();
-    for ((datasource, tracer), filter) in spec.tracers.iter().enumerate().zip(filters) {
-        let (schema, enricher, yaml_order) = build_schema(tracer, &spec.metadata);
+    for ((datasource, tracer), (schema, enricher, yaml_order, filter)) in
+        spec.tracers.iter().enumerate().zip(schemas)
+    {
         let order = display_order(&schema, &yaml_order);
         let sink = outputs.sink(datasource, &schema, order, config)?;
         pipelines.push(RefCell::new(Pipeline::new(
