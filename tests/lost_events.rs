@@ -13,6 +13,7 @@
 //! columns and JSON output alike.
 
 mod common;
+mod daemon_common;
 
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
@@ -21,6 +22,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
+use daemon_common::Daemon;
 
 const WAIT: Duration = Duration::from_secs(60);
 const SRC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/gadgets");
@@ -81,10 +83,28 @@ fn exec_on_cpu0(bin: &Path) -> u32 {
 fn burst_while_stopped(reader: u32, bin: &Path) -> u32 {
     // SAFETY: signalling the ig process this test started.
     unsafe { libc::kill(reader as i32, libc::SIGSTOP) };
+    // kill() returns before every thread has stopped: wait until they all have.
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline && !all_threads_stopped(reader) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let pid = exec_on_cpu0(bin);
     // SAFETY: as above.
     unsafe { libc::kill(reader as i32, libc::SIGCONT) };
     pid
+}
+
+/// Whether every thread of `pid` is stopped (state `T` in /proc/PID/task/TID/stat).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|t| {
+        std::fs::read_to_string(t.path().join("stat")).is_ok_and(|stat| {
+            stat.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('T'))
+        })
+    })
 }
 
 /// Events seen per pid (each pid is one burst).
@@ -98,9 +118,7 @@ fn per_burst(run: &Running) -> BTreeMap<u64, usize> {
     seen
 }
 
-/// Starts `gadget` and runs bursts until `bursts` of them were traced, each only after the
-/// previous one's events arrived (so the buffer is drained between bursts: losses come from
-/// within a burst alone). Returns the run and the traced bursts' pids, in order.
+/// Starts `gadget` and runs bursts until `bursts` of them were traced (see [`traced_bursts`]).
 fn run_bursts(
     ig: &Ig,
     gadget: &str,
@@ -111,8 +129,6 @@ fn run_bursts(
     let tag = format!("lost/{gadget}:v1");
     let out = build(ig, &Path::new(SRC).join(gadget), &tag);
     assert!(out.status.success(), "{}", stderr_of(&out));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let bin = renamed_true(dir.path(), comm);
     let mut args = vec![
         "run",
         tag.as_str(),
@@ -127,10 +143,20 @@ fn run_bursts(
     ];
     args.extend_from_slice(extra);
     let run = ig.spawn(&args);
+    let traced = traced_bursts(&run, run.child.id(), comm, bursts);
+    (run, traced)
+}
+
+/// Runs bursts, each while `reader` (the process that drains the buffer) is stopped, until
+/// `bursts` of them were traced, each only after the previous one's events arrived (so the
+/// buffer is drained between bursts). Returns the traced bursts' pids, in order.
+fn traced_bursts(run: &Running, reader: u32, comm: &str, bursts: usize) -> Vec<u64> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bin = renamed_true(dir.path(), comm);
     let mut traced = Vec::new();
     let deadline = Instant::now() + WAIT * 2;
     while traced.len() < bursts && Instant::now() < deadline {
-        let pid = u64::from(burst_while_stopped(run.child.id(), &bin));
+        let pid = u64::from(burst_while_stopped(reader, &bin));
         // Until the tracer is attached an exec is not traced: try the next one.
         let until = Instant::now()
             + if traced.is_empty() {
@@ -138,10 +164,10 @@ fn run_bursts(
             } else {
                 WAIT
             };
-        while Instant::now() < until && !per_burst(&run).contains_key(&pid) {
+        while Instant::now() < until && !per_burst(run).contains_key(&pid) {
             std::thread::sleep(Duration::from_millis(50));
         }
-        if per_burst(&run).contains_key(&pid) {
+        if per_burst(run).contains_key(&pid) {
             traced.push(pid);
         }
     }
@@ -151,7 +177,7 @@ fn run_bursts(
         "bursts not traced; stderr: {}",
         run.stderr_text()
     );
-    (run, traced)
+    traced
 }
 
 /// A ring buffer tracer: every burst loses what the ring cannot hold (the reader is stopped
@@ -312,4 +338,111 @@ fn losses_in_columns_output_and_none_when_it_fits() {
             assert!(!stderr.contains("events lost"), "{stderr}");
         }
     }
+}
+
+/// Through the daemon: the run's losses reach the client (`ig run --remote` says them as a
+/// local run does) and `ig list` counts a detached instance's. The daemon is the reader that
+/// is stopped.
+#[test]
+fn losses_through_the_daemon_reach_the_client_and_ig_list() {
+    let d = Daemon::start(&["--runtimes", "none"]);
+    let dir = Path::new(SRC).join("lost_ours");
+    let o = d.store_cmd(&[
+        "image",
+        "build",
+        dir.to_str().expect("utf8"),
+        "-t",
+        "lost/lost_ours:v1",
+    ]);
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    let run = d.spawn(&[
+        "run",
+        "lost/lost_ours:v1",
+        "--verify-image=false",
+        "--host",
+        "--comm",
+        "iglost-daemon",
+        "-o",
+        "json",
+        "--timeout",
+        "120",
+    ]);
+    let traced = traced_bursts(&run, d.pid(), "iglost-daemon", 2);
+    let deadline = Instant::now() + WAIT;
+    let (mut seen, mut lost, mut submitted);
+    loop {
+        let counts = per_burst(&run);
+        submitted = BURST * counts.len();
+        seen = counts.values().sum::<usize>();
+        lost = lost_counts(&run.stderr_text(), "events")
+            .iter()
+            .sum::<u64>() as usize;
+        if seen + lost >= submitted || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        seen + lost,
+        submitted,
+        "seen {seen}, lost {lost}; stderr: {}",
+        run.stderr_text()
+    );
+    let counts = per_burst(&run);
+    for pid in &traced {
+        assert_eq!(counts[pid], RING_CAPACITY, "burst of pid {pid}");
+    }
+    let (status, _, stderr) = run.stop();
+    assert!(status.success() || status.code().is_none(), "{stderr}");
+
+    // A detached instance: `ig list` counts its losses, exactly.
+    let o = d.ig(&[
+        "run",
+        "lost/lost_ours:v1",
+        "--verify-image=false",
+        "--detach",
+        "--name",
+        "lossy",
+        "--host",
+        "--comm",
+        "iglost-detach",
+    ]);
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    let attach = d.spawn(&["attach", "lossy", "-o", "json"]);
+    traced_bursts(&attach, d.pid(), "iglost-detach", 2);
+    let bursts = per_burst(&attach).len() as u64;
+    let counters = || -> (u64, u64) {
+        let o = d.ig(&["list", "-o", "json"]);
+        let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        let i = list
+            .as_array()
+            .and_then(|a| a.iter().find(|i| i["name"] == "lossy"))
+            .cloned()
+            .unwrap_or_default();
+        (
+            i["events"].as_u64().unwrap_or(0),
+            i["lost"].as_u64().unwrap_or(0),
+        )
+    };
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline && {
+        let (events, lost) = counters();
+        events + lost < bursts * BURST as u64
+    } {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (events, lost) = counters();
+    assert_eq!(
+        events + lost,
+        bursts * BURST as u64,
+        "events {events}, lost {lost}"
+    );
+    assert_eq!(
+        events,
+        bursts * RING_CAPACITY as u64,
+        "events {events}, lost {lost}"
+    );
+    drop(attach);
+    let o = d.ig(&["delete", "lossy"]);
+    assert!(o.status.success(), "{}", stderr_of(&o));
 }
