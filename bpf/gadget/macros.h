@@ -84,7 +84,7 @@
  * GADGET_ITER) walks the elements of `map`, a map of this object; the kernel needs that map's
  * fd when the iterator is attached. Marker `gadget_mapelem_iter_target_<prog>___<map>`
  * (Inspektor Gadget's name). The ig runtime does not run bpf_map_elem iterators yet: a
- * gadget with one compiles, and `ig run` refuses it with an error naming the program.
+ * gadget with one compiles, and `ig image build`/`ig run` refuse it, naming the program.
  */
 #define GADGET_ITER_TARGET_MAP(prog, map)				\
 	const void *gadget_mapelem_iter_target_##prog##___##map		\
