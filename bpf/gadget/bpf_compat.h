@@ -12,7 +12,11 @@
 #ifndef __GADGET_BPF_COMPAT_H
 #define __GADGET_BPF_COMPAT_H
 
+/* vmlinux.h, unless the gadget builds on the kernel's UAPI headers (<linux/types.h>, as
+ * Inspektor Gadget's networking gadgets do): the two cannot be mixed. */
+#if !defined(__VMLINUX_H__) && !defined(_LINUX_TYPES_H)
 #include <vmlinux.h>
+#endif
 
 /* An arm64 object compiled against the x86_64 vmlinux.h (when there is no arm64 one; the build
  * then defines IG_VMLINUX_X86_64_FALLBACK) lacks arm64's register layout, which bpf_tracing.h's

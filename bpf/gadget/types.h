@@ -3,7 +3,14 @@
 #ifndef __GADGET_TYPES_H
 #define __GADGET_TYPES_H
 
+/* vmlinux.h, unless the gadget builds on the kernel's UAPI headers (<linux/types.h>, as
+ * Inspektor Gadget's networking gadgets do): the two cannot be mixed. */
+#if !defined(__VMLINUX_H__) && !defined(_LINUX_TYPES_H)
 #include <vmlinux.h>
+#endif
+#ifndef __VMLINUX_H__
+#include <stdbool.h>
+#endif
 #include <gadget/bpf_compat.h>
 
 typedef __u64 gadget_mntns_id;		/* mount namespace inode: container */
