@@ -415,7 +415,11 @@ fn ig_api_exec_tracer_reads_paths_and_inode_ctime() {
         let _ = Command::new(&bin).current_dir(&cwd).status();
     };
 
-    let run = run_ig(&ig, "compat/ig_exec:v1", &["--host", "--comm", "igcompat-exec"]);
+    let run = run_ig(
+        &ig,
+        "compat/ig_exec:v1",
+        &["--host", "--comm", "igcompat-exec"],
+    );
     let e = run
         .wait_event(WAIT, spawn_bin, |e| e["proc"]["comm"] == "igcompat-exec")
         .unwrap_or_else(|| panic!("no event; stderr: {}", run.stderr_text()));

@@ -228,7 +228,8 @@ params:
 
     #[test]
     fn unknown_top_level_keys_are_kept_and_listed() {
-        let yaml = format!("{YAML}someFutureKey: {{a: 1}}\nprograms: {{}}\nannotations: {{x: y}}\n");
+        let yaml =
+            format!("{YAML}someFutureKey: {{a: 1}}\nprograms: {{}}\nannotations: {{x: y}}\n");
         let m = Metadata::parse(yaml.as_bytes()).expect("parse");
         assert_eq!(m.unknown_keys(), ["someFutureKey", "annotations"]);
         assert!(Metadata::parse(YAML.as_bytes())

@@ -215,10 +215,7 @@ mod tests {
         {
             let mut sink = ColumnsSink::new(&schema, vec![0, 1], &mut buf);
             let ev = Event {
-                values: vec![
-                    Value::U64(12345678),
-                    Value::Str("a-long-command".into()),
-                ],
+                values: vec![Value::U64(12345678), Value::Str("a-long-command".into())],
             };
             sink.event(&ev).unwrap();
             sink.finish().unwrap();
