@@ -3,7 +3,11 @@
 #ifndef __GADGET_BUFFER_H
 #define __GADGET_BUFFER_H
 
+/* vmlinux.h, unless the gadget builds on the kernel's UAPI headers (<linux/types.h>, as
+ * Inspektor Gadget's networking gadgets do): the two cannot be mixed. */
+#if !defined(__VMLINUX_H__) && !defined(_LINUX_TYPES_H)
 #include <vmlinux.h>
+#endif
 #include <bpf/bpf_helpers.h>
 #include <gadget/macros.h>
 

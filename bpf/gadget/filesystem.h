@@ -7,20 +7,25 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 
-#define GADGET_PATH_MAX		4096	/* scratch size, power of 2 */
+/*
+ * GADGET_PATH_MAX: the size of a path field in an event (`char file[GADGET_PATH_MAX]`), 512 as
+ * in Inspektor Gadget's header. The walk below builds paths in a larger per-CPU scratch.
+ */
+#define GADGET_PATH_MAX		512
+#define GADGET_PATH_SCRATCH	4096	/* scratch size, power of 2 */
 #define GADGET_PATH_DEPTH	64	/* dentries and mounts walked */
 #define GADGET_NAME_MAX		255
 
 #define GADGET_OVERLAYFS_MAGIC	0x794c7630
 
 /*
- * The path is built backwards from the end of buf; the tail absorbs the last
- * name. pos lives here, not in a register, so the verifier does not track its
- * range per iteration (which made the loop unverifiable).
+ * The path is built backwards from buf[GADGET_PATH_SCRATCH] (always NUL); the tail absorbs
+ * the last name. pos lives here, not in a register, so the verifier does not track its range
+ * per iteration (which made the loop unverifiable).
  */
 struct gadget_path_scratch {
 	__u32 pos;
-	char buf[GADGET_PATH_MAX + GADGET_NAME_MAX + 1];
+	char buf[GADGET_PATH_SCRATCH + GADGET_NAME_MAX + 1];
 };
 
 struct {
@@ -31,11 +36,12 @@ struct {
 } gadget_path_heap SEC(".maps");
 
 /*
- * Writes the absolute path of `p` (a kernel pointer) into buf, NUL-terminated,
- * cut to size - 1 bytes. Mounts are crossed up to the root of the mount tree.
- * Returns the length written, or -1 (buf then holds "").
+ * Builds the absolute path of `p` (a kernel pointer) in this CPU's scratch: the path is
+ * s->buf[s->pos .. GADGET_PATH_SCRATCH), NUL-terminated. Mounts are crossed up to the root of
+ * the mount tree; at most GADGET_PATH_DEPTH components; a path longer than the scratch keeps
+ * its end (the components nearest the file). NULL when `p` has no dentry or mount.
  */
-static __always_inline long gadget_read_path(const struct path *p, char *buf, __u32 size)
+static __always_inline struct gadget_path_scratch *gadget_path_build(const struct path *p)
 {
 	struct gadget_path_scratch *s;
 	struct dentry *dentry, *parent;
@@ -44,21 +50,20 @@ static __always_inline long gadget_read_path(const struct path *p, char *buf, __
 	const unsigned char *name;
 	volatile __u32 *vpos;
 	__u32 zero = 0, pos, len;
-	__u64 n;
 	int i;
 
-	buf[0] = '\0';
 	s = bpf_map_lookup_elem(&gadget_path_heap, &zero);
 	if (!s)
-		return -1;
+		return NULL;
 
 	dentry = BPF_CORE_READ(p, dentry);
 	vfsmnt = BPF_CORE_READ(p, mnt);
 	if (!dentry || !vfsmnt)
-		return -1;
+		return NULL;
 	mnt = (void *)vfsmnt - bpf_core_field_offset(struct mount, mnt);
 	vpos = &s->pos;
-	*vpos = GADGET_PATH_MAX;
+	*vpos = GADGET_PATH_SCRATCH;
+	s->buf[GADGET_PATH_SCRATCH] = '\0';
 
 	for (i = 0; i < GADGET_PATH_DEPTH; i++) {
 		if (dentry == BPF_CORE_READ(vfsmnt, mnt_root)) {
@@ -80,25 +85,67 @@ static __always_inline long gadget_read_path(const struct path *p, char *buf, __
 		if (len + 1 > pos)
 			break;
 		pos -= len + 1;
-		s->buf[pos & (GADGET_PATH_MAX - 1)] = '/';
-		bpf_probe_read_kernel(&s->buf[(pos + 1) & (GADGET_PATH_MAX - 1)], len, name);
+		s->buf[pos & (GADGET_PATH_SCRATCH - 1)] = '/';
+		bpf_probe_read_kernel(&s->buf[(pos + 1) & (GADGET_PATH_SCRATCH - 1)], len, name);
 		*vpos = pos;
 		dentry = parent;
 	}
 
 	pos = *vpos;
-	if (pos == GADGET_PATH_MAX)
-		s->buf[--pos] = '/';
+	if (pos == GADGET_PATH_SCRATCH) {
+		pos--;
+		s->buf[pos & (GADGET_PATH_SCRATCH - 1)] = '/';
+		*vpos = pos;
+	}
+	return s;
+}
 
-	n = GADGET_PATH_MAX - pos;
+/*
+ * Writes the absolute path of `p` (a kernel pointer) into buf, NUL-terminated, cut to
+ * size - 1 bytes (keeping its beginning). `size` should be a constant. Returns the length
+ * written, or -1 (buf then holds "").
+ */
+static __always_inline long gadget_read_path(const struct path *p, char *buf, __u32 size)
+{
+	struct gadget_path_scratch *s;
+	__u32 pos;
+	__u64 n;
+
+	buf[0] = '\0';
+	s = gadget_path_build(p);
+	if (!s)
+		return -1;
+	pos = s->pos;
+	if (pos >= GADGET_PATH_SCRATCH)
+		return -1;
+	n = GADGET_PATH_SCRATCH - pos;
 	if (n > size - 1)
 		n = size - 1;
 	barrier_var(n);
 	if (n > size - 1)
 		return -1;
-	bpf_probe_read_kernel(buf, n, &s->buf[pos & (GADGET_PATH_MAX - 1)]);
+	bpf_probe_read_kernel(buf, n, &s->buf[pos & (GADGET_PATH_SCRATCH - 1)]);
 	buf[n] = '\0';
 	return n;
+}
+
+/*
+ * Inspektor Gadget's helper: the absolute path of `path` (a kernel pointer, e.g.
+ * `&file->f_path`) as a NUL-terminated string in this CPU's scratch map, valid until the next
+ * path built on this CPU (copy it out with bpf_probe_read_kernel_str()). NULL on failure. Same
+ * walk as gadget_read_path(); a path longer than GADGET_PATH_SCRATCH keeps its end.
+ */
+static __always_inline char *get_path_str(const struct path *path)
+{
+	struct gadget_path_scratch *s = gadget_path_build(path);
+	__u32 pos;
+
+	if (!s)
+		return NULL;
+	pos = s->pos;
+	if (pos >= GADGET_PATH_SCRATCH)
+		return NULL;
+	return &s->buf[pos & (GADGET_PATH_SCRATCH - 1)];
 }
 
 /* Whether a file on overlayfs lives in the upper layer (copied up or created). */

@@ -7,12 +7,18 @@
 #ifndef __GADGET_FILTER_H
 #define __GADGET_FILTER_H
 
+/* vmlinux.h, unless the gadget builds on the kernel's UAPI headers (<linux/types.h>, as
+ * Inspektor Gadget's networking gadgets do): the two cannot be mixed. */
+#if !defined(__VMLINUX_H__) && !defined(_LINUX_TYPES_H)
 #include <vmlinux.h>
+#endif
 #include <bpf/bpf_helpers.h>
 #include <gadget/macros.h>
 #include <gadget/types.h>
 #include <gadget/mntns_filter.h>
+#ifdef __VMLINUX_H__
 #include <gadget/mntns.h>
+#endif
 
 /* "no filter" for targ_uid and targ_gid */
 #define GADGET_INVALID_ID ((gadget_uid)-1)
@@ -77,6 +83,7 @@ static __always_inline bool gadget_should_discard_data(gadget_mntns_id mntns_id,
 	       gadget_should_discard_gid(gid) || gadget_should_discard_comm(comm);
 }
 
+#ifdef __VMLINUX_H__
 /* Whether to drop an event of the current task; reads only what a set filter needs. */
 static __always_inline bool gadget_should_discard_data_current(void)
 {
@@ -105,6 +112,7 @@ static __always_inline bool gadget_should_discard_data_current(void)
 	}
 	return false;
 }
+#endif /* __VMLINUX_H__ */
 
 /* Inspektor Gadget's skb variant: without a socket value, drop when any filter is set. */
 static __always_inline bool

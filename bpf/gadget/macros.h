@@ -3,7 +3,11 @@
 #ifndef __GADGET_MACROS_H
 #define __GADGET_MACROS_H
 
+/* vmlinux.h, unless the gadget builds on the kernel's UAPI headers (<linux/types.h>, as
+ * Inspektor Gadget's networking gadgets do): the two cannot be mixed. */
+#if !defined(__VMLINUX_H__) && !defined(_LINUX_TYPES_H)
 #include <vmlinux.h>
+#endif
 #include <bpf/bpf_helpers.h>
 
 /*
@@ -78,5 +82,24 @@
 
 #define GADGET_MAPITER(name, map)					\
 	const void *gadget_mapiter_##name##___##map __attribute__((unused))
+
+/*
+ * GADGET_ITER_TARGET_MAP(prog, map): the SEC("iter/bpf_map_elem") program `prog` (named in a
+ * GADGET_ITER) walks the elements of `map`, a map of this object; the kernel needs that map's
+ * fd when the iterator is attached. Marker `gadget_mapelem_iter_target_<prog>___<map>`
+ * (Inspektor Gadget's name). The ig runtime does not run bpf_map_elem iterators yet: a
+ * gadget with one compiles, and `ig image build`/`ig run` refuse it, naming the program.
+ */
+#define GADGET_ITER_TARGET_MAP(prog, map)				\
+	const void *gadget_mapelem_iter_target_##prog##___##map		\
+		__attribute__((unused))
+
+/*
+ * GADGET_SK_TARGET_MAP(prog, map): the sk_skb or sk_msg program `prog` is attached to the
+ * sockmap or sockhash `map` of this object. Marker `gadget_sk_prog_target_<prog>___<map>`
+ * (Inspektor Gadget's name). The ig runtime does not attach sk_skb/sk_msg programs yet.
+ */
+#define GADGET_SK_TARGET_MAP(prog, map)					\
+	const void *gadget_sk_prog_target_##prog##___##map __attribute__((unused))
 
 #endif /* __GADGET_MACROS_H */

@@ -3,12 +3,18 @@
 #ifndef __GADGET_MNTNS_FILTER_H
 #define __GADGET_MNTNS_FILTER_H
 
+/* vmlinux.h, unless the gadget builds on the kernel's UAPI headers (<linux/types.h>, as
+ * Inspektor Gadget's networking gadgets do): the two cannot be mixed. */
+#if !defined(__VMLINUX_H__) && !defined(_LINUX_TYPES_H)
 #include <vmlinux.h>
+#endif
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
+#ifdef __VMLINUX_H__
 #include <gadget/cgroup.h>
 #include <gadget/mntns.h>
+#endif
 
 #ifndef GADGET_MAX_CONTAINERS
 #define GADGET_MAX_CONTAINERS 1024
@@ -76,6 +82,7 @@ struct {
 const volatile bool gadget_filter_by_mntns = false;
 const volatile bool gadget_drop_unknown_mntns = false;
 
+#ifdef __VMLINUX_H__
 /* mnt_namespace.seq before 6.18 (where ns_common.ns_id took its place). */
 struct mnt_namespace___seq {
 	__u64 seq;
@@ -124,6 +131,8 @@ static __always_inline void gadget__note_mntns(const struct gadget_mntns_key *ke
 		note->cgroup_leaf[0] = '\0';
 }
 
+#endif /* __VMLINUX_H__ */
+
 /*
  * Whether `mntns_id` is the host's and the host is dropped: an early test, without hashing, for
  * programs that look elsewhere before gadget_should_discard_mntns_id().
@@ -157,8 +166,10 @@ static __always_inline bool gadget_should_discard_mntns_id(__u64 mntns_id)
 	host = bpf_map_lookup_elem(&gadget_host_mntns, &zero);
 	if (host && host->verdict != GADGET_HOST_UNKNOWN && host->inum == mntns_id)
 		return host->verdict == GADGET_HOST_DROP;
+#ifdef __VMLINUX_H__
 	if (mntns_id == gadget_get_current_mntns_id())
 		key.nsid = gadget_get_current_mntns_nsid();
+#endif
 	verdict = bpf_map_lookup_elem(&gadget_mntns_filter_map, &key);
 	if (!verdict && key.nsid) {
 		/* Where the runtime cannot learn ids (no NS_GET_MNTNS_ID), it keys by inode alone. */
@@ -168,8 +179,10 @@ static __always_inline bool gadget_should_discard_mntns_id(__u64 mntns_id)
 	}
 	if (verdict)
 		return *verdict == 0;
+#ifdef __VMLINUX_H__
 	if (key.nsid)
 		gadget__note_mntns(&key);
+#endif
 	return gadget_drop_unknown_mntns;
 }
 

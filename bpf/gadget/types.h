@@ -3,7 +3,15 @@
 #ifndef __GADGET_TYPES_H
 #define __GADGET_TYPES_H
 
+/* vmlinux.h, unless the gadget builds on the kernel's UAPI headers (<linux/types.h>, as
+ * Inspektor Gadget's networking gadgets do): the two cannot be mixed. */
+#if !defined(__VMLINUX_H__) && !defined(_LINUX_TYPES_H)
 #include <vmlinux.h>
+#endif
+#ifndef __VMLINUX_H__
+#include <stdbool.h>
+#endif
+#include <gadget/bpf_compat.h>
 
 typedef __u64 gadget_mntns_id;		/* mount namespace inode: container */
 typedef __u64 gadget_mntns_nsid;	/* mount namespace id (NS_GET_MNTNS_ID): never reused */
@@ -122,8 +130,11 @@ struct gadget_user_stack {
 #define GADGET_SE_PATH_MAX 4096
 
 /*
- * Inspektor Gadget's socket enricher value (filter.h's skb helper takes it). ig has no socket
- * enricher: the type is here so sources compile.
+ * Inspektor Gadget's socket enricher value (gadget/sockets-map.h's map holds it; filter.h's skb
+ * helper takes it). Inspektor Gadget marks it preserve_access_index and resolves its CO-RE
+ * relocations against its socket enricher's types; ig has no socket enricher and resolves
+ * against the kernel's BTF, which has no such struct: so here it is a plain struct (fields at
+ * the offsets below; bpf_core_field_exists() on it is false).
  */
 struct gadget_socket_value {
 	__u64 mntns;
@@ -139,6 +150,6 @@ struct gadget_socket_value {
 	char optional_fields_start[0] __attribute__((aligned(8)));
 	char cwd[GADGET_SE_PATH_MAX];
 	char exepath[GADGET_SE_PATH_MAX];
-} __attribute__((preserve_access_index));
+};
 
 #endif /* __GADGET_TYPES_H */

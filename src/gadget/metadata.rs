@@ -88,21 +88,31 @@ pub fn debug(msg: &str) {
 }
 
 impl Metadata {
-    /// Parses `gadget.yaml`. Keys ig does not use are kept (and said at debug level), never an
-    /// error: Inspektor Gadget's files carry more than ig reads.
+    /// Parses `gadget.yaml`. Keys ig does not use are kept, never an error: Inspektor Gadget's
+    /// files carry more than ig reads. They are said by [`Metadata::debug_unknown_keys`], which
+    /// a run calls once (a run parses the file more than once: for its flags, then to run).
     pub fn parse(text: &[u8]) -> Result<Self, GadgetError> {
-        let meta: Metadata =
-            serde_norway::from_slice(text).map_err(|e| GadgetError::Metadata(e.to_string()))?;
+        serde_norway::from_slice(text).map_err(|e| GadgetError::Metadata(e.to_string()))
+    }
+
+    /// Top-level keys ig does not use, in the file's order.
+    pub fn unknown_keys(&self) -> Vec<String> {
+        self.extra
+            .keys()
+            .filter_map(scalar)
+            .filter(|k| !KNOWN_SECTIONS.contains(&k.as_str()))
+            .collect()
+    }
+
+    /// Says each of [`Metadata::unknown_keys`] at debug level (`ig: debug: gadget.yaml: key …`).
+    pub fn debug_unknown_keys(&self) {
         if debug_enabled() {
-            for key in meta.extra.keys().filter_map(scalar) {
-                if !KNOWN_SECTIONS.contains(&key.as_str()) {
-                    debug(&format!(
-                        "gadget.yaml: key {key:?} is not one ig uses; ignored"
-                    ));
-                }
+            for key in self.unknown_keys() {
+                debug(&format!(
+                    "gadget.yaml: key {key:?} is not one ig uses; ignored"
+                ));
             }
         }
-        Ok(meta)
     }
 
     pub fn to_yaml(&self) -> Result<String, GadgetError> {
@@ -225,6 +235,18 @@ params:
       key: uid
       description: Only this uid
 "#;
+
+    #[test]
+    fn unknown_top_level_keys_are_kept_and_listed() {
+        let yaml =
+            format!("{YAML}someFutureKey: {{a: 1}}\nprograms: {{}}\nannotations: {{x: y}}\n");
+        let m = Metadata::parse(yaml.as_bytes()).expect("parse");
+        assert_eq!(m.unknown_keys(), ["someFutureKey", "annotations"]);
+        assert!(Metadata::parse(YAML.as_bytes())
+            .expect("parse")
+            .unknown_keys()
+            .is_empty());
+    }
 
     #[test]
     fn reads_params_and_fields_in_order() {

@@ -20,11 +20,17 @@ pub struct ColumnsSink<W: Write> {
 
 impl<W: Write> ColumnsSink<W> {
     pub fn new(schema: &Schema, columns: Vec<usize>, out: W) -> Self {
+        // A column is at least as wide as its header, so a header is never cut (`PROC.PID` in a
+        // `pid` template's 7 would read `PROC.P…`). Inspektor Gadget's columns get there by
+        // showing short aliases for nested fields and widening to the header where they size
+        // columns to content (textcolumns' AdjustWidthsToContent); ig names columns by the full
+        // field path, so it widens.
         let columns: Vec<Column> = columns
             .into_iter()
             .map(|i| {
                 let f = &schema.fields[i];
-                (i, f.width.max(1), f.align, f.ellipsis, f.hex)
+                let header = f.name.chars().count();
+                (i, f.width.max(header).max(1), f.align, f.ellipsis, f.hex)
             })
             .collect();
         let mut sink = ColumnsSink {
@@ -193,6 +199,31 @@ mod tests {
             sink.finish().unwrap();
         }
         assert_eq!(String::from_utf8(buf).unwrap(), "  PID COMM\n   42 lon…\n");
+    }
+
+    #[test]
+    fn a_header_wider_than_its_width_widens_the_column() {
+        let mut schema = Schema::default();
+        let mut pid = FieldDef::new("proc.pid");
+        pid.width = 7;
+        pid.align = Align::Right;
+        schema.push(pid);
+        let mut comm = FieldDef::new("proc.comm");
+        comm.width = 3;
+        schema.push(comm);
+        let mut buf = Vec::new();
+        {
+            let mut sink = ColumnsSink::new(&schema, vec![0, 1], &mut buf);
+            let ev = Event {
+                values: vec![Value::U64(12345678), Value::Str("a-long-command".into())],
+            };
+            sink.event(&ev).unwrap();
+            sink.finish().unwrap();
+        }
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            "PROC.PID PROC.COMM\n12345678 a-long-c…\n"
+        );
     }
 
     #[test]

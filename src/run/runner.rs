@@ -215,6 +215,7 @@ pub fn run(
     outputs: &dyn Outputs,
 ) -> Result<u64, RunError> {
     let Prepared { image, spec } = prepare(store, &config.image)?;
+    spec.metadata.debug_unknown_keys();
     if let Some(expected) = &config.expected_digest {
         if *expected != image.index_digest {
             return Err(RunError::Config(format!(
@@ -255,14 +256,14 @@ pub fn run(
         .iter()
         .filter(|t| datasource_enabled(&spec, config, &t.name))
         .collect();
-    // Filters are checked against every tracer's fields before anything loads.
-    let mut filters = Vec::new();
+    // Filters are checked against every tracer's fields before anything loads. Each schema is
+    // built once (building it says the yaml's unknown annotations at debug level).
+    let mut schemas = Vec::new();
     for tracer in &tracers {
-        let (schema, _, _) = build_schema_with(tracer, &spec.metadata, lineage);
-        filters.push(
-            crate::operators::filter::Filter::compile(&config.filters, &schema)
-                .map_err(|e| RunError::Config(e.to_string()))?,
-        );
+        let (schema, enricher, yaml_order) = build_schema_with(tracer, &spec.metadata, lineage);
+        let filter = crate::operators::filter::Filter::compile(&config.filters, &schema)
+            .map_err(|e| RunError::Config(e.to_string()))?;
+        schemas.push((schema, enricher, yaml_order, filter));
     }
     let params = encode_params(&spec, config)?;
     let skip_programs = skipped_programs(&spec, &params);
@@ -293,8 +294,9 @@ pub fn run(
             RefCell::new(cache)
         });
     let mut pipelines = Vec::new();
-    for ((datasource, tracer), filter) in tracers.iter().enumerate().zip(filters) {
-        let (schema, enricher, yaml_order) = build_schema_with(tracer, &spec.metadata, lineage);
+    for ((datasource, tracer), (schema, enricher, yaml_order, filter)) in
+        tracers.iter().enumerate().zip(schemas)
+    {
         let order = display_order(&schema, &yaml_order);
         let sink = outputs.sink(datasource, &schema, order, config)?;
         pipelines.push(RefCell::new(Pipeline::new(
