@@ -31,7 +31,7 @@ run: build
 
 test: test-deps lint
 	$(CARGO) build --tests
-	$(CARGO) test --lib --bins --tests -- --test-threads 4
+	$(CARGO) test --no-fail-fast --lib --bins --tests -- --test-threads 4
 
 # The kernel matrix alone (also part of `make test`): one line per kernel and check,
 # `<kernel-release> <check> pass|fail|unsupported (<reason>)`.
