@@ -255,9 +255,17 @@ pub fn run(
         .iter()
         .filter(|t| datasource_enabled(&spec, config, &t.name))
         .collect();
-    // Filters are checked against every tracer's fields before anything loads.
+    let internal: Vec<bool> = tracers
+        .iter()
+        .map(|t| spec.metadata.datasource_internal(&t.name))
+        .collect();
+    // Filters are checked against every shown tracer's fields before anything loads.
     let mut filters = Vec::new();
-    for tracer in &tracers {
+    for (tracer, internal) in tracers.iter().zip(&internal) {
+        if *internal {
+            filters.push(None);
+            continue;
+        }
         let (schema, _, _) = build_schema_with(tracer, &spec.metadata, lineage);
         filters.push(
             crate::operators::filter::Filter::compile(&config.filters, &schema)
@@ -293,10 +301,21 @@ pub fn run(
             RefCell::new(cache)
         });
     let mut pipelines = Vec::new();
-    for ((datasource, tracer), filter) in tracers.iter().enumerate().zip(filters) {
+    // Shown data sources are numbered from 0 in the gadget's order; internal ones have none.
+    let mut datasource = 0;
+    for ((tracer, filter), internal) in tracers.iter().zip(filters).zip(&internal) {
         let (schema, enricher, yaml_order) = build_schema_with(tracer, &spec.metadata, lineage);
+        if *internal {
+            pipelines.push(RefCell::new(Pipeline::internal(
+                tracer,
+                enricher,
+                cache.as_ref(),
+            )));
+            continue;
+        }
         let order = display_order(&schema, &yaml_order);
         let sink = outputs.sink(datasource, &schema, order, config)?;
+        datasource += 1;
         pipelines.push(RefCell::new(Pipeline::new(
             tracer,
             enricher,
@@ -316,10 +335,60 @@ pub fn run(
         .collect::<Result<_, _>>()?;
     // Ring buffers share one epoll; Inspektor Gadget's perf-event-array tracers get a perf
     // buffer each (read per CPU; the kernel counts what a full CPU buffer dropped).
+    //
+    // Internal data sources (the fork records of the process cache) have a ring buffer of
+    // their own, consumed before every record of the others: a fork precedes its child's exec
+    // in time, but two rings are read one after the other, so without this a child's exec
+    // could reach the cache before the fork that is its parent.
+    let mut internal_builder = RingBufferBuilder::new();
+    let mut internal_rings = 0;
+    for ((map, pipeline), _) in maps
+        .iter()
+        .zip(&pipelines)
+        .zip(&tracers)
+        .zip(&internal)
+        .filter(|((_, t), i)| **i && !t.perf)
+        .map(|(x, _)| x)
+    {
+        let selection = &selection;
+        internal_rings += 1;
+        internal_builder
+            .add(map as &dyn MapCore, move |data: &[u8]| {
+                pipeline
+                    .borrow_mut()
+                    .on_record(data, &mut selection.borrow_mut())
+            })
+            .map_err(|e| {
+                RunError::Gadget(crate::gadget::GadgetError::Map {
+                    map: map.name().to_string_lossy().into(),
+                    reason: e.to_string(),
+                })
+            })?;
+    }
+    let internal_ring = match internal_rings {
+        0 => None,
+        _ => Some(
+            internal_builder
+                .build()
+                .map_err(|e| RunError::Config(format!("ring buffer: {e}")))?,
+        ),
+    };
+    let drain_internal = || {
+        if let Some(r) = &internal_ring {
+            let _ = r.consume();
+        }
+    };
     let mut builder = RingBufferBuilder::new();
     let mut rings = 0;
     let mut perfs = Vec::new();
-    for ((map, pipeline), tracer) in maps.iter().zip(&pipelines).zip(&spec.tracers) {
+    for (((map, pipeline), tracer), _) in maps
+        .iter()
+        .zip(&pipelines)
+        .zip(&tracers)
+        .zip(&internal)
+        .filter(|((_, t), i)| !(**i && !t.perf))
+    {
+        let drain_internal = &drain_internal;
         let selection = &selection;
         let map_error = |e: libbpf_rs::Error| {
             RunError::Gadget(crate::gadget::GadgetError::Map {
@@ -331,6 +400,7 @@ pub fn run(
             let name = tracer.map.clone();
             let perf = PerfBufferBuilder::new(map)
                 .sample_cb(move |_cpu, data: &[u8]| {
+                    drain_internal();
                     pipeline
                         .borrow_mut()
                         .on_record(data, &mut selection.borrow_mut());
@@ -344,6 +414,7 @@ pub fn run(
         rings += 1;
         builder
             .add(map as &dyn MapCore, move |data: &[u8]| {
+                drain_internal();
                 pipeline
                     .borrow_mut()
                     .on_record(data, &mut selection.borrow_mut())
@@ -360,6 +431,7 @@ pub fn run(
     };
     let read = |wait: Duration| {
         let mut wait = wait;
+        drain_internal();
         if let Some(ring) = &ring {
             let _ = ring.poll(wait);
             let _ = ring.consume();
@@ -384,7 +456,16 @@ pub fn run(
                 .unwrap_or(0);
             if total > before {
                 if let Some(p) = tracers.iter().position(|t| t.map == map) {
-                    pipelines[p].borrow_mut().lost(&map, total - before);
+                    if internal[p] {
+                        // Not silent: the cache falls back to /proc for what was lost.
+                        outputs.notice(&format!(
+                            "{} records of the internal data source {} were lost (ring buffer {map} full); the process cache reads those processes from /proc",
+                            total - before,
+                            tracers[p].name
+                        ));
+                    } else {
+                        pipelines[p].borrow_mut().lost(&map, total - before);
+                    }
                 }
                 reported.retain(|(m, _)| *m != map);
                 reported.push((map, total));
