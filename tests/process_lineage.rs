@@ -715,3 +715,62 @@ fn a_child_whose_forking_parent_is_gone_still_gets_its_parent() {
     assert_eq!(ids.get(1), shell["exec_id"].as_str().map(String::from).as_ref());
     run.stop();
 }
+
+#[test]
+fn exits_in_columns_print_each_header_once_before_the_rows() {
+    let ig = Ig::new();
+    let run = ig.spawn(&[
+        "run",
+        "trace_exec",
+        "--host",
+        "--exits",
+        "--timeout",
+        "240",
+        "--fields",
+        "comm,pid,ppid",
+    ]);
+    let m = marker("colexit");
+    let deadline = Instant::now() + WAIT;
+    // The exec of `sh -c 'exit 4' M` and its exit: rows of both data sources.
+    let mut pids = Vec::new();
+    while Instant::now() < deadline {
+        let mut c = Command::new("sh")
+            .args(["-c", "exit 4", &m])
+            .spawn()
+            .expect("sh");
+        pids.push(c.id().to_string());
+        let _ = c.wait();
+        let lines = run.lines();
+        let rows_of_pid = |pid: &str| {
+            lines
+                .iter()
+                .filter(|l| l.split_whitespace().nth(1) == Some(pid))
+                .count()
+        };
+        if pids.iter().any(|p| rows_of_pid(p) >= 2) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (_, lines, stderr) = run.stop();
+    let headers: Vec<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with("COMM"))
+        .map(|(i, _)| i)
+        .collect();
+    // exec's header, then exit's, first and once each (the same fields: the same line).
+    assert_eq!(headers, [0, 1], "stderr:\n{stderr}\nlines:\n{}", lines.join("\n"));
+    for h in &lines[..2] {
+        assert_eq!(h.split_whitespace().collect::<Vec<_>>(), ["COMM", "PID", "PPID"]);
+    }
+    assert!(
+        pids.iter().any(|p| lines
+            .iter()
+            .filter(|l| l.split_whitespace().nth(1) == Some(p.as_str()))
+            .count()
+            >= 2),
+        "an exec row and an exit row of one process; lines:\n{}",
+        lines.join("\n")
+    );
+}

@@ -320,6 +320,14 @@ impl<'a> Pipeline<'a> {
         }
     }
 
+    /// Lets the sink print its header before any event (see [`crate::output::Sink::begin`]).
+    pub fn begin(&mut self) {
+        if let Err(e) = self.sink.begin() {
+            self.stopped = true;
+            self.error.get_or_insert(e);
+        }
+    }
+
     pub fn flush(&mut self) {
         if let Err(e) = self.sink.flush() {
             self.stopped = true;

@@ -329,6 +329,15 @@ pub fn run(
 
     loaded.attach()?;
     outputs.attached();
+    // Several shown data sources (trace_exec --exits): every header once, first, in the
+    // gadget's order, as Inspektor Gadget's CLI prints them; not in the middle of the rows.
+    if datasource > 1 {
+        for (p, internal) in pipelines.iter().zip(&internal) {
+            if !*internal {
+                p.borrow_mut().begin();
+            }
+        }
+    }
     let maps: Vec<_> = tracers
         .iter()
         .map(|t| loaded.map(&t.map))
