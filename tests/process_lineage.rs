@@ -648,7 +648,11 @@ fn exec_exact(run: &Running, args: &[&str]) -> Value {
 
 fn strs(v: &Value) -> Vec<String> {
     v.as_array()
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -660,7 +664,10 @@ fn a_fork_that_never_execs_is_a_parent_with_the_shells_binary() {
     // The subshell is a fork of sh that runs `/bin/true M1` (its child), sleeps, then execs
     // `/bin/true M2` itself: it outlives its child's exec.
     let script = format!("(/bin/true {m1}; sleep 0.2; /bin/true {m2}) & wait");
-    let mut sh = Command::new("sh").args(["-c", &script]).spawn().expect("sh");
+    let mut sh = Command::new("sh")
+        .args(["-c", &script])
+        .spawn()
+        .expect("sh");
     assert!(sh.wait().expect("wait").success());
 
     let shell = exec_exact(&run, &["sh", "-c", &script]);
@@ -677,11 +684,20 @@ fn a_fork_that_never_execs_is_a_parent_with_the_shells_binary() {
     // The fork runs sh's image: its binary and args.
     assert_eq!(child["parent"]["exepath"], shell["exepath"]);
     assert!(!shell["exepath"].as_str().unwrap_or("").is_empty());
-    assert_eq!(strs(&child["parent"]["args"]), ["sh", "-c", script.as_str()]);
+    assert_eq!(
+        strs(&child["parent"]["args"]),
+        ["sh", "-c", script.as_str()]
+    );
     // ... and its parent is sh.
     let ids = strs(&child["ancestors"]["exec_id"]);
-    assert_eq!(ids.first(), child["parent_exec_id"].as_str().map(String::from).as_ref());
-    assert_eq!(ids.get(1), shell["exec_id"].as_str().map(String::from).as_ref());
+    assert_eq!(
+        ids.first(),
+        child["parent_exec_id"].as_str().map(String::from).as_ref()
+    );
+    assert_eq!(
+        ids.get(1),
+        shell["exec_id"].as_str().map(String::from).as_ref()
+    );
     // The subshell's own exec: its parent is sh (a clone that execs is sh's child).
     assert_eq!(subshell["parent_exec_id"], shell["exec_id"]);
     run.stop();
@@ -695,7 +711,10 @@ fn a_child_whose_forking_parent_is_gone_still_gets_its_parent() {
     // The outer subshell forks the inner one and exits at once; the inner one, reparented,
     // sleeps and then execs `/bin/true M`.
     let script = format!("( (sleep 0.3; /bin/true {m}) & ) ; ");
-    let mut sh = Command::new("sh").args(["-c", &script]).spawn().expect("sh");
+    let mut sh = Command::new("sh")
+        .args(["-c", &script])
+        .spawn()
+        .expect("sh");
     assert!(sh.wait().expect("wait").success());
 
     let shell = exec_exact(&run, &["sh", "-c", &script]);
@@ -703,16 +722,26 @@ fn a_child_whose_forking_parent_is_gone_still_gets_its_parent() {
     let shell_pid = shell["pid"].as_u64().expect("pid");
     let middle = child["parent"]["pid"].as_u64().expect("parent.pid");
     assert_ne!(middle, shell_pid);
-    assert_ne!(child["ppid"].as_u64(), Some(middle), "the middle process is gone");
+    assert_ne!(
+        child["ppid"].as_u64(),
+        Some(middle),
+        "the middle process is gone"
+    );
     // Full parent fields: the gone fork's id, sh's binary and args.
     let (_, key, pid) = decode(child["parent"]["exec_id"].as_str().expect("id"));
     assert_eq!(pid as u64, middle);
     assert_eq!(key % 10_000_000, 0);
     assert_eq!(child["parent"]["exepath"], shell["exepath"]);
-    assert_eq!(strs(&child["parent"]["args"]), ["sh", "-c", script.as_str()]);
+    assert_eq!(
+        strs(&child["parent"]["args"]),
+        ["sh", "-c", script.as_str()]
+    );
     assert_eq!(child["parent"]["comm"], "sh");
     let ids = strs(&child["ancestors"]["exec_id"]);
-    assert_eq!(ids.get(1), shell["exec_id"].as_str().map(String::from).as_ref());
+    assert_eq!(
+        ids.get(1),
+        shell["exec_id"].as_str().map(String::from).as_ref()
+    );
     run.stop();
 }
 
@@ -760,9 +789,17 @@ fn exits_in_columns_print_each_header_once_before_the_rows() {
         .map(|(i, _)| i)
         .collect();
     // exec's header, then exit's, first and once each (the same fields: the same line).
-    assert_eq!(headers, [0, 1], "stderr:\n{stderr}\nlines:\n{}", lines.join("\n"));
+    assert_eq!(
+        headers,
+        [0, 1],
+        "stderr:\n{stderr}\nlines:\n{}",
+        lines.join("\n")
+    );
     for h in &lines[..2] {
-        assert_eq!(h.split_whitespace().collect::<Vec<_>>(), ["COMM", "PID", "PPID"]);
+        assert_eq!(
+            h.split_whitespace().collect::<Vec<_>>(),
+            ["COMM", "PID", "PPID"]
+        );
     }
     assert!(
         pids.iter().any(|p| lines

@@ -197,7 +197,11 @@ impl<'a> Pipeline<'a> {
     }
 
     /// An internal data source's pipeline: records update the process cache, nothing else.
-    pub fn internal(tracer: &Tracer, enrichers: Enrichers, cache: Option<&'a std::cell::RefCell<ProcessCache>>) -> Self {
+    pub fn internal(
+        tracer: &Tracer,
+        enrichers: Enrichers,
+        cache: Option<&'a std::cell::RefCell<ProcessCache>>,
+    ) -> Self {
         let mut p = Pipeline::new(tracer, enrichers, Box::new(NullSink), None, None, cache);
         p.internal = true;
         p

@@ -395,7 +395,7 @@ pub fn run(
         .zip(&pipelines)
         .zip(&tracers)
         .zip(&internal)
-        .filter(|((_, t), i)| !(**i && !t.perf))
+        .filter(|((_, t), i)| !**i || t.perf)
     {
         let drain_internal = &drain_internal;
         let selection = &selection;
