@@ -639,3 +639,175 @@ fn container_fields_as_in_the_seed() {
         .is_some_and(|t| t.starts_with("20")));
     run.stop();
 }
+
+/// The event whose args are exactly `args`.
+fn exec_exact(run: &Running, args: &[&str]) -> Value {
+    run.wait_event(WAIT, || {}, |e| args_of(e) == args)
+        .unwrap_or_else(|| panic!("no exec event {args:?}; stderr:\n{}", run.stderr_text()))
+}
+
+fn strs(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_fork_that_never_execs_is_a_parent_with_the_shells_binary() {
+    let ig = Ig::new();
+    let run = start(&ig, &["--parent", "--ancestors", "3"]);
+    let (m1, m2) = (marker("forked1"), marker("forked2"));
+    // The subshell is a fork of sh that runs `/bin/true M1` (its child), sleeps, then execs
+    // `/bin/true M2` itself: it outlives its child's exec.
+    let script = format!("(/bin/true {m1}; sleep 0.2; /bin/true {m2}) & wait");
+    let mut sh = Command::new("sh")
+        .args(["-c", &script])
+        .spawn()
+        .expect("sh");
+    assert!(sh.wait().expect("wait").success());
+
+    let shell = exec_exact(&run, &["sh", "-c", &script]);
+    let child = exec_exact(&run, &["/bin/true", &m1]);
+    let subshell = exec_exact(&run, &["/bin/true", &m2]);
+    let fork_pid = subshell["pid"].as_u64().expect("pid");
+    // The child's parent is the fork (the subshell before its own exec), not sh.
+    assert_eq!(child["parent"]["pid"].as_u64(), Some(fork_pid));
+    assert_eq!(child["parent_exec_id"], child["parent"]["exec_id"]);
+    let (_, key, pid) = decode(child["parent_exec_id"].as_str().expect("id"));
+    assert_eq!(pid as u64, fork_pid);
+    assert_eq!(key % 10_000_000, 0, "a fork's key is its start tick");
+    assert_ne!(child["parent_exec_id"], shell["exec_id"]);
+    // The fork runs sh's image: its binary and args.
+    assert_eq!(child["parent"]["exepath"], shell["exepath"]);
+    assert!(!shell["exepath"].as_str().unwrap_or("").is_empty());
+    assert_eq!(
+        strs(&child["parent"]["args"]),
+        ["sh", "-c", script.as_str()]
+    );
+    // ... and its parent is sh.
+    let ids = strs(&child["ancestors"]["exec_id"]);
+    assert_eq!(
+        ids.first(),
+        child["parent_exec_id"].as_str().map(String::from).as_ref()
+    );
+    assert_eq!(
+        ids.get(1),
+        shell["exec_id"].as_str().map(String::from).as_ref()
+    );
+    // The subshell's own exec: its parent is sh (a clone that execs is sh's child).
+    assert_eq!(subshell["parent_exec_id"], shell["exec_id"]);
+    run.stop();
+}
+
+#[test]
+fn a_child_whose_forking_parent_is_gone_still_gets_its_parent() {
+    let ig = Ig::new();
+    let run = start(&ig, &["--parent", "--ancestors", "3"]);
+    let m = marker("orphan");
+    // The outer subshell forks the inner one and exits at once; the inner one, reparented,
+    // sleeps and then execs `/bin/true M`.
+    let script = format!("( (sleep 0.3; /bin/true {m}) & ) ; ");
+    let mut sh = Command::new("sh")
+        .args(["-c", &script])
+        .spawn()
+        .expect("sh");
+    assert!(sh.wait().expect("wait").success());
+
+    let shell = exec_exact(&run, &["sh", "-c", &script]);
+    let child = exec_exact(&run, &["/bin/true", &m]);
+    let shell_pid = shell["pid"].as_u64().expect("pid");
+    let middle = child["parent"]["pid"].as_u64().expect("parent.pid");
+    assert_ne!(middle, shell_pid);
+    assert_ne!(
+        child["ppid"].as_u64(),
+        Some(middle),
+        "the middle process is gone"
+    );
+    // Full parent fields: the gone fork's id, sh's binary and args.
+    let (_, key, pid) = decode(child["parent"]["exec_id"].as_str().expect("id"));
+    assert_eq!(pid as u64, middle);
+    assert_eq!(key % 10_000_000, 0);
+    assert_eq!(child["parent"]["exepath"], shell["exepath"]);
+    assert_eq!(
+        strs(&child["parent"]["args"]),
+        ["sh", "-c", script.as_str()]
+    );
+    assert_eq!(child["parent"]["comm"], "sh");
+    let ids = strs(&child["ancestors"]["exec_id"]);
+    assert_eq!(
+        ids.get(1),
+        shell["exec_id"].as_str().map(String::from).as_ref()
+    );
+    run.stop();
+}
+
+#[test]
+fn exits_in_columns_print_each_header_once_before_the_rows() {
+    let ig = Ig::new();
+    let run = ig.spawn(&[
+        "run",
+        "trace_exec",
+        "--host",
+        "--exits",
+        "--timeout",
+        "240",
+        "--fields",
+        "comm,pid,ppid",
+    ]);
+    let m = marker("colexit");
+    let deadline = Instant::now() + WAIT;
+    // The exec of `sh -c 'exit 4' M` and its exit: rows of both data sources.
+    let mut pids = Vec::new();
+    while Instant::now() < deadline {
+        let mut c = Command::new("sh")
+            .args(["-c", "exit 4", &m])
+            .spawn()
+            .expect("sh");
+        pids.push(c.id().to_string());
+        let _ = c.wait();
+        let lines = run.lines();
+        let rows_of_pid = |pid: &str| {
+            lines
+                .iter()
+                .filter(|l| l.split_whitespace().nth(1) == Some(pid))
+                .count()
+        };
+        if pids.iter().any(|p| rows_of_pid(p) >= 2) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (_, lines, stderr) = run.stop();
+    let headers: Vec<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with("COMM"))
+        .map(|(i, _)| i)
+        .collect();
+    // exec's header, then exit's, first and once each (the same fields: the same line).
+    assert_eq!(
+        headers,
+        [0, 1],
+        "stderr:\n{stderr}\nlines:\n{}",
+        lines.join("\n")
+    );
+    for h in &lines[..2] {
+        assert_eq!(
+            h.split_whitespace().collect::<Vec<_>>(),
+            ["COMM", "PID", "PPID"]
+        );
+    }
+    assert!(
+        pids.iter().any(|p| lines
+            .iter()
+            .filter(|l| l.split_whitespace().nth(1) == Some(p.as_str()))
+            .count()
+            >= 2),
+        "an exec row and an exit row of one process; lines:\n{}",
+        lines.join("\n")
+    );
+}

@@ -37,6 +37,8 @@ struct gadget_proc {
 	__u64 start;		/* start_boottime of the process: tells a reused pid */
 	__u64 exec_ns;		/* when the current image began (exec, or the process's start) */
 	bool execd;		/* the image was exec'd while we watched */
+	__u32 ppid;		/* a recorded fork (!execd): its parent at the fork, */
+	gadget_exec_key pkey;	/* and the image that parent ran then */
 };
 
 /* Current image per thread group id. LRU: a lost entry falls back to the computed key. */
@@ -76,6 +78,8 @@ static __always_inline gadget_exec_key gadget_proc_key(struct task_struct *task)
 /*
  * At sched_process_exec: records the new image (returned) and returns its parent: the
  * previous image when this process already exec'd while we watched (as Tetragon does), else
+ * the image that forked it when gadget_proc_fork() recorded the fork (so a process whose
+ * parent exited and that was reparented before its exec still names the fork's parent), else
  * the real parent's current image.
  */
 static __always_inline gadget_exec_key gadget_proc_exec(struct task_struct *task, __u64 now,
@@ -88,6 +92,9 @@ static __always_inline gadget_exec_key gadget_proc_exec(struct task_struct *task
 	if (p && p->execd) {
 		*pkey = p->key;
 		*ppid = tgid;
+	} else if (p && p->ppid) {
+		*pkey = p->pkey;
+		*ppid = p->ppid;
 	} else {
 		*pkey = gadget_proc_key(task->real_parent);
 		*ppid = task->real_parent->tgid;
@@ -96,6 +103,30 @@ static __always_inline gadget_exec_key gadget_proc_exec(struct task_struct *task
 	n.key = n.start + task->self_exec_id;
 	n.exec_ns = now;
 	n.execd = true;
+	bpf_map_update_elem(&gadget_procs, &tgid, &n, BPF_ANY);
+	return n.key;
+}
+
+/*
+ * At sched_process_fork, for a new thread group leader (`child->pid == child->tgid`, not a
+ * thread): records the clone's image (its key is its start rounded to the tick, as
+ * gadget_proc_key() computes it, so every program names it alike) with its parent, the
+ * real parent's current image. Returns the clone's key; `pkey`/`ppid` its parent.
+ */
+static __always_inline gadget_exec_key gadget_proc_fork(struct task_struct *child,
+							gadget_exec_key *pkey, __u32 *ppid)
+{
+	struct task_struct *parent = child->real_parent;
+	struct gadget_proc n = {};
+	__u32 tgid = child->tgid;
+
+	*pkey = gadget_proc_key(parent);
+	*ppid = parent->tgid;
+	n.start = child->start_boottime;
+	n.key = gadget_tick_round(n.start);
+	n.exec_ns = n.start;
+	n.pkey = *pkey;
+	n.ppid = *ppid;
 	bpf_map_update_elem(&gadget_procs, &tgid, &n, BPF_ANY);
 	return n.key;
 }

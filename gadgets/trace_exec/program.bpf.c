@@ -72,6 +72,19 @@ struct exit_event {
 	__u64 duration_ns;
 };
 
+/*
+ * A new process (fork/clone of a thread group leader; with --parent, --ancestors or --exits):
+ * an internal data source the runtime's process cache consumes (gadget.yaml: internal), so an
+ * exec whose parent was a fork already gone still gets the parent's details.
+ */
+struct fork_event {
+	gadget_comm comm[16];
+	gadget_pid pid;
+	gadget_pid parent_pid;
+	gadget_exec_key exec_key;
+	gadget_exec_key parent_exec_key;
+};
+
 const volatile bool ignore_failed = true;
 const volatile bool paths = false;
 const volatile __u32 targ_uid = INVALID_UID;
@@ -91,6 +104,8 @@ GADGET_TRACER_MAP(events, 1024 * 1024 * 4);
 GADGET_TRACER(exec, events, event);
 GADGET_TRACER_MAP(exit_events, 1024 * 256);
 GADGET_TRACER(exit, exit_events, exit_event);
+GADGET_TRACER_MAP(fork_events, 1024 * 256);
+GADGET_TRACER(fork, fork_events, fork_event);
 
 /* LRU: an exec killed after the point of no return never reaches sys_exit */
 struct {
@@ -484,6 +499,37 @@ int BPF_PROG(ig_sched_exit, struct task_struct *task)
 	e->exit_code = e->signal_raw ? 0 : (code >> 8) & 0xff;
 	e->duration_ns = now > began ? now - began : 0;
 	gadget_submit_buf(ctx, exit_events, e, sizeof(*e));
+	return 0;
+}
+
+/*
+ * A new process (not a thread). Only with the process cache on: plain trace_exec returns at
+ * once (the parameters are constants: the verifier drops the rest). The fork is recorded in
+ * gadget_procs, so its exec names the image that forked it even after a reparenting.
+ */
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(ig_sched_fork, struct task_struct *forker, struct task_struct *child)
+{
+	struct fork_event *e;
+	gadget_exec_key key, pkey;
+	__u32 ppid;
+
+	if (!parent && !ancestors && !exits)
+		return 0;
+	if (child->pid != child->tgid)
+		return 0;
+	key = gadget_proc_fork(child, &pkey, &ppid);
+	if (discard())
+		return 0;
+	e = gadget_reserve_buf(fork_events, sizeof(*e));
+	if (!e)
+		return 0;
+	bpf_probe_read_kernel(e->comm, sizeof(e->comm), child->comm);
+	e->pid = child->tgid;
+	e->parent_pid = ppid;
+	e->exec_key = key;
+	e->parent_exec_key = pkey;
+	gadget_submit_buf(ctx, fork_events, e, sizeof(*e));
 	return 0;
 }
 

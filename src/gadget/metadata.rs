@@ -202,6 +202,17 @@ impl Metadata {
             .and_then(scalar)
     }
 
+    /// Whether a data source is internal (`datasources: {NAME: {internal: true}}`): its
+    /// records feed the runtime's operators (the process cache) and are never output.
+    pub fn datasource_internal(&self, datasource: &str) -> bool {
+        self.datasources
+            .iter()
+            .find(|(k, _)| scalar(k).as_deref() == Some(datasource))
+            .and_then(|(_, v)| v.get("internal"))
+            .and_then(scalar)
+            .is_some_and(|v| v == "true")
+    }
+
     pub fn datasource_names(&self) -> Vec<String> {
         self.datasources.keys().filter_map(scalar).collect()
     }

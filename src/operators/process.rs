@@ -47,6 +47,8 @@ pub struct Image {
     /// Images in the cache whose parent this is.
     pub children: u32,
     pub exited: bool,
+    /// A clone that has not exec'd: it runs its parent's image (binary and args inherited).
+    pub fork: bool,
 }
 
 /// What a run asked of the lineage operator.
@@ -221,6 +223,42 @@ impl ProcessCache {
         self.images.get(&key)
     }
 
+    /// The `exec_id` of `key`: the cached image's string (computed once per image), else
+    /// computed now.
+    pub fn exec_id_into(&self, key: ImageKey, out: &mut Value) {
+        match self.images.peek(&key) {
+            Some(image) => out.assign_str(&image.exec_id),
+            None => out.assign_str(&exec_id(&self.node, key.0, key.1)),
+        }
+    }
+
+    /// The binary and args an image runs: its own, or for a clone recorded before the image
+    /// it inherits from reached the cache (the fork ring is read before the exec ring), its
+    /// parent's, followed over at most 8 clones.
+    pub fn binary(&self, key: ImageKey) -> Option<(&str, &[String])> {
+        let mut image = self.images.peek(&key)?;
+        for _ in 0..8 {
+            if !(image.fork && image.exepath.is_empty()) {
+                break;
+            }
+            match image.parent.and_then(|p| self.images.peek(&p)) {
+                Some(p) => image = p,
+                None => break,
+            }
+        }
+        Some((&image.exepath, &image.args))
+    }
+
+    /// An exec replaced the clone `pid` ran before (a fork image other than `parent`): that
+    /// image is over; it leaves like an exited one once its children are gone.
+    pub fn replaced(&mut self, pid: u32, parent: ImageKey) {
+        if let Some(&old) = self.by_pid.get(&pid) {
+            if old != parent && self.images.peek(&old).is_some_and(|i| i.fork) {
+                self.exited(old);
+            }
+        }
+    }
+
     /// The image, or the process from `/proc` when it still runs and started no later than
     /// the image (a clone that never exec'd, an exec outside the selection, one the cache
     /// lost): `/proc` shows its current image.
@@ -299,6 +337,9 @@ pub struct Lineage {
     args: Option<usize>,
     /// Whether this data source's events are exits (they mark images exited).
     exits: bool,
+    /// Whether its records are forks: no binary nor args of their own (they inherit the
+    /// parent's image).
+    forks: bool,
     exec_id: usize,
     parent_exec_id: Option<usize>,
     start_time: usize,
@@ -332,6 +373,11 @@ impl Lineage {
         }
         // A data source with `exit_code` reports exits: its images leave the cache.
         let exits = schema.index("exit_code").is_some();
+        // A record that carries no binary is a clone's: it runs its parent's image.
+        let forks = !exits
+            && parent_key.is_some()
+            && schema.index("args").is_none()
+            && schema.index("exepath").is_none();
         let exec_id = push(
             schema,
             "exec_id",
@@ -415,6 +461,7 @@ impl Lineage {
             exepath: schema.index("exepath"),
             args: schema.index("args"),
             exits,
+            forks,
             exec_id,
             parent_exec_id,
             start_time,
@@ -450,25 +497,34 @@ impl Lineage {
         let Some(parent) = self.parent_image_key(event) else {
             return;
         };
-        // The parent first: a clone that never exec'd is read from /proc while it runs.
-        cache.get_or_proc(parent);
         let text = |i: Option<usize>| {
             i.and_then(|i| event.get(i).as_str())
                 .unwrap_or_default()
                 .to_string()
         };
-        let args = match self.args.map(|i| event.get(i)) {
-            Some(Value::List(items)) => items.clone(),
-            _ => Vec::new(),
+        // The parent first: a clone that never exec'd is read from /proc while it runs.
+        let inherited = cache
+            .get_or_proc(parent)
+            .map(|p| (p.exepath.clone(), p.args.clone()));
+        let (exepath, args) = if self.forks {
+            inherited.unwrap_or_default()
+        } else {
+            cache.replaced(key.1, parent);
+            let args = match self.args.map(|i| event.get(i)) {
+                Some(Value::List(items)) => items.clone(),
+                _ => Vec::new(),
+            };
+            (text(self.exepath), args)
         };
         cache.insert(Image {
             exec_id: exec_id(cache.node(), key.0, key.1),
             pid: key.1,
             key: key.0,
             comm: text(self.comm),
-            exepath: text(self.exepath),
+            exepath,
             args,
             parent: Some(parent),
+            fork: self.forks,
             ..Default::default()
         });
     }
@@ -485,10 +541,8 @@ impl Lineage {
         }
         match self.image_key(event) {
             Some((key, pid)) => {
-                event.values[self.exec_id].assign_str(&exec_id(cache.node(), key, pid));
-                let mut v = std::mem::replace(&mut event.values[self.start_time], Value::Null);
-                self.wall(key, &mut v);
-                event.values[self.start_time] = v;
+                cache.exec_id_into((key, pid), &mut event.values[self.exec_id]);
+                self.wall(key, &mut event.values[self.start_time]);
             }
             None => {
                 event.values[self.exec_id] = Value::Null;
@@ -498,24 +552,39 @@ impl Lineage {
         let parent = self.parent_image_key(event);
         if let Some(i) = self.parent_exec_id {
             match parent {
-                Some((k, p)) => event.values[i].assign_str(&exec_id(cache.node(), k, p)),
+                Some(k) => cache.exec_id_into(k, &mut event.values[i]),
                 None => event.values[i] = Value::Null,
             }
         }
         if let Some(f) = self.parent_fields {
-            for i in f {
-                event.values[i] = Value::Null;
-            }
-            if let Some((k, p)) = parent {
-                event.values[f[0]].assign_str(&exec_id(cache.node(), k, p));
-                event.values[f[1]] = Value::U64(p as u64);
-                let mut start = Value::Null;
-                self.wall(k, &mut start);
-                event.values[f[5]] = start;
-                if let Some(image) = cache.get((k, p)) {
-                    event.values[f[2]] = Value::Str(image.comm.clone());
-                    event.values[f[3]] = Value::Str(image.exepath.clone());
-                    event.values[f[4]] = Value::List(image.args.clone());
+            // Written in place: the event's string buffers are reused from one record to
+            // the next.
+            match parent {
+                Some((k, p)) => {
+                    cache.exec_id_into((k, p), &mut event.values[f[0]]);
+                    event.values[f[1]] = Value::U64(p as u64);
+                    self.wall(k, &mut event.values[f[5]]);
+                    let _ = cache.get((k, p));
+                    match cache.images.peek(&(k, p)).zip(cache.binary((k, p))) {
+                        Some((image, (exepath, image_args))) => {
+                            event.values[f[2]].assign_str(&image.comm);
+                            event.values[f[3]].assign_str(exepath);
+                            let mut args = ListFiller::new(&mut event.values[f[4]]);
+                            for a in image_args {
+                                args.push(a);
+                            }
+                        }
+                        None => {
+                            for i in &f[2..5] {
+                                event.values[*i] = Value::Null;
+                            }
+                        }
+                    }
+                }
+                None => {
+                    for i in f {
+                        event.values[i] = Value::Null;
+                    }
                 }
             }
         }
@@ -534,11 +603,15 @@ impl Lineage {
                         break;
                     }
                     seen += 1;
-                    ids.push(&exec_id(cache.node(), k, p));
-                    pids.push(&p.to_string());
                     match cache.get((k, p)) {
-                        Some(image) => {
-                            exes.push(&image.exepath);
+                        Some(image) => ids.push(&image.exec_id),
+                        None => ids.push(&exec_id(cache.node(), k, p)),
+                    }
+                    pids.push(&p.to_string());
+                    let _ = cache.get((k, p));
+                    match cache.images.peek(&(k, p)).zip(cache.binary((k, p))) {
+                        Some((image, (exepath, _))) => {
+                            exes.push(exepath);
                             next = image.parent.filter(|q| *q != (k, p));
                         }
                         None => {

@@ -130,6 +130,11 @@ fn push_cell(
 }
 
 impl<W: Write> Sink for ColumnsSink<W> {
+    fn begin(&mut self) -> io::Result<()> {
+        self.ensure_header()?;
+        self.out.flush()
+    }
+
     fn event(&mut self, event: &Event) -> io::Result<bool> {
         self.ensure_header()?;
         // Like `render`, without an allocation per cell.

@@ -24,6 +24,12 @@ pub trait Sink {
     /// Make everything written so far visible (called after each batch).
     fn flush(&mut self) -> io::Result<()>;
     fn finish(&mut self) -> io::Result<()>;
+    /// The run's events start: a sink with a header may print it now (columns do when a
+    /// gadget shows several data sources, as Inspektor Gadget's CLI prints every data
+    /// source's header once before any event).
+    fn begin(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -37,6 +37,27 @@ pub struct Pipeline<'a> {
     filter: Option<Filter>,
     pub stopped: bool,
     pub error: Option<io::Error>,
+    /// An internal data source (gadget.yaml `internal: true`): its records only update the
+    /// process cache; nothing is output.
+    internal: bool,
+}
+
+/// The sink of an internal data source: nothing is shown.
+pub struct NullSink;
+
+impl crate::output::Sink for NullSink {
+    fn event(&mut self, _event: &Event) -> io::Result<bool> {
+        Ok(true)
+    }
+    fn lost(&mut self, _map: &str, _count: u64) -> io::Result<()> {
+        Ok(())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+    fn finish(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Builds the schema of a tracer: decoded fields, then the enrichers' fields, with gadget.yaml's
@@ -171,7 +192,19 @@ impl<'a> Pipeline<'a> {
             filter,
             stopped: false,
             error: None,
+            internal: false,
         }
+    }
+
+    /// An internal data source's pipeline: records update the process cache, nothing else.
+    pub fn internal(
+        tracer: &Tracer,
+        enrichers: Enrichers,
+        cache: Option<&'a std::cell::RefCell<ProcessCache>>,
+    ) -> Self {
+        let mut p = Pipeline::new(tracer, enrichers, Box::new(NullSink), None, None, cache);
+        p.internal = true;
+        p
     }
 
     /// Handles one ring-buffer record; returns what libbpf's callback wants (0 = go on).
@@ -189,6 +222,9 @@ impl<'a> Pipeline<'a> {
         // In ring order, before the event may be held for its container or filtered out.
         if let Some((lineage, cache)) = &self.lineage {
             lineage.observe(&self.event, &mut cache.borrow_mut());
+        }
+        if self.internal {
+            return 0;
         }
         let Some(i) = self.mntns_field else {
             self.fill_lineage();
@@ -285,6 +321,14 @@ impl<'a> Pipeline<'a> {
                 self.error = Some(e);
                 -1
             }
+        }
+    }
+
+    /// Lets the sink print its header before any event (see [`crate::output::Sink::begin`]).
+    pub fn begin(&mut self) {
+        if let Err(e) = self.sink.begin() {
+            self.stopped = true;
+            self.error.get_or_insert(e);
         }
     }
 

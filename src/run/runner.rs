@@ -256,13 +256,21 @@ pub fn run(
         .iter()
         .filter(|t| datasource_enabled(&spec, config, &t.name))
         .collect();
-    // Filters are checked against every tracer's fields before anything loads. Each schema is
-    // built once (building it says the yaml's unknown annotations at debug level).
+    let internal: Vec<bool> = tracers
+        .iter()
+        .map(|t| spec.metadata.datasource_internal(&t.name))
+        .collect();
+    // Filters are checked against every shown tracer's fields before anything loads. Each
+    // schema is built once (building it says the yaml's unknown annotations at debug level).
     let mut schemas = Vec::new();
-    for tracer in &tracers {
+    for (tracer, internal) in tracers.iter().zip(&internal) {
         let (schema, enricher, yaml_order) = build_schema_with(tracer, &spec.metadata, lineage);
-        let filter = crate::operators::filter::Filter::compile(&config.filters, &schema)
-            .map_err(|e| RunError::Config(e.to_string()))?;
+        let filter = if *internal {
+            None
+        } else {
+            crate::operators::filter::Filter::compile(&config.filters, &schema)
+                .map_err(|e| RunError::Config(e.to_string()))?
+        };
         schemas.push((schema, enricher, yaml_order, filter));
     }
     let params = encode_params(&spec, config)?;
@@ -294,11 +302,22 @@ pub fn run(
             RefCell::new(cache)
         });
     let mut pipelines = Vec::new();
-    for ((datasource, tracer), (schema, enricher, yaml_order, filter)) in
-        tracers.iter().enumerate().zip(schemas)
+    // Shown data sources are numbered from 0 in the gadget's order; internal ones have none.
+    let mut datasource = 0;
+    for ((tracer, (schema, enricher, yaml_order, filter)), internal) in
+        tracers.iter().zip(schemas).zip(&internal)
     {
+        if *internal {
+            pipelines.push(RefCell::new(Pipeline::internal(
+                tracer,
+                enricher,
+                cache.as_ref(),
+            )));
+            continue;
+        }
         let order = display_order(&schema, &yaml_order);
         let sink = outputs.sink(datasource, &schema, order, config)?;
+        datasource += 1;
         pipelines.push(RefCell::new(Pipeline::new(
             tracer,
             enricher,
@@ -312,16 +331,75 @@ pub fn run(
 
     loaded.attach()?;
     outputs.attached();
+    // Several shown data sources (trace_exec --exits): every header once, first, in the
+    // gadget's order, as Inspektor Gadget's CLI prints them; not in the middle of the rows.
+    if datasource > 1 {
+        for (p, internal) in pipelines.iter().zip(&internal) {
+            if !*internal {
+                p.borrow_mut().begin();
+            }
+        }
+    }
     let maps: Vec<_> = tracers
         .iter()
         .map(|t| loaded.map(&t.map))
         .collect::<Result<_, _>>()?;
     // Ring buffers share one epoll; Inspektor Gadget's perf-event-array tracers get a perf
     // buffer each (read per CPU; the kernel counts what a full CPU buffer dropped).
+    //
+    // Internal data sources (the fork records of the process cache) have a ring buffer of
+    // their own, consumed before every record of the others: a fork precedes its child's exec
+    // in time, but two rings are read one after the other, so without this a child's exec
+    // could reach the cache before the fork that is its parent.
+    let mut internal_builder = RingBufferBuilder::new();
+    let mut internal_rings = 0;
+    for ((map, pipeline), _) in maps
+        .iter()
+        .zip(&pipelines)
+        .zip(&tracers)
+        .zip(&internal)
+        .filter(|((_, t), i)| **i && !t.perf)
+        .map(|(x, _)| x)
+    {
+        let selection = &selection;
+        internal_rings += 1;
+        internal_builder
+            .add(map as &dyn MapCore, move |data: &[u8]| {
+                pipeline
+                    .borrow_mut()
+                    .on_record(data, &mut selection.borrow_mut())
+            })
+            .map_err(|e| {
+                RunError::Gadget(crate::gadget::GadgetError::Map {
+                    map: map.name().to_string_lossy().into(),
+                    reason: e.to_string(),
+                })
+            })?;
+    }
+    let internal_ring = match internal_rings {
+        0 => None,
+        _ => Some(
+            internal_builder
+                .build()
+                .map_err(|e| RunError::Config(format!("ring buffer: {e}")))?,
+        ),
+    };
+    let drain_internal = || {
+        if let Some(r) = &internal_ring {
+            let _ = r.consume();
+        }
+    };
     let mut builder = RingBufferBuilder::new();
     let mut rings = 0;
     let mut perfs = Vec::new();
-    for ((map, pipeline), tracer) in maps.iter().zip(&pipelines).zip(&spec.tracers) {
+    for (((map, pipeline), tracer), _) in maps
+        .iter()
+        .zip(&pipelines)
+        .zip(&tracers)
+        .zip(&internal)
+        .filter(|((_, t), i)| !**i || t.perf)
+    {
+        let drain_internal = &drain_internal;
         let selection = &selection;
         let map_error = |e: libbpf_rs::Error| {
             RunError::Gadget(crate::gadget::GadgetError::Map {
@@ -333,6 +411,7 @@ pub fn run(
             let name = tracer.map.clone();
             let perf = PerfBufferBuilder::new(map)
                 .sample_cb(move |_cpu, data: &[u8]| {
+                    drain_internal();
                     pipeline
                         .borrow_mut()
                         .on_record(data, &mut selection.borrow_mut());
@@ -346,6 +425,7 @@ pub fn run(
         rings += 1;
         builder
             .add(map as &dyn MapCore, move |data: &[u8]| {
+                drain_internal();
                 pipeline
                     .borrow_mut()
                     .on_record(data, &mut selection.borrow_mut())
@@ -362,6 +442,7 @@ pub fn run(
     };
     let read = |wait: Duration| {
         let mut wait = wait;
+        drain_internal();
         if let Some(ring) = &ring {
             let _ = ring.poll(wait);
             let _ = ring.consume();
@@ -386,7 +467,16 @@ pub fn run(
                 .unwrap_or(0);
             if total > before {
                 if let Some(p) = tracers.iter().position(|t| t.map == map) {
-                    pipelines[p].borrow_mut().lost(&map, total - before);
+                    if internal[p] {
+                        // Not silent: the cache falls back to /proc for what was lost.
+                        outputs.notice(&format!(
+                            "{} records of the internal data source {} were lost (ring buffer {map} full); the process cache reads those processes from /proc",
+                            total - before,
+                            tracers[p].name
+                        ));
+                    } else {
+                        pipelines[p].borrow_mut().lost(&map, total - before);
+                    }
                 }
                 reported.retain(|(m, _)| *m != map);
                 reported.push((map, total));
