@@ -16,6 +16,15 @@ use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// The 20,000-process storm fills every tracer's ring buffer on the machine (`--parent` sends
+/// whole records: ~700 fit): the other tests of this file, whose runs trace the host too, wait
+/// for it rather than lose their own events to it.
+static STORM: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn beside_the_storm() -> std::sync::RwLockReadGuard<'static, ()> {
+    STORM.read().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Starts trace_exec with `extra` and returns once a warm-up exec shows up.
 fn start_env(ig: &Ig, extra: &[&str], env: &[(&str, &str)]) -> Running {
     let mut args = vec![
@@ -94,6 +103,7 @@ fn stat_start_ticks(pid: u32) -> u64 {
 
 #[test]
 fn nested_shells_chain_their_exec_ids() {
+    let _storm = beside_the_storm();
     let ig = Ig::new();
     let run = start(&ig, &["--parent", "--paths"]);
     let m = marker("chain");
@@ -151,6 +161,7 @@ fn nested_shells_chain_their_exec_ids() {
 /// Two runs at once name the same exec alike: the id is read from the task, not a clock.
 #[test]
 fn two_runs_give_an_exec_the_same_id() {
+    let _storm = beside_the_storm();
     let ig = Ig::new();
     let a = start(&ig, &[]);
     let b = start(&ig, &[]);
@@ -166,6 +177,7 @@ fn two_runs_give_an_exec_the_same_id() {
 
 #[test]
 fn a_process_started_before_ig_is_a_parent_from_proc() {
+    let _storm = beside_the_storm();
     let m = marker("loop");
     let script = format!("while :; do /bin/true {m}; sleep 0.05; done");
     let mut looper = Command::new("sh")
@@ -201,6 +213,7 @@ fn a_process_started_before_ig_is_a_parent_from_proc() {
 
 #[test]
 fn a_reused_pid_in_a_pid_namespace_is_never_the_parent() {
+    let _storm = beside_the_storm();
     let ig = Ig::new();
     let run = start(&ig, &["--parent"]);
     let dir = tempfile::tempdir().expect("tempdir");
@@ -263,6 +276,7 @@ fn exit_event(run: &Running, pid: u32) -> Value {
 
 #[test]
 fn exits_show_their_code_or_signal() {
+    let _storm = beside_the_storm();
     let ig = Ig::new();
     let run = start(&ig, &["--exits"]);
     let m = marker("exit7");
@@ -324,6 +338,7 @@ fn copy_true(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
 
 #[test]
 fn setuid_setgid_file_caps_and_memfd_are_flagged() {
+    let _storm = beside_the_storm();
     let ig = Ig::new();
     let run = start(&ig, &[]);
     let dir = tempfile::tempdir().expect("tempdir");
@@ -435,6 +450,7 @@ fn second_arg_is(run: &Running, m: &str) -> Value {
 
 #[test]
 fn a_storm_of_short_processes_keeps_the_cache_bounded_and_parents_right() {
+    let _storm = STORM.write().unwrap_or_else(|p| p.into_inner());
     let ig = Ig::new();
     let run = start_env(&ig, &["--parent"], &[("IG_STATS", "1")]);
     let m = marker("storm");
@@ -534,6 +550,7 @@ fn a_storm_of_short_processes_keeps_the_cache_bounded_and_parents_right() {
 
 #[test]
 fn the_daemon_carries_the_lineage_fields() {
+    let _storm = beside_the_storm();
     let daemon = daemon_common::Daemon::start(&[]);
     let remote = daemon.remote();
     let ig = Ig::new();
@@ -569,6 +586,7 @@ mod containers_common;
 /// the /proc scan inside a container (its shell started before ig).
 #[test]
 fn container_fields_as_in_the_seed() {
+    let _storm = beside_the_storm();
     use containers_common::{run as sh, setup, unique, CtrContainer, DockerContainer};
     let sock = setup();
     let name = unique("lineage");
@@ -658,6 +676,7 @@ fn strs(v: &Value) -> Vec<String> {
 
 #[test]
 fn a_fork_that_never_execs_is_a_parent_with_the_shells_binary() {
+    let _storm = beside_the_storm();
     let ig = Ig::new();
     let run = start(&ig, &["--parent", "--ancestors", "3"]);
     let (m1, m2) = (marker("forked1"), marker("forked2"));
@@ -705,6 +724,7 @@ fn a_fork_that_never_execs_is_a_parent_with_the_shells_binary() {
 
 #[test]
 fn a_child_whose_forking_parent_is_gone_still_gets_its_parent() {
+    let _storm = beside_the_storm();
     let ig = Ig::new();
     let run = start(&ig, &["--parent", "--ancestors", "3"]);
     let m = marker("orphan");
@@ -747,6 +767,7 @@ fn a_child_whose_forking_parent_is_gone_still_gets_its_parent() {
 
 #[test]
 fn exits_in_columns_print_each_header_once_before_the_rows() {
+    let _storm = beside_the_storm();
     let ig = Ig::new();
     let run = ig.spawn(&[
         "run",
