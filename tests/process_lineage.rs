@@ -163,14 +163,18 @@ fn nested_shells_chain_their_exec_ids() {
 fn two_runs_give_an_exec_the_same_id() {
     let _storm = beside_the_storm();
     let ig = Ig::new();
+    // One run keeps a process cache (--parent: ids computed once per image), the other none
+    // (ids built from each record's keys): the same ids either way.
     let a = start(&ig, &[]);
-    let b = start(&ig, &[]);
+    let b = start(&ig, &["--parent"]);
     let m = marker("twice");
     exec("sh", &["-c", &format!("/bin/true {m}")]);
     let ea = exec_event(&a, &m);
     let eb = exec_event(&b, &m);
     assert_eq!(ea["exec_id"], eb["exec_id"]);
     assert_eq!(ea["parent_exec_id"], eb["parent_exec_id"]);
+    assert_eq!(ea["start_time"], eb["start_time"]);
+    assert_eq!(eb["parent"]["exec_id"], eb["parent_exec_id"], "{eb}");
     a.stop();
     b.stop();
 }

@@ -32,13 +32,13 @@ pub struct BasicEnricher {
 
 /// Formats wall-clock timestamps like [`format_wall_ns`], calendar part computed once a second.
 #[derive(Default)]
-struct WallClock {
+pub(crate) struct WallClock {
     /// The second the prefix is for, and `YYYY-MM-DDTHH:MM:SS` (None: out of chrono's range).
     cached: Option<(i64, Option<String>)>,
 }
 
 impl WallClock {
-    fn write(&mut self, ns: i128, out: &mut String) {
+    pub(crate) fn write(&mut self, ns: i128, out: &mut String) {
         use std::fmt::Write;
         let secs = ns.div_euclid(1_000_000_000) as i64;
         let nanos = ns.rem_euclid(1_000_000_000) as u32;

@@ -343,6 +343,11 @@ pub struct Lineage {
     exec_id: usize,
     parent_exec_id: Option<usize>,
     start_time: usize,
+    /// The node exec ids are built from, for a run without a process cache.
+    node: String,
+    /// `NODE:KEY:PID` of an exec id being built (reused).
+    id_text: Vec<u8>,
+    clock: super::enrich::WallClock,
     parent_fields: Option<[usize; 6]>,
     ancestors: Option<(u32, [usize; 3])>,
     /// The highest field index this operator writes.
@@ -465,6 +470,9 @@ impl Lineage {
             exec_id,
             parent_exec_id,
             start_time,
+            node: node_name(),
+            id_text: Vec::with_capacity(64),
+            clock: Default::default(),
             parent_fields,
             ancestors,
             boot_offset_ns: boot_offset_ns(),
@@ -529,19 +537,38 @@ impl Lineage {
         });
     }
 
-    fn wall(&self, key: u64, out: &mut Value) {
+    fn wall(&mut self, key: u64, out: &mut Value) {
         let ns = key as i128 + self.boot_offset_ns;
-        out.assign_str(&super::enrich::format_wall_ns(ns));
+        self.clock.write(ns, out.str_buf());
     }
 
-    /// Fills the lineage fields of an event about to be shown.
-    pub fn fill(&self, event: &mut Event, cache: &mut ProcessCache) {
+    /// The exec id of `key` into `out`: the cache's string when there is a cache (computed
+    /// once per image), else built here without allocating (a run without --parent or
+    /// --ancestors keeps no cache: ids come from the record's keys alone).
+    fn exec_id_into(&mut self, key: ImageKey, cache: Option<&ProcessCache>, out: &mut Value) {
+        if let Some(cache) = cache {
+            return cache.exec_id_into(key, out);
+        }
+        use std::io::Write;
+        self.id_text.clear();
+        let _ = write!(self.id_text, "{}:{}:{}", self.node, key.0, key.1);
+        let buf = out.str_buf();
+        base64::engine::general_purpose::STANDARD.encode_string(&self.id_text, buf);
+    }
+
+    /// Fills the lineage fields of an event about to be shown. Without a cache only the ids and
+    /// the start time: parent and ancestor fields need one (the run keeps one for them).
+    pub fn fill(&mut self, event: &mut Event, cache: Option<&mut ProcessCache>) {
         if event.values.len() <= self.last {
             event.values.resize(self.last + 1, Value::Null);
         }
         match self.image_key(event) {
             Some((key, pid)) => {
-                cache.exec_id_into((key, pid), &mut event.values[self.exec_id]);
+                self.exec_id_into(
+                    (key, pid),
+                    cache.as_deref(),
+                    &mut event.values[self.exec_id],
+                );
                 self.wall(key, &mut event.values[self.start_time]);
             }
             None => {
@@ -552,10 +579,13 @@ impl Lineage {
         let parent = self.parent_image_key(event);
         if let Some(i) = self.parent_exec_id {
             match parent {
-                Some(k) => cache.exec_id_into(k, &mut event.values[i]),
+                Some(k) => self.exec_id_into(k, cache.as_deref(), &mut event.values[i]),
                 None => event.values[i] = Value::Null,
             }
         }
+        let Some(cache) = cache else {
+            return;
+        };
         if let Some(f) = self.parent_fields {
             // Written in place: the event's string buffers are reused from one record to
             // the next.

@@ -19,7 +19,7 @@ use crate::containers::MntnsKey;
 pub struct Pipeline<'a> {
     decoder: Decoder,
     /// Exec ids and parents (`gadget_exec_key`), with the run's process cache.
-    lineage: Option<(Lineage, &'a std::cell::RefCell<ProcessCache>)>,
+    lineage: Option<(Lineage, Option<&'a std::cell::RefCell<ProcessCache>>)>,
     enricher: BasicEnricher,
     containers: ContainerFields,
     mntns_field: Option<usize>,
@@ -174,7 +174,7 @@ impl<'a> Pipeline<'a> {
             .position(|f| f.name == "pid")
             .or_else(|| fields.iter().position(|f| f.semantic == Semantic::Pid));
         Pipeline {
-            lineage: enrichers.lineage.zip(cache),
+            lineage: enrichers.lineage.map(|l| (l, cache)),
             decoder: Decoder::new(tracer.layout.clone()),
             enricher: enrichers.basic,
             containers: enrichers.containers.unwrap_or(ContainerFields::NONE),
@@ -220,7 +220,7 @@ impl<'a> Pipeline<'a> {
         }
         self.decoder.decode_into(data, &mut self.event.values[..n]);
         // In ring order, before the event may be held for its container or filtered out.
-        if let Some((lineage, cache)) = &self.lineage {
+        if let Some((lineage, Some(cache))) = &self.lineage {
             lineage.observe(&self.event, &mut cache.borrow_mut());
         }
         if self.internal {
@@ -270,8 +270,11 @@ impl<'a> Pipeline<'a> {
     }
 
     fn fill_lineage(&mut self) {
-        if let Some((lineage, cache)) = &self.lineage {
-            lineage.fill(&mut self.event, &mut cache.borrow_mut());
+        if let Some((lineage, cache)) = &mut self.lineage {
+            match cache {
+                Some(cache) => lineage.fill(&mut self.event, Some(&mut cache.borrow_mut())),
+                None => lineage.fill(&mut self.event, None),
+            }
         }
     }
 

@@ -284,17 +284,16 @@ pub fn run(
     let mut loaded = LoadedGadget::load(&image.object, &spec, &settings)?;
     let selection = selection_for(config, containers()?, &loaded)?;
 
-    // The process cache, when a data source carries exec keys: seeded from /proc once the
-    // programs are loaded (a process started between the scan and the attach is read from
-    // /proc when an event names it).
-    let cache = tracers
-        .iter()
-        .any(|t| {
-            t.layout
-                .fields
-                .iter()
-                .any(|f| f.semantic == Semantic::ExecKey)
-        })
+    // The process cache, when a data source carries exec keys and the run shows parents or
+    // ancestors (exec ids alone come from the records' keys: plain trace_exec pays no cache).
+    // Seeded from /proc once the programs are loaded (a process started between the scan and
+    // the attach is read from /proc when an event names it).
+    let cache = (tracers.iter().any(|t| {
+        t.layout
+            .fields
+            .iter()
+            .any(|f| f.semantic == Semantic::ExecKey)
+    }) && (lineage.parent || lineage.ancestors > 0))
         .then(|| {
             let mut cache =
                 ProcessCache::new(crate::operators::process::node_name(), CACHE_CAPACITY);
