@@ -178,12 +178,6 @@ pub fn status_error(remote: &Remote, s: tonic::Status) -> DaemonError {
     }
 }
 
-/// Lines in a batch of JSON lines: each event is one line (control characters inside strings
-/// are escaped, so a newline is always a line's end).
-fn line_count(lines: &[u8]) -> u64 {
-    lines.iter().filter(|&&b| b == b'\n').count() as u64
-}
-
 /// Where one data source's data is written: a stream of events, or arrays.
 enum Output {
     Events(Box<dyn Sink>),
@@ -198,7 +192,7 @@ pub struct Render {
     text: Option<std::io::BufWriter<std::io::Stdout>>,
     /// Decoded into in place, event after event.
     event: crate::event::Event,
-    /// Events written.
+    /// Events written (decoded here; JSON lines the daemon wrote are copied, not counted).
     pub events: u64,
     error: Option<std::io::Error>,
 }
@@ -318,7 +312,6 @@ impl Render {
                 if let Err(e) = out.write_all(&lines).and_then(|_| out.flush()) {
                     return self.output_error(e);
                 }
-                self.events += line_count(&lines);
             }
             Kind::Lost(l) => {
                 if let Some(Some(Output::Events(sink))) = self.sinks.get_mut(l.datasource as usize) {
