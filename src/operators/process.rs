@@ -549,9 +549,14 @@ impl Lineage {
         if let Some(cache) = cache {
             return cache.exec_id_into(key, out);
         }
-        use std::io::Write;
         self.id_text.clear();
-        let _ = write!(self.id_text, "{}:{}:{}", self.node, key.0, key.1);
+        self.id_text.extend_from_slice(self.node.as_bytes());
+        self.id_text.push(b':');
+        self.id_text
+            .extend_from_slice(itoa::Buffer::new().format(key.0).as_bytes());
+        self.id_text.push(b':');
+        self.id_text
+            .extend_from_slice(itoa::Buffer::new().format(key.1).as_bytes());
         let buf = out.str_buf();
         base64::engine::general_purpose::STANDARD.encode_string(&self.id_text, buf);
     }

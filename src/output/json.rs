@@ -151,6 +151,24 @@ fn compile(tree: &JsonTree, program: &mut Vec<(Vec<u8>, Option<usize>)>) {
 /// and, by ig's one escaping rule (`super::escape`), DEL, C1 controls and bidi controls
 /// written as `\uNNNN`: the value read back is the same, the raw character never reaches a
 /// terminal that shows the JSON.
+/// Bytes `write_json_str` looks at: controls, `"`, `\\`, DEL, and the lead bytes of the unsafe
+/// non-ASCII characters; every other byte is copied as it is.
+const JSON_ATTENTION: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = true;
+        b += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t[0x7f] = true;
+    t[0xc2] = true;
+    t[0xd8] = true;
+    t[0xe2] = true;
+    t
+};
+
 fn write_json_str(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
@@ -158,6 +176,11 @@ fn write_json_str(out: &mut Vec<u8>, s: &str) {
     let mut start = 0;
     let mut i = 0;
     while i < bytes.len() {
+        // Skip what needs no look (most of a command line) at one table lookup per byte.
+        match bytes[i..].iter().position(|&b| JSON_ATTENTION[b as usize]) {
+            Some(n) => i += n,
+            None => break,
+        }
         let b = bytes[i];
         let short: &[u8] = match b {
             b'"' => b"\\\"",
@@ -284,12 +307,8 @@ pub fn to_string<T: Serialize + ?Sized>(value: &T, pretty: bool) -> serde_json::
 fn write_json_value(out: &mut Vec<u8>, value: &Value) {
     match value {
         Value::Null => out.extend_from_slice(b"null"),
-        Value::U64(v) => {
-            let _ = write!(out, "{v}");
-        }
-        Value::I64(v) => {
-            let _ = write!(out, "{v}");
-        }
+        Value::U64(v) => out.extend_from_slice(itoa::Buffer::new().format(*v).as_bytes()),
+        Value::I64(v) => out.extend_from_slice(itoa::Buffer::new().format(*v).as_bytes()),
         Value::Bool(v) => out.extend_from_slice(if *v { b"true" } else { b"false" }),
         Value::Str(s) => write_json_str(out, s),
         Value::List(items) => {
