@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use object::{Object, ObjectSection, ObjectSymbol};
 
-use super::btf::{Btf, Kind};
+use super::btf::{Btf, Kind, TypeId};
 use super::GadgetError;
 
 /// A program of the object: its function name and ELF section (which says how it attaches).
@@ -117,10 +117,10 @@ impl BpfElf {
         Some((offset, size))
     }
 
-    /// A number a BTF-defined map declares, e.g. `max_entries` or `type` (libbpf's
-    /// `__uint(max_entries, N)`: a member `int (*max_entries)[N]` of the map's struct in
-    /// `.maps`), when it declares it.
-    pub fn map_def(&self, map: &str, member: &str) -> Option<u32> {
+    /// The type a member of a BTF-defined map's struct in `.maps` points to: libbpf's
+    /// `__type(key, T)` is a member `T *key`, `__uint(max_entries, N)` a member
+    /// `int (*max_entries)[N]`.
+    pub fn map_member_target(&self, map: &str, member: &str) -> Option<TypeId> {
         let btf = &self.btf;
         let var = btf
             .datasec(".maps")?
@@ -134,37 +134,26 @@ impl BpfElf {
             return None;
         };
         let member = members.iter().find(|m| m.name == member)?;
-        let Some(Kind::Ptr(target)) = btf.get(btf.skip_qualifiers(member.ty)).map(|t| &t.kind)
-        else {
-            return None;
-        };
-        match btf.get(btf.skip_qualifiers(*target)).map(|t| &t.kind) {
+        match btf.get(btf.skip_qualifiers(member.ty)).map(|t| &t.kind) {
+            Some(Kind::Ptr(target)) => Some(*target),
+            _ => None,
+        }
+    }
+
+    /// A number a BTF-defined map declares, e.g. `max_entries` or `type`, when it declares it.
+    pub fn map_def(&self, map: &str, member: &str) -> Option<u32> {
+        let target = self.map_member_target(map, member)?;
+        match self.btf.get(self.btf.skip_qualifiers(target)).map(|t| &t.kind) {
             Some(Kind::Array { len, .. }) => Some(*len),
             _ => None,
         }
     }
 
-    /// The key size of a BTF-defined map declared with `__type(key, T)` (a member `T *key`),
-    /// when it declares it that way.
+    /// The key size of a BTF-defined map declared with `__type(key, T)`, when it declares it
+    /// that way.
     pub fn map_key_size(&self, map: &str) -> Option<u32> {
-        let btf = &self.btf;
-        let var = btf
-            .datasec(".maps")?
-            .iter()
-            .filter_map(|v| btf.get(v.ty))
-            .find(|t| t.name == map)?;
-        let Kind::Var { ty } = var.kind else {
-            return None;
-        };
-        let Some(Kind::Struct { members, .. }) = btf.get(btf.resolve(ty)).map(|t| &t.kind) else {
-            return None;
-        };
-        let member = members.iter().find(|m| m.name == "key")?;
-        let Some(Kind::Ptr(target)) = btf.get(btf.skip_qualifiers(member.ty)).map(|t| &t.kind)
-        else {
-            return None;
-        };
-        btf.size_of(*target)
+        let target = self.map_member_target(map, "key")?;
+        self.btf.size_of(target)
     }
 
     /// Names of all global variables (any section), as BTF lists them.

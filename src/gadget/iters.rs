@@ -3,7 +3,7 @@
 //! (Inspektor Gadget's marker names: `gadget_mapiter_<name>___<map>`,
 //! `gadget_iter_<name>___<struct>___<prog>[___<prog>…]`). Pure code: BTF and ELF only.
 
-use super::btf::{Kind, TypeId};
+use super::btf::Kind;
 use super::elf::BpfElf;
 use super::spec::{event_layout, EventLayout, RawField, Tracer};
 use super::GadgetError;
@@ -100,27 +100,6 @@ impl Iter {
     }
 }
 
-/// The BTF type a BTF-defined map declares with `__type(member, T)`: a member `T *member`.
-fn map_member_type(elf: &BpfElf, map: &str, member: &str) -> Option<TypeId> {
-    let btf = &elf.btf;
-    let var = btf
-        .datasec(".maps")?
-        .iter()
-        .filter_map(|v| btf.get(v.ty))
-        .find(|t| t.name == map)?;
-    let Kind::Var { ty } = var.kind else {
-        return None;
-    };
-    let Some(Kind::Struct { members, .. }) = btf.get(btf.resolve(ty)).map(|t| &t.kind) else {
-        return None;
-    };
-    let m = members.iter().find(|m| m.name == member)?;
-    match btf.get(btf.skip_qualifiers(m.ty)).map(|t| &t.kind) {
-        Some(Kind::Ptr(target)) => Some(*target),
-        _ => None,
-    }
-}
-
 /// The fields of a map's key or value: a struct's members, or one field named `member` for
 /// a scalar (`__type(key, __u32)`).
 fn part_layout(
@@ -133,7 +112,7 @@ fn part_layout(
         tracer: iter.to_string(),
         reason,
     };
-    let ty = map_member_type(elf, map, member).ok_or_else(|| {
+    let ty = elf.map_member_target(map, member).ok_or_else(|| {
         bad(format!(
             "map `{map}` declares no {member} type (__type({member}, struct …)), so its {member}s cannot be decoded"
         ))
