@@ -143,7 +143,11 @@ impl BpfElf {
     /// A number a BTF-defined map declares, e.g. `max_entries` or `type`, when it declares it.
     pub fn map_def(&self, map: &str, member: &str) -> Option<u32> {
         let target = self.map_member_target(map, member)?;
-        match self.btf.get(self.btf.skip_qualifiers(target)).map(|t| &t.kind) {
+        match self
+            .btf
+            .get(self.btf.skip_qualifiers(target))
+            .map(|t| &t.kind)
+        {
             Some(Kind::Array { len, .. }) => Some(*len),
             _ => None,
         }
