@@ -4,6 +4,9 @@
 //! directory, metrics port and probes are checked against the real `ig` and a real daemon started
 //! with the DaemonSet's own arguments. No cluster runs here: nothing is applied anywhere.
 
+#[path = "common/venv.rs"]
+mod venv;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -24,7 +27,6 @@ const IMAGE: &str = "ig:dev";
 const HOST_ROOT: &str = "/host";
 /// What the pinned requirements install; the venv lives in a directory named after their hash.
 const REQUIREMENTS: &str = include_str!("setup/kubernetes-validate.txt");
-const VENV_CACHE: &str = "/var/cache/ig-test";
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -51,62 +53,15 @@ fn run(c: &mut Command) -> Output {
 // ---------------------------------------------------------------------------------------------
 // The validator: kubernetes-validate in a venv made once per machine (and per requirements).
 
-/// The venv's python, creating the venv when missing. It is built in a temporary directory and
-/// renamed into place only when complete, so a concurrent or interrupted run never uses half a
-/// venv (a moved venv still works when run as `python -m`, which is how it is used).
+/// The venv's python (tests/common/venv.rs), made once per machine and per requirements.
 fn validator_python() -> &'static Path {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     PYTHON.get_or_init(|| {
-        // FNV-1a: only names the cache directory, so a changed requirements file gets a new venv.
-        let hash = REQUIREMENTS.bytes().fold(0xcbf29ce484222325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
-        });
-        let cache = Path::new(VENV_CACHE);
-        let venv = cache.join(format!("kubernetes-validate-{hash:016x}"));
-        let python = venv.join("bin/python");
-        if python.exists() {
-            return python;
-        }
-        std::fs::create_dir_all(cache).expect("create /var/cache/ig-test");
-        let tmp = tempfile::Builder::new()
-            .prefix(".venv-")
-            .tempdir_in(cache)
-            .expect("temporary venv directory");
-        let o = run(Command::new("python3").args(["-m", "venv"]).arg(tmp.path()));
-        assert!(
-            o.status.success(),
-            "python3 -m venv failed (tests/setup/deps.sh test installs python3-venv): {}",
-            text_of(&o)
-        );
-        let req = tmp.path().join("requirements.txt");
-        std::fs::write(&req, REQUIREMENTS).expect("write requirements");
-        let o = run(Command::new(tmp.path().join("bin/python"))
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--disable-pip-version-check",
-                "--no-input",
-                "-q",
-                "-r",
-            ])
-            .arg(&req));
-        assert!(
-            o.status.success(),
-            "pip install -r tests/setup/kubernetes-validate.txt: {}",
-            text_of(&o)
-        );
-        let tmp = tmp.keep();
-        if std::fs::rename(&tmp, &venv).is_err() {
-            // Another run finished first: use its venv.
-            let _ = std::fs::remove_dir_all(&tmp);
-        }
-        assert!(
-            python.exists(),
-            "{} missing after install",
-            python.display()
-        );
-        python
+        venv::python(
+            "kubernetes-validate",
+            REQUIREMENTS,
+            "tests/setup/kubernetes-validate.txt",
+        )
     })
 }
 

@@ -8,6 +8,9 @@ mod common;
 #[path = "common/dist.rs"]
 mod dist;
 
+#[path = "common/venv.rs"]
+mod venv;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -16,7 +19,6 @@ use dist::{run_sees_open, Dist, Registry};
 
 const REQUIREMENTS: &str = include_str!("setup/oras.txt");
 const CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/setup/oras-client.py");
-const VENV_CACHE: &str = "/var/cache/ig-test";
 const MEDIA_CONFIG: &str = "application/vnd.gadget.config.v1+yaml";
 const MEDIA_EBPF: &str = "application/vnd.gadget.ebpf.program.v1+binary";
 
@@ -28,69 +30,10 @@ fn text_of(o: &Output) -> String {
     )
 }
 
-/// The venv's python with the pinned requirements, made once per machine (and per requirements
-/// file): built in a temporary directory and renamed into place when complete, so a concurrent or
-/// interrupted run never uses half a venv.
+/// The venv's python (tests/common/venv.rs), made once per machine and per requirements.
 fn python() -> &'static Path {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        // FNV-1a: only names the cache directory, so changed requirements get a new venv.
-        let hash = REQUIREMENTS.bytes().fold(0xcbf29ce484222325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
-        });
-        let cache = Path::new(VENV_CACHE);
-        let venv = cache.join(format!("oras-{hash:016x}"));
-        let python = venv.join("bin/python");
-        if python.exists() {
-            return python;
-        }
-        std::fs::create_dir_all(cache).expect("create /var/cache/ig-test");
-        let tmp = tempfile::Builder::new()
-            .prefix(".venv-")
-            .tempdir_in(cache)
-            .expect("temporary venv directory");
-        let o = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(tmp.path())
-            .output()
-            .expect("run python3");
-        assert!(
-            o.status.success(),
-            "python3 -m venv failed (tests/setup/deps.sh test installs python3-venv): {}",
-            text_of(&o)
-        );
-        let req = tmp.path().join("requirements.txt");
-        std::fs::write(&req, REQUIREMENTS).expect("write requirements");
-        let o = Command::new(tmp.path().join("bin/python"))
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--disable-pip-version-check",
-                "--no-input",
-                "-q",
-                "-r",
-            ])
-            .arg(&req)
-            .output()
-            .expect("run pip");
-        assert!(
-            o.status.success(),
-            "pip install -r tests/setup/oras.txt: {}",
-            text_of(&o)
-        );
-        let tmp = tmp.keep();
-        if std::fs::rename(&tmp, &venv).is_err() {
-            // Another run finished first: use its venv.
-            let _ = std::fs::remove_dir_all(&tmp);
-        }
-        assert!(
-            python.exists(),
-            "{} missing after install",
-            python.display()
-        );
-        python
-    })
+    PYTHON.get_or_init(|| venv::python("oras", REQUIREMENTS, "tests/setup/oras.txt"))
 }
 
 /// Runs tests/setup/oras-client.py; its stdout (trimmed).
