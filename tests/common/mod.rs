@@ -35,14 +35,16 @@ pub fn ensure_tracefs() {
 
 /// An `ig` with its own store under a temporary directory.
 pub struct Ig {
-    pub store: tempfile::TempDir,
+    /// Shared with every [`Running`] spawned from it, so `Ig::new().spawn(..)` keeps the store
+    /// alive as long as the process that reads it.
+    pub store: Arc<tempfile::TempDir>,
 }
 
 impl Ig {
     pub fn new() -> Self {
         ensure_tracefs();
         Ig {
-            store: tempfile::tempdir().expect("tempdir"),
+            store: Arc::new(tempfile::tempdir().expect("tempdir")),
         }
     }
 
@@ -78,6 +80,7 @@ impl Ig {
             child,
             stdout,
             stderr,
+            _store: Some(self.store.clone()),
         }
     }
 }
@@ -97,6 +100,8 @@ pub struct Running {
     pub child: Child,
     pub stdout: Arc<Mutex<Vec<String>>>,
     pub stderr: Arc<Mutex<Vec<String>>>,
+    /// The store the process reads, if the test made one for it.
+    pub _store: Option<Arc<tempfile::TempDir>>,
 }
 
 impl Running {
