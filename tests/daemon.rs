@@ -121,6 +121,60 @@ fn remote_run_prints_what_a_local_run_prints() {
     assert!(status.success(), "remote run exited with {status}: {err}");
 }
 
+/// The daemon sends a storm's events in batches (at most one every 40 ms): a burst still
+/// reaches the client whole and in exec order, its tail too, and a lone exec after it comes
+/// through on its own.
+#[test]
+fn a_burst_then_silence_reaches_the_client_whole_and_in_order() {
+    let d = Daemon::start(&["--runtimes", "none"]);
+    let run = d.spawn(&[
+        "run",
+        "trace_exec",
+        "--host",
+        "-o",
+        "json",
+        "--timeout",
+        "120",
+    ]);
+    warm_up(&run);
+    let tag = marker("burst");
+    const N: usize = 600;
+    let burst = std::process::Command::new("sh")
+        .args([
+            "-c",
+            &format!("i=0; while [ $i -lt {N} ]; do i=$((i+1)); /bin/true {tag}-$i; done"),
+        ])
+        .status()
+        .expect("sh");
+    assert!(burst.success());
+    let seen = |run: &Running| -> Vec<usize> {
+        run.events()
+            .iter()
+            .flat_map(args_of)
+            .filter_map(|a| a.strip_prefix(&format!("{tag}-"))?.parse().ok())
+            .collect()
+    };
+    assert!(
+        wait_until(WAIT, || seen(&run).len() >= N),
+        "{} of {N} burst execs arrived; stderr:\n{}",
+        seen(&run).len(),
+        run.stderr_text()
+    );
+    let got = seen(&run);
+    assert_eq!(
+        got,
+        (1..=N).collect::<Vec<_>>(),
+        "every exec once, in order"
+    );
+
+    // After the burst, a single exec still comes through on its own.
+    let lone = marker("lone");
+    exec("/bin/true", &[&lone]);
+    assert!(find(&run, &lone).is_some(), "the lone exec never arrived");
+    let (status, _, err) = run.stop();
+    assert!(status.success(), "remote run exited with {status}: {err}");
+}
+
 #[test]
 fn remote_run_stops_at_max_events_and_timeout() {
     let d = Daemon::start(&["--runtimes", "none"]);

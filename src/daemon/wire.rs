@@ -75,7 +75,9 @@ impl BatchEncoder {
     /// is a batch of no events), and a fresh batch started.
     pub fn take_all(&mut self) -> (u64, Bytes) {
         let count = self.count;
-        let bytes = Bytes::copy_from_slice(&self.buf);
+        // The filled buffer becomes the batch, not a copy of it (as the JSON-lines batches).
+        let next = Vec::with_capacity(self.buf.capacity());
+        let bytes = Bytes::from(std::mem::replace(&mut self.buf, next));
         self.start();
         (count, bytes)
     }
