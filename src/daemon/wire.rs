@@ -75,9 +75,8 @@ impl BatchEncoder {
     /// is a batch of no events), and a fresh batch started.
     pub fn take_all(&mut self) -> (u64, Bytes) {
         let count = self.count;
-        // The filled buffer becomes the batch, not a copy of it (as the JSON-lines batches).
-        let next = Vec::with_capacity(self.buf.capacity());
-        let bytes = Bytes::from(std::mem::replace(&mut self.buf, next));
+        // A copy the size of the batch (see `Batch::take` in outputs.rs for why not the buffer).
+        let bytes = Bytes::copy_from_slice(&self.buf);
         self.start();
         (count, bytes)
     }
