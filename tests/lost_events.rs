@@ -9,7 +9,7 @@
 //! - `lost_perf`: a perf event array; the kernel drops what the per-CPU buffer cannot take and
 //!   says how many with a lost record, before the next record it writes on that CPU.
 //!
-//! ig reports a loss on stderr as `ig: warning: N events lost (ring buffer MAP was full)`, for
+//! ig reports a loss on stderr as `ig: warning: N events lost (buffer MAP was full)`, for
 //! columns and JSON output alike.
 
 mod common;
@@ -36,9 +36,9 @@ const RING_CAPACITY: usize = 4096 / 264;
 /// 4112-byte sample records (8-byte header, 4-byte size, the 4096-byte event, padding).
 const PERF_CAPACITY: usize = 64 * 4096 / 4112;
 
-/// The counts of every `ig: warning: N events lost (ring buffer MAP was full)` line.
+/// The counts of every `ig: warning: N events lost (buffer MAP was full)` line.
 fn lost_counts(stderr: &str, map: &str) -> Vec<u64> {
-    let tail = format!(" events lost (ring buffer {map} was full)");
+    let tail = format!(" events lost (buffer {map} was full)");
     stderr
         .lines()
         .filter_map(|l| {

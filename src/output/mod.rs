@@ -73,5 +73,6 @@ pub fn make_sink<'a, W: Write + 'a>(
 
 /// Losses are reported on stderr so they never mix with machine-readable stdout.
 pub(crate) fn report_lost(map: &str, count: u64) {
-    eprintln!("ig: warning: {count} events lost (ring buffer {map} was full)");
+    // "buffer": the map is a BPF ring buffer or a perf event array, and both fill up.
+    eprintln!("ig: warning: {count} events lost (buffer {map} was full)");
 }
