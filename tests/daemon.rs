@@ -15,17 +15,6 @@ use daemon_common::*;
 /// two tracers); a passing test waits only as long as it needs.
 const WAIT: Duration = Duration::from_secs(60);
 
-/// Waits until `run` shows an exec of a fresh marker (its tracer is attached).
-fn warm_up(run: &Running) {
-    let warm = marker("warmup");
-    let seen = run.wait_event(
-        WAIT,
-        || exec("/bin/true", &[&warm]),
-        |e| args_of(e).contains(&warm),
-    );
-    assert!(seen.is_some(), "no event; stderr:\n{}", run.stderr_text());
-}
-
 fn find(run: &Running, needle: &str) -> Option<serde_json::Value> {
     run.wait_event(WAIT, || {}, |e| args_of(e).iter().any(|a| a == needle))
 }
@@ -66,8 +55,8 @@ fn remote_run_prints_what_a_local_run_prints() {
     ];
     let local = Ig::new().spawn(&args);
     let remote = d.spawn(&args);
-    warm_up(&local);
-    warm_up(&remote);
+    local.wait_attached(WAIT);
+    remote.wait_attached(WAIT);
     let m = marker("same");
     exec("/bin/true", &["x", "y", &m]);
     let l = find(&local, &m).expect("local run saw the exec");
@@ -136,7 +125,7 @@ fn a_burst_then_silence_reaches_the_client_whole_and_in_order() {
         "--timeout",
         "120",
     ]);
-    warm_up(&run);
+    run.wait_attached(WAIT);
     let tag = marker("burst");
     const N: usize = 600;
     let burst = std::process::Command::new("sh")
@@ -611,7 +600,7 @@ fn remote_ctrl_c_stops_the_run_and_prints_what_it_had() {
 
     // A streaming gadget: what came before Ctrl-C is printed, the exit is clean.
     let run = d.spawn(&["run", "trace_exec", "--host", "-o", "json"]);
-    warm_up(&run);
+    run.wait_attached(WAIT);
     let m = marker("ctrl-c");
     exec("/bin/true", &[&m]);
     find(&run, &m).expect("the exec before Ctrl-C");

@@ -107,6 +107,25 @@ fn all_threads_stopped(pid: u32) -> bool {
     })
 }
 
+/// Events seen, events reported lost (map `events`) and events submitted (`BURST` per pid with
+/// events: every such pid is a burst, also one traced while the run was still warming up),
+/// once seen + lost reaches submitted or `WAIT` has passed.
+fn settled_counts(run: &Running) -> (usize, usize, usize) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let counts = per_burst(run);
+        let submitted = BURST * counts.len();
+        let seen = counts.values().sum::<usize>();
+        let lost = lost_counts(&run.stderr_text(), "events")
+            .iter()
+            .sum::<u64>() as usize;
+        if seen + lost >= submitted || Instant::now() > deadline {
+            return (seen, lost, submitted);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Events seen per pid (each pid is one burst).
 fn per_burst(run: &Running) -> BTreeMap<u64, usize> {
     let mut seen = BTreeMap::new();
@@ -186,21 +205,7 @@ fn traced_bursts(run: &Running, reader: u32, comm: &str, bursts: usize) -> Vec<u
 fn ring_losses_are_counted(gadget: &str, comm: &str) {
     let ig = Ig::new();
     let (run, traced) = run_bursts(&ig, gadget, comm, 3, &[]);
-    let deadline = Instant::now() + WAIT;
-    let (mut seen, mut lost, mut submitted);
-    loop {
-        // every pid with events is a burst, also one traced while we were still warming up
-        let counts = per_burst(&run);
-        submitted = BURST * counts.len();
-        seen = counts.values().sum::<usize>();
-        lost = lost_counts(&run.stderr_text(), "events")
-            .iter()
-            .sum::<u64>() as usize;
-        if seen + lost >= submitted || Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (seen, lost, submitted) = settled_counts(&run);
     let counts = per_burst(&run);
     for pid in &traced {
         assert_eq!(counts[pid], RING_CAPACITY, "burst of pid {pid}");
@@ -364,20 +369,7 @@ fn losses_through_the_daemon_reach_the_client_and_ig_list() {
         "120",
     ]);
     let traced = traced_bursts(&run, d.pid(), "iglost-daemon", 2);
-    let deadline = Instant::now() + WAIT;
-    let (mut seen, mut lost, mut submitted);
-    loop {
-        let counts = per_burst(&run);
-        submitted = BURST * counts.len();
-        seen = counts.values().sum::<usize>();
-        lost = lost_counts(&run.stderr_text(), "events")
-            .iter()
-            .sum::<u64>() as usize;
-        if seen + lost >= submitted || Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (seen, lost, submitted) = settled_counts(&run);
     assert_eq!(
         seen + lost,
         submitted,

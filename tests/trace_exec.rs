@@ -25,17 +25,7 @@ fn start(ig: &Ig, extra: &[&str]) -> Running {
     ];
     args.extend_from_slice(extra);
     let run = ig.spawn(&args);
-    let warm = marker("warmup");
-    let seen = run.wait_event(
-        WAIT,
-        || exec("/bin/true", &[&warm]),
-        |e| args_of(e).contains(&warm),
-    );
-    assert!(
-        seen.is_some(),
-        "tracer never attached; stderr:\n{}",
-        run.stderr_text()
-    );
+    run.wait_attached(WAIT);
     run
 }
 

@@ -140,6 +140,22 @@ impl Running {
         self.events().into_iter().find(|e| pred(e))
     }
 
+    /// Waits until an exec of a fresh marker (`/bin/true MARKER`) shows up: a trace_exec run
+    /// is attached. Panics with the run's stderr when none does within `timeout`.
+    pub fn wait_attached(&self, timeout: Duration) {
+        let warm = marker("warmup");
+        let seen = self.wait_event(
+            timeout,
+            || exec("/bin/true", &[&warm]),
+            |e| args_of(e).contains(&warm),
+        );
+        assert!(
+            seen.is_some(),
+            "tracer never attached; stderr:\n{}",
+            self.stderr_text()
+        );
+    }
+
     pub fn child_alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
