@@ -77,7 +77,7 @@ def tracer_cmd(kind, line_buffered=False):
         return [IG, "run", "trace_exec", "--host", "-o", "json"], True
     if kind == "ig-columns":
         return [IG, "run", "trace_exec", "--host"], True
-    if kind == "ig-remote":
+    if kind in ("ig-remote", "ig-remote-relay"):
         return [IG, "run", "trace_exec", "--host", "-o", "json", "--remote", DAEMON["remote"]], True
     if kind == "ig-parent":
         # lineage: the process cache and parent.* on every event (whole records, as --paths)
@@ -89,6 +89,15 @@ def tracer_cmd(kind, line_buffered=False):
     if kind == "bpftrace":
         return lb + ["bpftrace", "/usr/sbin/execsnoop.bt"], True
     raise ValueError(kind)
+
+
+def tracer_env(kind):
+    """ig-remote-relay: the client does not pass its stdout, the lines cross the socket."""
+    if kind == "ig-parent":
+        return dict(os.environ, IG_STATS="1")
+    if kind == "ig-remote-relay":
+        return dict(os.environ, IG_PASS_STDOUT="0")
+    return None
 
 
 def warmup_of(kind):
@@ -240,7 +249,7 @@ def run_config(kind, rnd):
     cmd, kept = tracer_cmd(kind)
     out_path = os.path.join(TMP, f"{kind}.{rnd}.out") if kept else os.devnull
     err_path = os.path.join(TMP, f"{kind}.{rnd}.err")
-    env = dict(os.environ, IG_STATS="1") if kind == "ig-parent" else None
+    env = tracer_env(kind)
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         p = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
     time.sleep(0.2)
@@ -249,7 +258,7 @@ def run_config(kind, rnd):
     if p.poll() is not None:
         raise RuntimeError(f"{kind} exited early: {open(err_path).read()}")
     pid = tracer_pid(p)
-    dpid = DAEMON["proc"].pid if kind == "ig-remote" else None
+    dpid = DAEMON["proc"].pid if kind.startswith("ig-remote") else None
     cpu0 = proc_cpu_s(pid)
     dcpu0 = proc_cpu_s(dpid) if dpid else (0, 0)
     execs, rate, steal, cost = storm(in_container, token)
@@ -424,7 +433,8 @@ def run_all():
     skip_container = os.environ.get("BENCH_NO_CONTAINER") == "1"
     if not skip_container:
         setup_container()
-    configs = ["untraced", "ig-json", "ig-columns", "ig-remote", "ig-parent", "execsnoop", "bpftrace"]
+    configs = ["untraced", "ig-json", "ig-columns", "ig-remote", "ig-remote-relay", "ig-parent",
+               "execsnoop", "bpftrace"]
     if not skip_container:
         configs += ["untraced-container", "ig-container"]
     only = os.environ.get("BENCH_ONLY")
@@ -432,7 +442,7 @@ def run_all():
         configs = [c for c in configs if c in only.split(",") or c.startswith("untraced")]
     results = {c: [] for c in configs}
     t_start = time.monotonic()
-    if "ig-remote" in configs:
+    if any(c.startswith("ig-remote") for c in configs):
         start_daemon()
     daemon_mem = None
     try:
@@ -496,6 +506,7 @@ def run_all():
         "ig-json": "`ig run trace_exec --host -o json` → file",
         "ig-columns": "`ig run trace_exec --host` (columns) → file",
         "ig-remote": "`ig run trace_exec --host -o json --remote` (daemon + client) → file",
+        "ig-remote-relay": "same, `IG_PASS_STDOUT=0` (lines over the socket, written by the client) → file",
         "ig-parent": "`ig run trace_exec --host -o json --parent` (process cache) → file",
         "execsnoop": "libbpf-tools `execsnoop` → file",
         "bpftrace": "`bpftrace execsnoop.bt` → file",
@@ -547,8 +558,10 @@ def run_all():
               f"{1e3 * statistics.median(ok):.0f} ms, max {1e3 * max(ok):.0f} ms, "
               f"missing {len(lat) - len(ok)}.")
     if daemon_mem:
-        dc = med([r["daemon_cpu_s"] / r["execs"] for r in results.get("ig-remote", [])])
-        print(f"ig daemon: {1e6 * dc:.1f} µs of daemon CPU per event (of the remote row's tracer CPU); "
+        dc = med([r["daemon_cpu_s"] / r["execs"] for r in results.get("ig-remote", [])] or [0])
+        dr = med([r["daemon_cpu_s"] / r["execs"] for r in results.get("ig-remote-relay", [])] or [0])
+        print(f"ig daemon: {1e6 * dc:.1f} µs of daemon CPU per event of the remote row's tracer CPU "
+              f"({1e6 * dr:.1f} µs with IG_PASS_STDOUT=0); "
               f"RSS {daemon_mem[0] / 1024:.1f} MiB idle, {daemon_mem[1] / 1024:.1f} MiB with 20 detached "
               f"trace_exec instances.")
     if ov:

@@ -8,9 +8,8 @@ use common::*;
 use daemon_common::*;
 
 use std::collections::BTreeSet;
-use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::process::Output;
+use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -199,59 +198,6 @@ fn find_marker(r: &Running, m: &str, from: &mut usize) -> Option<serde_json::Val
         .find(|e| args_of(e).iter().any(|a| a == m));
     *from = lines.len();
     found
-}
-
-/// Execs `/bin/true` as fast as `threads` threads can until stopped.
-struct Storm {
-    stop: Arc<AtomicBool>,
-    execs: Arc<AtomicU64>,
-    threads: Vec<thread::JoinHandle<()>>,
-}
-
-impl Storm {
-    fn start(threads: usize) -> Storm {
-        let stop = Arc::new(AtomicBool::new(false));
-        let execs = Arc::new(AtomicU64::new(0));
-        let threads = (0..threads)
-            .map(|_| {
-                let (stop, execs) = (stop.clone(), execs.clone());
-                thread::spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        let _ = Command::new("/bin/true")
-                            .stdin(Stdio::null())
-                            .stdout(Stdio::null())
-                            .stderr(Stdio::null())
-                            .status();
-                        execs.fetch_add(1, Ordering::Relaxed);
-                    }
-                })
-            })
-            .collect();
-        Storm {
-            stop,
-            execs,
-            threads,
-        }
-    }
-
-    fn execs(&self) -> u64 {
-        self.execs.load(Ordering::Relaxed)
-    }
-
-    /// Stops it; how many execs it made.
-    fn stop(mut self) -> u64 {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in std::mem::take(&mut self.threads) {
-            let _ = t.join();
-        }
-        self.execs.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for Storm {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
 }
 
 fn signal(r: &Running, sig: i32) {

@@ -6,7 +6,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{ArgMatches, Args};
 
-use ig::daemon::client::{connect, status_error, Client, ClientTls, Flow, Remote, Render};
+use ig::daemon::client::{
+    connect, connect_passing_stdout, status_error, stdout_passable, Client, ClientTls, Flow,
+    Remote, Render,
+};
 use ig::daemon::proto;
 use ig::oci::transfer::PullPolicy;
 use ig::operators::fields::FieldSelection;
@@ -215,6 +218,12 @@ pub fn run(
                 anyhow::bail!("--{flag} is for a detached instance: add --detach");
             }
         }
+        // On this machine, the daemon writes the lines into our stdout itself: a connection
+        // of its own carries the descriptor.
+        if spec.json_lines && matches!(remote, Remote::Unix(_)) && stdout_passable() {
+            client = connect_passing_stdout(&remote).await?;
+            spec.stdout_passed = true;
+        }
         let (requests, rx) = tokio::sync::mpsc::channel(2);
         requests
             .send(proto::RunGadgetRequest {
@@ -257,6 +266,7 @@ fn run_spec(
             .unwrap_or_default(),
         filters: super::run::filters_of(m),
         json_lines: false,
+        stdout_passed: false,
         arrays: array_spec(m),
         timeout_ms: m.get_one::<u64>("timeout").map(|s| s * 1000).unwrap_or(0),
         max_events: m.get_one::<u64>("max-events").copied().unwrap_or(0),

@@ -2,6 +2,7 @@
 //! prints them (the same sinks, fed from the wire).
 
 use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd};
 
 use hyper_util::rt::TokioIo;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Uri};
@@ -103,20 +104,7 @@ fn connect_error(remote: &Remote, e: &(dyn std::error::Error + 'static)) -> Daem
 /// Connects (eagerly: a daemon that is not there is an error now, not at the first call).
 pub async fn connect(remote: &Remote, tls: &ClientTls) -> Result<Client, DaemonError> {
     let channel = match remote {
-        Remote::Unix(path) => {
-            let path = path.clone();
-            // The URI is not used for a Unix socket; the connector decides where to go.
-            Endpoint::from_static("http://localhost")
-                .connect_with_connector(tower::service_fn(move |_: Uri| {
-                    let path = path.clone();
-                    async move {
-                        let stream = tokio::net::UnixStream::connect(path).await?;
-                        Ok::<_, std::io::Error>(TokioIo::new(stream))
-                    }
-                }))
-                .await
-                .map_err(|e| connect_error(remote, &e))?
-        }
+        Remote::Unix(path) => unix_channel(remote, path, false).await?,
         Remote::Tcp(addr) => {
             let secure = tls.server_ca.is_some() || tls.cert.is_some();
             let scheme = if secure { "https" } else { "http" };
@@ -149,6 +137,73 @@ pub async fn connect(remote: &Remote, tls: &ClientTls) -> Result<Client, DaemonE
         }
     };
     Ok(GadgetManagerClient::new(channel).max_decoding_message_size(64 << 20))
+}
+
+/// Connects to a daemon's Unix socket passing this process's stdout in the connection's
+/// preamble (see [`super::passfd`]): a run on this connection whose spec says
+/// `stdout_passed` has its JSON lines written into it by the daemon.
+pub async fn connect_passing_stdout(remote: &Remote) -> Result<Client, DaemonError> {
+    let Remote::Unix(path) = remote else {
+        return Err(DaemonError::Invalid(
+            "only a daemon on this machine's Unix socket can take a stdout".into(),
+        ));
+    };
+    let channel = unix_channel(remote, path, true).await?;
+    Ok(GadgetManagerClient::new(channel).max_decoding_message_size(64 << 20))
+}
+
+async fn unix_channel(
+    remote: &Remote,
+    path: &std::path::Path,
+    pass_stdout: bool,
+) -> Result<Channel, DaemonError> {
+    let path = path.to_path_buf();
+    // The URI is not used for a Unix socket; the connector decides where to go.
+    Endpoint::from_static("http://localhost")
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let path = path.clone();
+            async move {
+                let stream = if pass_stdout {
+                    let std = tokio::task::spawn_blocking(move || {
+                        super::passfd::connect_passing(&path, std::io::stdout().as_fd())
+                    })
+                    .await
+                    .map_err(std::io::Error::other)??;
+                    std.set_nonblocking(true)?;
+                    tokio::net::UnixStream::from_std(std)?
+                } else {
+                    tokio::net::UnixStream::connect(path).await?
+                };
+                Ok::<_, std::io::Error>(TokioIo::new(stream))
+            }
+        }))
+        .await
+        .map_err(|e| connect_error(remote, &e))
+}
+
+/// Whether the daemon can write this process's stdout itself: a pipe or a regular file open
+/// for writing (a terminal is written by the client: the daemon could block on it), unless
+/// `IG_PASS_STDOUT=0`.
+pub fn stdout_passable() -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    if std::env::var("IG_PASS_STDOUT").is_ok_and(|v| v == "0") {
+        return false;
+    }
+    let fd = std::io::stdout().as_fd().as_raw_fd();
+    // SAFETY: fcntl on our own stdout.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 || flags & libc::O_ACCMODE == libc::O_RDONLY {
+        return false;
+    }
+    let Ok(file) = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(std::fs::File::from)
+    else {
+        return false;
+    };
+    file.metadata()
+        .is_ok_and(|m| m.file_type().is_fifo() || m.file_type().is_file())
 }
 
 /// A gRPC status as the error it carries. The daemon answers with NotFound, AlreadyExists,

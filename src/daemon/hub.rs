@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use tokio::sync::Notify;
 
+use super::client_stdout::{ClientStdout, Wrote};
 use super::proto::{self, run_event::Kind};
 
 /// Events a hub keeps for clients that attach later.
@@ -46,6 +47,11 @@ pub struct Hub {
     client_buffer: u64,
     /// Batches are compact JSON lines (`RunEvent.json_lines`), not encoded `EventBatch`es.
     json_lines: bool,
+    /// The client's own stdout, passed over the socket: the lines are written there, not
+    /// sent (a client's `-o json` run on this machine).
+    /// Inner `None` once the run ended ([`Hub::end`]): the descriptor is closed then, not when
+    /// the hub goes (it lives on while its stream is read).
+    stdout: Option<Mutex<Option<ClientStdout>>>,
 }
 
 /// What a batch's bytes are, and so which `RunEvent` kind carries them.
@@ -101,6 +107,80 @@ impl Hub {
             history_max,
             client_buffer,
             json_lines: false,
+            stdout: None,
+        }
+    }
+
+    /// A JSON-lines hub whose lines go into the client's own stdout (see [`ClientStdout`]).
+    pub fn with_client_stdout(mut self, out: ClientStdout) -> Self {
+        self.json_lines = true;
+        self.stdout = Some(Mutex::new(Some(out)));
+        self
+    }
+
+    /// Whether lines go into the client's stdout rather than over the socket.
+    pub fn writes_client_stdout(&self) -> bool {
+        self.stdout.is_some()
+    }
+
+    /// Writes `count` events' lines into the client's stdout (queued when its reader is
+    /// behind, missed and told when the queue is full). Errors: the file's, and `BrokenPipe`
+    /// when the reader is gone (a run ends on it, as a local run does). Without a passed
+    /// stdout, the lines are a batch for the clients.
+    pub(crate) fn lines(&self, count: u64, lines: &[u8]) -> std::io::Result<()> {
+        let Some(out) = &self.stdout else {
+            self.batch(count, Bytes::copy_from_slice(lines));
+            return Ok(());
+        };
+        let wrote = match lock(out).as_mut() {
+            Some(out) => out.write(count, lines)?,
+            None => Wrote::Closed,
+        };
+        self.wrote(wrote)
+    }
+
+    /// Writes what the client's stdout has not taken yet, as far as it takes it now.
+    pub(crate) fn drain_client_stdout(&self) -> std::io::Result<()> {
+        let Some(out) = &self.stdout else {
+            return Ok(());
+        };
+        let wrote = match lock(out).as_mut() {
+            Some(out) => out.drain()?,
+            None => Wrote::Closed,
+        };
+        self.wrote(wrote)
+    }
+
+    fn wrote(&self, wrote: Wrote) -> std::io::Result<()> {
+        match wrote {
+            Wrote::Open { told } => {
+                self.tell_missed(told);
+                Ok(())
+            }
+            Wrote::Closed => Err(std::io::ErrorKind::BrokenPipe.into()),
+        }
+    }
+
+    /// The run's end: the client's stdout gets what is queued while its reader takes it and
+    /// the client is still there; what is left is told as missed.
+    pub(crate) fn finish_client_stdout(&self) -> std::io::Result<()> {
+        let Some(out) = &self.stdout else {
+            return Ok(());
+        };
+        let missed = match lock(out).as_mut() {
+            Some(out) => out.finish(|| self.clients() > 0)?,
+            None => 0,
+        };
+        self.tell_missed(missed);
+        Ok(())
+    }
+
+    fn tell_missed(&self, count: u64) {
+        if count > 0 {
+            self.counters
+                .missed_by_clients
+                .fetch_add(count, Ordering::Relaxed);
+            self.control(Kind::Missed(proto::Missed { count }));
         }
     }
 
@@ -264,6 +344,11 @@ impl Hub {
 
     /// The run is over: every client gets `End` after what is queued, and its stream ends.
     pub(crate) fn end(&self, error: Option<String>) {
+        if let Some(out) = &self.stdout {
+            // Closed before the client hears of the end: a reader of the pipe sees its end
+            // once the client exits.
+            lock(out).take();
+        }
         let ev = event(Kind::End(proto::End {
             error: error.unwrap_or_default(),
             events: self.counters.events.load(Ordering::Relaxed),

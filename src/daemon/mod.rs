@@ -7,6 +7,7 @@
 //!   way a local run prints them.
 
 pub mod client;
+mod client_stdout;
 mod convert;
 mod error;
 pub mod hub;
@@ -15,6 +16,7 @@ mod instances;
 mod metrics;
 mod outfile;
 mod outputs;
+pub mod passfd;
 mod runs;
 pub mod server;
 mod service;

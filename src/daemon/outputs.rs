@@ -154,29 +154,30 @@ impl Batch {
             Batch::Lines { count, .. } => *count,
         }
     }
-
-    fn take(&mut self) -> Option<(u64, Bytes)> {
-        match self {
-            Batch::Encoded(b) => b.take(),
-            Batch::Lines { count: 0, .. } => None,
-            Batch::Lines { sink, count } => {
-                // Copied out, not handed over: a batch the size of its lines (a handed-over
-                // buffer keeps its whole capacity, up to a full batch's, for every small batch
-                // the history and the client queues hold).
-                let lines = Bytes::copy_from_slice(sink.writer());
-                sink.writer().clear();
-                Some((std::mem::take(count), lines))
-            }
-        }
-    }
 }
 
 impl HubSink<'_> {
-    fn send(&mut self) {
-        if let Some((count, bytes)) = self.batch.take() {
-            self.hub.batch(count, bytes);
-            self.last_send = Some(Instant::now());
-        }
+    /// The batch to the hub. Errors: those of the client's stdout when the run writes it.
+    fn send(&mut self) -> std::io::Result<()> {
+        let sent = match &mut self.batch {
+            Batch::Encoded(b) => {
+                if let Some((count, bytes)) = b.take() {
+                    self.hub.batch(count, bytes);
+                }
+                Ok(())
+            }
+            Batch::Lines { count: 0, .. } => Ok(()),
+            Batch::Lines { sink, count } => {
+                // Copied out by the hub, not handed over: a batch the size of its lines (a
+                // handed-over buffer keeps its whole capacity, up to a full batch's, for every
+                // small batch the history and the client queues hold).
+                let sent = self.hub.lines(std::mem::take(count), sink.writer());
+                sink.writer().clear();
+                sent
+            }
+        };
+        self.last_send = Some(Instant::now());
+        sent
     }
 }
 
@@ -198,13 +199,13 @@ impl Sink for HubSink<'_> {
             self.file_failed(e);
         }
         if self.batch.len() >= MAX_BATCH {
-            self.send();
+            self.send()?;
         }
         Ok(true)
     }
 
     fn lost(&mut self, map: &str, count: u64) -> std::io::Result<()> {
-        self.send();
+        self.send()?;
         self.hub.counters.lost.fetch_add(count, Ordering::Relaxed);
         self.hub.control(Kind::Lost(proto::Lost {
             datasource: self.datasource,
@@ -216,8 +217,9 @@ impl Sink for HubSink<'_> {
 
     fn flush(&mut self) -> std::io::Result<()> {
         if self.last_send.is_none_or(|t| t.elapsed() >= SEND_EVERY) {
-            self.send();
+            self.send()?;
         }
+        self.hub.drain_client_stdout()?;
         if let Some(Err(e)) = self.file.as_mut().map(|f| f.flush()) {
             self.file_failed(e);
         }
@@ -225,8 +227,8 @@ impl Sink for HubSink<'_> {
     }
 
     fn finish(&mut self) -> std::io::Result<()> {
-        self.send();
-        Ok(())
+        self.send()?;
+        self.hub.finish_client_stdout()
     }
 }
 
@@ -263,6 +265,16 @@ impl ArraySink for HubArraySink<'_> {
             }
             ArrayForm::Lines(w) => {
                 w.array(rows)?;
+                // A client's own run: it has no file of its own.
+                if hub.writes_client_stdout() {
+                    hub.counters
+                        .events
+                        .fetch_add(rows.len() as u64, Ordering::Relaxed);
+                    let written = hub.lines(rows.len() as u64, w.writer());
+                    w.writer().clear();
+                    written?;
+                    return Ok(true);
+                }
                 let line = Bytes::copy_from_slice(w.writer());
                 w.writer().clear();
                 (BatchForm::JsonLines, line)
@@ -293,7 +305,7 @@ impl ArraySink for HubArraySink<'_> {
         if let Some(f) = self.file.as_mut() {
             let _ = f.finish();
         }
-        Ok(())
+        self.outputs.hub.finish_client_stdout()
     }
 }
 

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use super::images::DaemonImagePolicy;
@@ -116,7 +116,7 @@ pub async fn serve(
                 let router = Server::builder().add_service(svc);
                 servers.spawn(async move {
                     router
-                        .serve_with_incoming_shutdown(UnixListenerStream::new(l), done)
+                        .serve_with_incoming_shutdown(super::passfd::incoming(l), done)
                         .await
                 });
             }

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use futures_util::Stream;
 use tonic::{Request, Response, Status};
 
+use super::client_stdout::ClientStdout;
 use super::hub::Hub;
 use super::images::{self, DaemonImagePolicy};
 use super::instances::Instances;
@@ -13,6 +14,7 @@ use super::proto::{self, gadget_manager_server::GadgetManager};
 use super::runs::{run_config, RunContext, RunHandle};
 use super::traceloop::TraceloopHandle;
 use super::DaemonError;
+use crate::gadget::metadata::debug;
 
 pub struct Service {
     pub ctx: RunContext,
@@ -82,6 +84,10 @@ impl GadgetManager for Service {
         &self,
         request: Request<tonic::Streaming<proto::RunGadgetRequest>>,
     ) -> Result<Response<Self::RunGadgetStream>, Status> {
+        let passed = request
+            .extensions()
+            .get::<super::passfd::PassedFd>()
+            .and_then(|p| p.take());
         let mut requests = request.into_inner();
         let spec = requests
             .message()
@@ -92,7 +98,20 @@ impl GadgetManager for Service {
         let resolved = images::resolve(&self.ctx.store, &opts, &self.policy, false).await?;
         let config = run_config(&spec, &resolved)?;
         let json_lines = spec.json_lines && config.output == crate::output::OutputMode::Json;
-        let run = RunHandle::new(Arc::new(Hub::default().with_json_lines(json_lines)));
+        let hub = Hub::default().with_json_lines(json_lines);
+        let hub = match passed {
+            Some(fd) if json_lines && spec.stdout_passed => {
+                match ClientStdout::new(fd, hub.client_buffer()) {
+                    Ok(out) => hub.with_client_stdout(out),
+                    Err(e) => {
+                        debug(&format!("a client's stdout is not written directly: {e}"));
+                        hub
+                    }
+                }
+            }
+            _ => hub,
+        };
+        let run = RunHandle::new(Arc::new(hub));
         // Subscribed before the run starts: the client gets every event. Its going away stops
         // the run.
         let stop = run.stop_flag();
@@ -108,10 +127,9 @@ impl GadgetManager for Service {
             let _ = requests.message().await;
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
         });
-        self.client_runs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(run);
+        let mut runs = self.client_runs.lock().unwrap_or_else(|p| p.into_inner());
+        runs.retain(|r| r.hub.phase() != super::hub::Phase::Ended);
+        runs.push(run);
         Ok(Response::new(Box::pin(sub.into_stream())))
     }
 

@@ -5,6 +5,8 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -239,5 +241,80 @@ pub fn output_within(c: &mut Command, timeout: Duration) -> Output {
         status,
         stdout: out.join().unwrap_or_default(),
         stderr: err.join().unwrap_or_default(),
+    }
+}
+
+/// Execs `/bin/true [ARG]` as fast as `threads` threads can, until stopped or `limit` execs
+/// (0: no limit) were started.
+pub struct Storm {
+    stop: Arc<AtomicBool>,
+    execs: Arc<AtomicU64>,
+    threads: Vec<thread::JoinHandle<()>>,
+}
+
+impl Storm {
+    pub fn start(threads: usize) -> Storm {
+        Storm::of(threads, None, 0)
+    }
+
+    /// `limit` execs of `/bin/true ARG`.
+    pub fn exactly(threads: usize, arg: &str, limit: u64) -> Storm {
+        Storm::of(threads, Some(arg.to_string()), limit)
+    }
+
+    fn of(threads: usize, arg: Option<String>, limit: u64) -> Storm {
+        let stop = Arc::new(AtomicBool::new(false));
+        let execs = Arc::new(AtomicU64::new(0));
+        let started = Arc::new(AtomicU64::new(0));
+        let threads = (0..threads)
+            .map(|_| {
+                let (stop, execs, started) = (stop.clone(), execs.clone(), started.clone());
+                let arg = arg.clone();
+                thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        if limit > 0 && started.fetch_add(1, Ordering::Relaxed) >= limit {
+                            break;
+                        }
+                        let mut c = Command::new("/bin/true");
+                        c.args(arg.iter())
+                            .stdin(Stdio::null())
+                            .stdout(Stdio::null())
+                            .stderr(Stdio::null());
+                        let ran = c.status().is_ok_and(|s| s.success());
+                        assert!(ran, "/bin/true failed to run");
+                        execs.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        Storm {
+            stop,
+            execs,
+            threads,
+        }
+    }
+
+    pub fn execs(&self) -> u64 {
+        self.execs.load(Ordering::Relaxed)
+    }
+
+    /// Waits for a limited storm to end; how many execs it made.
+    pub fn wait(mut self) -> u64 {
+        for t in std::mem::take(&mut self.threads) {
+            t.join().expect("a storm thread failed");
+        }
+        self.execs()
+    }
+
+    /// Stops it; how many execs it made.
+    pub fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.wait()
+    }
+}
+
+impl Drop for Storm {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }

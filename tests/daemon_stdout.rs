@@ -1,0 +1,380 @@
+//! `ig run --remote -o json` on the daemon's machine: the client passes its stdout over the
+//! socket and the daemon writes the lines into it itself. A reader that stops reading never
+//! holds the run up and is told what it missed; connections that pass nothing, pass wrongly or
+//! say nothing do not disturb the daemon.
+
+mod common;
+mod daemon_common;
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+use daemon_common::*;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn signal(child: &std::process::Child, sig: i32) {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, sig) };
+}
+
+fn events_in(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn has_exec_of(text: &str, m: &str) -> bool {
+    events_in(text)
+        .iter()
+        .any(|e| args_of(e).iter().any(|a| a == m))
+}
+
+/// A remote run into a regular file, started with `env`; waits until it is attached.
+fn run_into_file(d: &Daemon, path: &std::path::Path, env: &[(&str, &str)]) -> std::process::Child {
+    let out = File::create(path).expect("output file");
+    let child = d
+        .cmd(&[
+            "run",
+            "trace_exec",
+            "--host",
+            "-o",
+            "json",
+            "--timeout",
+            "120",
+        ])
+        .envs(env.iter().copied())
+        .stdout(out)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn ig");
+    let warm = marker("warm");
+    let attached = wait_until(WAIT, || {
+        exec("/bin/true", &[&warm]);
+        has_exec_of(&std::fs::read_to_string(path).unwrap_or_default(), &warm)
+    });
+    assert!(attached, "the remote run never wrote an event to {path:?}");
+    child
+}
+
+/// The lines of a stopped client keep coming: the daemon writes them into the client's file.
+/// With `IG_PASS_STDOUT=0` the client writes them (over the socket), so a stopped client
+/// writes nothing until it is continued.
+#[test]
+fn the_daemon_writes_the_clients_stdout_itself_unless_told_not_to() {
+    let d = Daemon::start(&["--runtimes", "none"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("direct.json");
+    let mut client = run_into_file(&d, &path, &[]);
+    signal(&client, libc::SIGSTOP);
+    let m = marker("stopped");
+    exec("/bin/true", &[&m]);
+    let written = wait_until(WAIT, || {
+        has_exec_of(&std::fs::read_to_string(&path).unwrap_or_default(), &m)
+    });
+    signal(&client, libc::SIGCONT);
+    assert!(written, "the exec did not reach the stopped client's file");
+    signal(&client, libc::SIGINT);
+    let status = client.wait().expect("wait ig");
+    assert!(status.success(), "{status}");
+    let text = std::fs::read_to_string(&path).expect("output");
+    assert!(!text.is_empty() && text.ends_with('\n'));
+    for line in text.lines() {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("a broken line {line:?}: {e}"));
+    }
+
+    let path = dir.path().join("relayed.json");
+    let mut client = run_into_file(&d, &path, &[("IG_PASS_STDOUT", "0")]);
+    signal(&client, libc::SIGSTOP);
+    let m = marker("relayed");
+    exec("/bin/true", &[&m]);
+    thread::sleep(Duration::from_secs(2));
+    let while_stopped = std::fs::read_to_string(&path).unwrap_or_default();
+    signal(&client, libc::SIGCONT);
+    assert!(
+        !has_exec_of(&while_stopped, &m),
+        "a stopped client wrote; with IG_PASS_STDOUT=0 the lines cross the socket"
+    );
+    let relayed = wait_until(WAIT, || {
+        has_exec_of(&std::fs::read_to_string(&path).unwrap_or_default(), &m)
+    });
+    assert!(relayed, "the continued client never wrote the exec");
+    signal(&client, libc::SIGINT);
+    assert!(client.wait().expect("wait ig").success());
+}
+
+/// The N of each "ig: warning: N events missed" line.
+fn missed_warnings(stderr: &str) -> Vec<u64> {
+    stderr
+        .lines()
+        .filter(|l| l.contains("events missed"))
+        .filter_map(|l| {
+            l.strip_prefix("ig: warning: ")?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+/// Reads a pipe into `lines` while `reading` is set (parked otherwise, so the pipe fills).
+fn pipe_reader(
+    mut r: File,
+    reading: Arc<AtomicBool>,
+    text: Arc<Mutex<Vec<u8>>>,
+) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let mut buf = vec![0; 64 * 1024];
+        loop {
+            while !reading.load(Ordering::Relaxed) {
+                thread::sleep(Duration::from_millis(20));
+            }
+            match r.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => text.lock().expect("lock").extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+}
+
+/// A pipe whose reader stopped reading: the run goes on reading the kernel's ring (nothing
+/// lost, nothing waited for), keeps up to its client's bound, counts the rest as missed, and
+/// tells the reader once it reads again. Every exec of the storm is either a whole line or
+/// counted missed.
+#[test]
+fn a_stdout_nobody_reads_never_holds_up_the_run_and_is_told_what_it_missed() {
+    let d = Daemon::start(&["--runtimes", "none"]);
+    let mut fds = [0; 2];
+    // SAFETY: a two-int array for pipe2.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: both descriptors are new and ours.
+    let (r, w) = unsafe { (File::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // Only this test's execs (other tests run at the same time): the misses are then all its own.
+    let token = marker("storm");
+    let filter = format!("args~{token}");
+    let mut client = d
+        .cmd(&[
+            "run",
+            "trace_exec",
+            "--host",
+            "-o",
+            "json",
+            "--timeout",
+            "300",
+            "--filter",
+            &filter,
+        ])
+        .stdout(Stdio::from(w))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ig");
+    let stderr = client.stderr.take().expect("stderr");
+    let err_text = Arc::new(Mutex::new(String::new()));
+    let err_sink = err_text.clone();
+    thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let mut text = err_sink.lock().expect("lock");
+            text.push_str(&line);
+            text.push('\n');
+        }
+    });
+    let reading = Arc::new(AtomicBool::new(true));
+    let text = Arc::new(Mutex::new(Vec::new()));
+    let reader = pipe_reader(r, reading.clone(), text.clone());
+    let read_text = || String::from_utf8_lossy(&text.lock().expect("lock")).into_owned();
+    let warm = format!("{token}-warm");
+    assert!(
+        wait_until(WAIT, || {
+            exec("/bin/true", &[&warm]);
+            has_exec_of(&read_text(), &warm)
+        }),
+        "the run never attached"
+    );
+
+    reading.store(false, Ordering::Relaxed);
+    // Parked after at most one more read.
+    thread::sleep(Duration::from_millis(300));
+    // More than the run keeps for one client (16,384 events) and a pipe holds.
+    const EXECS: u64 = 24_000;
+    let started = Instant::now();
+    let execs = Storm::exactly(2, &token, EXECS).wait();
+    assert_eq!(execs, EXECS);
+    eprintln!("storm: {EXECS} execs in {:?}", started.elapsed());
+    // The run reads the rest of its ring while nobody reads the pipe.
+    thread::sleep(Duration::from_secs(2));
+    let before_resume = read_text().matches(&token).count();
+
+    reading.store(true, Ordering::Relaxed);
+    // Told once the queue has drained; then one exec comes through live.
+    let told_now = || !missed_warnings(&err_text.lock().expect("lock")).is_empty();
+    assert!(
+        wait_until(WAIT, told_now),
+        "the reader read again but was never told what it missed"
+    );
+    let after = format!("{token}-after");
+    exec("/bin/true", &[&after]);
+    let seen_after = wait_until(WAIT, || has_exec_of(&read_text(), &after));
+    assert!(
+        seen_after,
+        "live events did not come back after the reader resumed"
+    );
+    signal(&client, libc::SIGINT);
+    let status = client.wait().expect("wait ig");
+    reader.join().expect("reader");
+    thread::sleep(Duration::from_millis(200));
+    let err = err_text.lock().expect("lock").clone();
+    assert!(status.success(), "{status}: {err}");
+
+    let all = read_text();
+    let lines: Vec<&str> = all.lines().collect();
+    for line in &lines {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("a broken line {line:?}: {e}"));
+    }
+    let got = events_in(&all)
+        .iter()
+        .filter(|e| args_of(e).iter().any(|a| a == &token))
+        .count() as u64;
+    let told = missed_warnings(&err);
+    let missed: u64 = told.iter().sum();
+    eprintln!("storm lines {got}, missed {missed} (told {told:?}), {before_resume} read before");
+    assert!(
+        !err.contains("lost"),
+        "the run fell behind the kernel's ring: {err}"
+    );
+    assert!(
+        missed > 0,
+        "nothing missed: the run waited for the reader? {err}"
+    );
+    assert_eq!(
+        got + missed,
+        EXECS,
+        "every exec is a line or counted missed; stderr: {err}"
+    );
+}
+
+/// Connections that say nothing, pass a preamble without a descriptor, pass too many
+/// descriptors or send garbage do not hold up or stop the daemon.
+#[test]
+fn odd_connections_do_not_disturb_the_daemon() {
+    let d = Daemon::start(&["--runtimes", "none"]);
+    let list_answers = || {
+        let started = Instant::now();
+        let o = d.ig(&["list"]);
+        assert!(o.status.success(), "ig list: {}", stderr_of(&o));
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "ig list took {:?}",
+            started.elapsed()
+        );
+    };
+    let connect = || std::os::unix::net::UnixStream::connect(d.socket()).expect("connect");
+
+    // Silent: held open while others are served.
+    let silent = connect();
+    list_answers();
+
+    // A preamble without a descriptor, then HTTP/2 that never completes.
+    let mut bare = connect();
+    bare.write_all(&[ig::daemon::passfd::PREAMBLE])
+        .expect("write");
+    bare.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .expect("write");
+    list_answers();
+
+    // Garbage, then closed.
+    let mut junk = connect();
+    junk.write_all(&[0xff; 4096]).expect("write");
+    drop(junk);
+    list_answers();
+
+    // Eight descriptors in one preamble (at most four are taken, all closed).
+    let many = connect();
+    let files: Vec<File> = (0..8)
+        .map(|_| File::open("/dev/null").expect("null"))
+        .collect();
+    pass_fds(&many, &files);
+    list_answers();
+
+    // A run of a client whose stdout is a socket (not passed: written by the client) works.
+    let (mine, theirs) = std::os::unix::net::UnixStream::pair().expect("pair");
+    let mut client = d
+        .cmd(&[
+            "run",
+            "trace_exec",
+            "--host",
+            "-o",
+            "json",
+            "--timeout",
+            "60",
+        ])
+        .stdout(Stdio::from(OwnedFd::from(theirs)))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn ig");
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let sink = got.clone();
+    let mut mine_r = mine.try_clone().expect("clone");
+    thread::spawn(move || {
+        let mut buf = [0; 8192];
+        while let Ok(n) = mine_r.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().expect("lock").extend_from_slice(&buf[..n]);
+        }
+    });
+    let m = marker("socket");
+    assert!(wait_until(WAIT, || {
+        exec("/bin/true", &[&m]);
+        has_exec_of(&String::from_utf8_lossy(&got.lock().expect("lock")), &m)
+    }));
+    signal(&client, libc::SIGINT);
+    assert!(client.wait().expect("wait").success());
+    drop(silent);
+    drop(bare);
+    drop(many);
+    assert!(d.child.is_some());
+    list_answers();
+}
+
+/// Sends `files` as SCM_RIGHTS with one preamble byte, as a client that passes too much.
+fn pass_fds(sock: &std::os::unix::net::UnixStream, files: &[File]) {
+    use std::os::fd::AsRawFd;
+    let fds: Vec<i32> = files.iter().map(|f| f.as_raw_fd()).collect();
+    let mut byte = ig::daemon::passfd::PREAMBLE;
+    let mut iov = libc::iovec {
+        iov_base: (&mut byte as *mut u8).cast(),
+        iov_len: 1,
+    };
+    let payload = std::mem::size_of_val(fds.as_slice()) as u32;
+    let mut control = vec![0u64; 32];
+    // SAFETY: the control buffer (256 bytes, 8-aligned) holds one message of eight fds; every
+    // pointer outlives the call.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = libc::CMSG_SPACE(payload) as usize;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(payload) as usize;
+        std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(cmsg).cast::<i32>(), fds.len());
+        assert_eq!(libc::sendmsg(sock.as_raw_fd(), &msg, 0), 1);
+    }
+}
