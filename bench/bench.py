@@ -13,13 +13,16 @@ Measures, per configuration:
   rate      execs/s of the storm (its own wall clock); the ratio is the median over the rounds of
             traced rate / the paired untraced rate
   captured  output lines naming the storm's target / execs done (n/a when output is /dev/null)
-  cpu/ev    utime+stime (/proc/PID/stat) of the tracer over the storm and its drain, per exec
+  cpu/ev    on-CPU time of the tracer's threads (see proc_cpu_s) over the storm and its drain,
+            per exec
   bpf/exec  run time of the tracer's BPF programs over the storm (run_time_ns), per exec
   added     (cpu/ev + bpf/exec) / the CPU an exec of the paired untraced storm took (busy
             jiffies of /proc/stat per exec): the tracer's cost, steadier than wall rates
   rss       VmHWM of the tracer (/proc/PID/status) after the storm
-  daemon    ig-remote only: the `ig daemon` serving the run; its CPU is counted in cpu/ev and
-            added, and shown on its own; its RSS idle and with 20 detached instances is printed
+  daemon    ig-remote rows only: the `ig daemon` serving the run; its CPU is counted in cpu/ev
+            and added, and shown on its own; its RSS idle and with 20 detached instances is
+            printed. ig-remote-relay runs the client with IG_PASS_STDOUT=0: the lines cross the
+            socket and the client writes them, instead of the daemon writing its stdout
   cache     ig-parent only: the process cache's size, capacity and evictions (IG_STATS) at the end
   first     launch of the tracer to the first line naming a marker exec (separate phase)
 """
