@@ -126,24 +126,130 @@ fn missed_warnings(stderr: &str) -> Vec<u64> {
         .collect()
 }
 
-/// Reads a pipe into `lines` while `reading` is set (parked otherwise, so the pipe fills).
-fn pipe_reader(
-    mut r: File,
+/// A remote `-o json` run of this test's execs (args matching `token`) into a pipe the test
+/// reads only while `reading` is set (parked otherwise, so the pipe fills), with its stderr.
+struct PipedRun {
+    client: std::process::Child,
     reading: Arc<AtomicBool>,
     text: Arc<Mutex<Vec<u8>>>,
-) -> thread::JoinHandle<()> {
-    thread::spawn(move || {
-        let mut buf = vec![0; 64 * 1024];
-        loop {
-            while !reading.load(Ordering::Relaxed) {
-                thread::sleep(Duration::from_millis(20));
+    stderr: Arc<Mutex<String>>,
+    reader: Option<thread::JoinHandle<()>>,
+}
+
+impl PipedRun {
+    /// Started and attached (an exec of `TOKEN-warm` was read).
+    fn start(d: &Daemon, token: &str) -> PipedRun {
+        let mut fds = [0; 2];
+        // SAFETY: a two-int array for pipe2.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        // SAFETY: both descriptors are new and ours.
+        let (mut r, w) = unsafe { (File::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        // Only this test's execs (other tests run at the same time): the misses are its own.
+        let filter = format!("args~{token}");
+        let mut client = d
+            .cmd(&[
+                "run",
+                "trace_exec",
+                "--host",
+                "-o",
+                "json",
+                "--timeout",
+                "300",
+                "--filter",
+                &filter,
+            ])
+            .stdout(Stdio::from(w))
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ig");
+        let err = client.stderr.take().expect("stderr");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                let mut text = sink.lock().expect("lock");
+                text.push_str(&line);
+                text.push('\n');
             }
-            match r.read(&mut buf) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => text.lock().expect("lock").extend_from_slice(&buf[..n]),
+        });
+        let reading = Arc::new(AtomicBool::new(true));
+        let text = Arc::new(Mutex::new(Vec::new()));
+        let (on, into) = (reading.clone(), text.clone());
+        let reader = thread::spawn(move || {
+            let mut buf = vec![0; 64 * 1024];
+            loop {
+                while !on.load(Ordering::Relaxed) {
+                    thread::sleep(Duration::from_millis(20));
+                }
+                match r.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => into.lock().expect("lock").extend_from_slice(&buf[..n]),
+                }
             }
+        });
+        let run = PipedRun {
+            client,
+            reading,
+            text,
+            stderr,
+            reader: Some(reader),
+        };
+        let warm = format!("{token}-warm");
+        assert!(
+            wait_until(WAIT, || {
+                exec("/bin/true", &[&warm]);
+                has_exec_of(&run.read_text(), &warm)
+            }),
+            "the run never attached; stderr: {}",
+            run.stderr_text()
+        );
+        run
+    }
+
+    fn read_text(&self) -> String {
+        String::from_utf8_lossy(&self.text.lock().expect("lock")).into_owned()
+    }
+
+    fn stderr_text(&self) -> String {
+        self.stderr.lock().expect("lock").clone()
+    }
+
+    /// Stops reading; the reader parks after at most one more read.
+    fn pause(&self) {
+        self.reading.store(false, Ordering::Relaxed);
+        thread::sleep(Duration::from_millis(300));
+    }
+
+    fn resume(&self) {
+        self.reading.store(true, Ordering::Relaxed);
+    }
+
+    /// Reads until the pipe's end: every writer (the client, the daemon) closed it.
+    fn read_to_end_within(&mut self, timeout: Duration) -> bool {
+        self.resume();
+        let reader = self.reader.take().expect("reader");
+        wait_until(timeout, || reader.is_finished())
+    }
+
+    fn exited_within(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.client.try_wait() {
+                return Some(status);
+            }
+            thread::sleep(Duration::from_millis(50));
         }
-    })
+        None
+    }
+}
+
+impl Drop for PipedRun {
+    fn drop(&mut self) {
+        let _ = self.client.kill();
+        let _ = self.client.wait();
+        self.resume();
+    }
 }
 
 /// A pipe whose reader stopped reading: the run goes on reading the kernel's ring (nothing
@@ -153,60 +259,9 @@ fn pipe_reader(
 #[test]
 fn a_stdout_nobody_reads_never_holds_up_the_run_and_is_told_what_it_missed() {
     let d = Daemon::start(&["--runtimes", "none"]);
-    let mut fds = [0; 2];
-    // SAFETY: a two-int array for pipe2.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-    // SAFETY: both descriptors are new and ours.
-    let (r, w) = unsafe { (File::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    // Only this test's execs (other tests run at the same time): the misses are then all its own.
     let token = marker("storm");
-    let filter = format!("args~{token}");
-    let mut client = d
-        .cmd(&[
-            "run",
-            "trace_exec",
-            "--host",
-            "-o",
-            "json",
-            "--timeout",
-            "300",
-            "--filter",
-            &filter,
-        ])
-        .stdout(Stdio::from(w))
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ig");
-    let stderr = client.stderr.take().expect("stderr");
-    let err_text = Arc::new(Mutex::new(String::new()));
-    let err_sink = err_text.clone();
-    thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let mut text = err_sink.lock().expect("lock");
-            text.push_str(&line);
-            text.push('\n');
-        }
-    });
-    let reading = Arc::new(AtomicBool::new(true));
-    let text = Arc::new(Mutex::new(Vec::new()));
-    let reader = pipe_reader(r, reading.clone(), text.clone());
-    let read_text = || String::from_utf8_lossy(&text.lock().expect("lock")).into_owned();
-    let warm = format!("{token}-warm");
-    assert!(
-        wait_until(WAIT, || {
-            exec("/bin/true", &[&warm]);
-            has_exec_of(&read_text(), &warm)
-        }),
-        "the run never attached"
-    );
-
-    reading.store(false, Ordering::Relaxed);
-    // Parked after at most one more read.
-    thread::sleep(Duration::from_millis(300));
+    let mut run = PipedRun::start(&d, &token);
+    run.pause();
     // More than the run keeps for one client (16,384 events) and a pipe holds.
     const EXECS: u64 = 24_000;
     let started = Instant::now();
@@ -215,32 +270,35 @@ fn a_stdout_nobody_reads_never_holds_up_the_run_and_is_told_what_it_missed() {
     eprintln!("storm: {EXECS} execs in {:?}", started.elapsed());
     // The run reads the rest of its ring while nobody reads the pipe.
     thread::sleep(Duration::from_secs(2));
-    let before_resume = read_text().matches(&token).count();
+    let before_resume = run.read_text().matches(&token).count();
 
-    reading.store(true, Ordering::Relaxed);
+    run.resume();
     // Told once the queue has drained; then one exec comes through live.
-    let told_now = || !missed_warnings(&err_text.lock().expect("lock")).is_empty();
     assert!(
-        wait_until(WAIT, told_now),
+        wait_until(WAIT, || !missed_warnings(&run.stderr_text()).is_empty()),
         "the reader read again but was never told what it missed"
     );
     let after = format!("{token}-after");
     exec("/bin/true", &[&after]);
-    let seen_after = wait_until(WAIT, || has_exec_of(&read_text(), &after));
+    let seen_after = wait_until(WAIT, || has_exec_of(&run.read_text(), &after));
     assert!(
         seen_after,
         "live events did not come back after the reader resumed"
     );
-    signal(&client, libc::SIGINT);
-    let status = client.wait().expect("wait ig");
-    reader.join().expect("reader");
+    signal(&run.client, libc::SIGINT);
+    let status = run
+        .exited_within(WAIT)
+        .expect("the client exits after Ctrl-C");
+    assert!(
+        run.read_to_end_within(WAIT),
+        "the pipe never ended: a descriptor of it is still open"
+    );
     thread::sleep(Duration::from_millis(200));
-    let err = err_text.lock().expect("lock").clone();
+    let err = run.stderr_text();
     assert!(status.success(), "{status}: {err}");
 
-    let all = read_text();
-    let lines: Vec<&str> = all.lines().collect();
-    for line in &lines {
+    let all = run.read_text();
+    for line in all.lines() {
         serde_json::from_str::<serde_json::Value>(line)
             .unwrap_or_else(|e| panic!("a broken line {line:?}: {e}"));
     }
@@ -263,6 +321,71 @@ fn a_stdout_nobody_reads_never_holds_up_the_run_and_is_told_what_it_missed() {
         got + missed,
         EXECS,
         "every exec is a line or counted missed; stderr: {err}"
+    );
+}
+
+/// Execs of `/bin/true TOKEN` enough to fill a pipe several times over (lines are ~1 KB).
+fn fill_pipe(token: &str) {
+    assert_eq!(Storm::exactly(2, token, 500).wait(), 500);
+}
+
+/// A run whose reader is stuck: Ctrl-C waits for the reader as a local run waits for its
+/// stdout, a second Ctrl-C leaves at once and the daemon lets go of the pipe; a daemon told to
+/// stop does not wait for the reader either.
+#[test]
+fn a_stuck_reader_holds_up_neither_a_second_ctrl_c_nor_the_daemons_stop() {
+    let mut d = Daemon::start(&["--runtimes", "none"]);
+    let token = marker("stuck");
+    let mut run = PipedRun::start(&d, &token);
+    run.pause();
+    fill_pipe(&token);
+    signal(&run.client, libc::SIGINT);
+    assert!(
+        run.exited_within(Duration::from_secs(2)).is_none(),
+        "the client left with lines its reader had not taken; stderr: {}",
+        run.stderr_text()
+    );
+    signal(&run.client, libc::SIGINT);
+    assert!(
+        run.exited_within(Duration::from_secs(10)).is_some(),
+        "a second Ctrl-C did not end the client"
+    );
+    assert!(
+        run.read_to_end_within(WAIT),
+        "the daemon kept the client's pipe open after it left"
+    );
+    let o = d.ig(&["list"]);
+    assert!(
+        o.status.success(),
+        "the daemon no longer answers: {}",
+        stderr_of(&o)
+    );
+
+    let token = marker("stuck-stop");
+    let mut run = PipedRun::start(&d, &token);
+    run.pause();
+    fill_pipe(&token);
+    let mut daemon = d.child.take().expect("daemon running");
+    signal(&daemon, libc::SIGTERM);
+    let started = Instant::now();
+    let mut stopped = None;
+    while stopped.is_none() && started.elapsed() < Duration::from_secs(15) {
+        stopped = daemon.try_wait().expect("wait daemon");
+        thread::sleep(Duration::from_millis(50));
+    }
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let status = stopped
+        .unwrap_or_else(|| panic!("the daemon did not stop within 15 s of SIGTERM (reader stuck)"));
+    assert!(status.success(), "daemon: {status}");
+    let client = run
+        .exited_within(WAIT)
+        .expect("the client ends with the daemon");
+    assert!(client.success(), "{client}: {}", run.stderr_text());
+    assert!(
+        missed_warnings(&run.stderr_text()).iter().sum::<u64>() > 0,
+        "the client was not told what its reader missed: {}",
+        run.stderr_text()
     );
 }
 

@@ -17,10 +17,6 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::time::{Duration, Instant};
-
-/// How long the end of a run waits for a reader that takes nothing before the rest is missed.
-const FINAL_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -168,19 +164,13 @@ impl ClientStdout {
         }
     }
 
-    /// The run's end: waits for the pipe to take the queue while the reader makes progress and
-    /// `client_here()` holds; what is left is missed. Returns the missed events not told yet.
-    pub fn finish(&mut self, client_here: impl Fn() -> bool) -> io::Result<u64> {
-        let mut last_progress = Instant::now();
+    /// The run's end: waits for the pipe to take the queue, as a local run waits for its
+    /// stdout, while `keep_waiting()` holds (the client is there and the daemon is not
+    /// stopping); what is left is missed. Only then can a line be left cut, as when a local run
+    /// is killed while it writes. Returns the missed events not told yet.
+    pub fn finish(&mut self, keep_waiting: impl Fn() -> bool) -> io::Result<u64> {
         while !self.pending.is_empty() {
-            let before = (self.pending.len(), self.written_of_front);
-            if !self.write_pending()? {
-                break;
-            }
-            if (self.pending.len(), self.written_of_front) != before {
-                last_progress = Instant::now();
-            }
-            if self.pending.is_empty() || !client_here() || last_progress.elapsed() >= FINAL_WAIT {
+            if !self.write_pending()? || self.pending.is_empty() || !keep_waiting() {
                 break;
             }
             let mut pfd = libc::pollfd {
@@ -188,8 +178,7 @@ impl ClientStdout {
                 events: libc::POLLOUT,
                 revents: 0,
             };
-            // SAFETY: one valid pollfd. Interrupted or failed: the loop tries again, bounded
-            // by FINAL_WAIT.
+            // SAFETY: one valid pollfd. Interrupted or failed: the loop asks again.
             unsafe { libc::poll(&mut pfd, 1, 100) };
         }
         self.missed += self.pending_events;

@@ -52,6 +52,8 @@ pub struct Hub {
     /// Inner `None` once the run ended ([`Hub::end`]): the descriptor is closed then, not when
     /// the hub goes (it lives on while its stream is read).
     stdout: Option<Mutex<Option<ClientStdout>>>,
+    /// The daemon is stopping: the end of the run no longer waits for the stdout's reader.
+    stdout_abandoned: AtomicBool,
 }
 
 /// What a batch's bytes are, and so which `RunEvent` kind carries them.
@@ -108,6 +110,7 @@ impl Hub {
             client_buffer,
             json_lines: false,
             stdout: None,
+            stdout_abandoned: AtomicBool::new(false),
         }
     }
 
@@ -161,18 +164,26 @@ impl Hub {
         }
     }
 
-    /// The run's end: the client's stdout gets what is queued while its reader takes it and
-    /// the client is still there; what is left is told as missed.
+    /// The run's end: the client's stdout gets what is queued, waiting for its reader as a
+    /// local run waits for its stdout, as long as the client is there (a second Ctrl-C leaves)
+    /// and the daemon is not stopping; what is left is told as missed.
     pub(crate) fn finish_client_stdout(&self) -> std::io::Result<()> {
         let Some(out) = &self.stdout else {
             return Ok(());
         };
         let missed = match lock(out).as_mut() {
-            Some(out) => out.finish(|| self.clients() > 0)?,
+            Some(out) => {
+                out.finish(|| self.clients() > 0 && !self.stdout_abandoned.load(Ordering::Relaxed))?
+            }
             None => 0,
         };
         self.tell_missed(missed);
         Ok(())
+    }
+
+    /// The daemon is stopping: [`Hub::finish_client_stdout`] stops waiting for the reader.
+    pub(crate) fn abandon_client_stdout(&self) {
+        self.stdout_abandoned.store(true, Ordering::Relaxed);
     }
 
     fn tell_missed(&self, count: u64) {

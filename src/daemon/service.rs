@@ -39,6 +39,8 @@ impl Service {
     pub async fn shutdown(&self) {
         let runs = self.client_runs();
         for r in &runs {
+            // A run writing a client's stdout stops waiting for its reader.
+            r.hub.abandon_client_stdout();
             r.stop();
         }
         for r in runs {
