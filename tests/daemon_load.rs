@@ -205,21 +205,6 @@ fn signal(r: &Running, sig: i32) {
     unsafe { libc::kill(r.child.id() as i32, sig) };
 }
 
-/// The N of each "ig: warning: N events missed" line.
-fn missed_warnings(stderr: &str) -> Vec<u64> {
-    stderr
-        .lines()
-        .filter(|l| l.contains("events missed"))
-        .filter_map(|l| {
-            l.strip_prefix("ig: warning: ")?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-        .collect()
-}
-
 const INSTANCES: usize = 20;
 /// Execs at most, waiting for the stopped client to miss events.
 const STORM_MAX_EXECS: u64 = 80_000;

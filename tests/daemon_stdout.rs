@@ -111,21 +111,6 @@ fn the_daemon_writes_the_clients_stdout_itself_unless_told_not_to() {
     assert!(client.wait().expect("wait ig").success());
 }
 
-/// The N of each "ig: warning: N events missed" line.
-fn missed_warnings(stderr: &str) -> Vec<u64> {
-    stderr
-        .lines()
-        .filter(|l| l.contains("events missed"))
-        .filter_map(|l| {
-            l.strip_prefix("ig: warning: ")?
-                .split(' ')
-                .next()?
-                .parse()
-                .ok()
-        })
-        .collect()
-}
-
 /// A remote `-o json` run of this test's execs (args matching `token`) into a pipe the test
 /// reads only while `reading` is set (parked otherwise, so the pipe fills), with its stderr.
 struct PipedRun {

@@ -318,3 +318,18 @@ impl Drop for Storm {
         self.stop.store(true, Ordering::Relaxed);
     }
 }
+
+/// The N of each "ig: warning: N events missed" line.
+pub fn missed_warnings(stderr: &str) -> Vec<u64> {
+    stderr
+        .lines()
+        .filter(|l| l.contains("events missed"))
+        .filter_map(|l| {
+            l.strip_prefix("ig: warning: ")?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
