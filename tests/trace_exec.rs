@@ -304,6 +304,35 @@ else:
     assert!(size <= 4096 && size > 4096 - 9, "kept {size} bytes");
 }
 
+/// Hooks a run does not need are not loaded: the fork hook feeds only the process cache
+/// (`--parent`, `--ancestors`, `--exits`), the syscall ones only failed execs.
+#[test]
+fn only_the_hooks_a_run_needs_are_loaded() {
+    let ig = Ig::new();
+    let names = |extra: &[&str]| {
+        let run = start(&ig, extra);
+        let mut names = bpf_prog_names_of(run.child.id());
+        names.sort();
+        names
+    };
+    let plain = names(&[]);
+    assert!(plain.contains(&"ig_sched_exec".to_string()), "{plain:?}");
+    assert!(plain.contains(&"ig_sched_exit".to_string()), "{plain:?}");
+    for absent in ["ig_sched_fork", "ig_execve_e", "ig_execve_x"] {
+        assert!(!plain.iter().any(|n| n == absent), "{absent} in {plain:?}");
+    }
+    for flags in [&["--parent"][..], &["--ancestors", "2"], &["--exits"]] {
+        let with = names(flags);
+        assert!(
+            with.iter().any(|n| n == "ig_sched_fork"),
+            "{flags:?}: {with:?}"
+        );
+    }
+    let failed = names(&["--ignore-failed=false"]);
+    assert!(failed.iter().any(|n| n == "ig_execve_e"), "{failed:?}");
+    assert!(!failed.iter().any(|n| n == "ig_sched_fork"), "{failed:?}");
+}
+
 #[test]
 fn help_lists_gadget_params_from_the_image() {
     let ig = Ig::new();

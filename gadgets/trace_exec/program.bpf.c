@@ -141,7 +141,8 @@ static __always_inline bool discard(void)
  * Fills what successful and failed execs share; zeroes everything before args.
  * `task` is a BTF pointer: fields are read with plain loads, not helper calls.
  */
-static __always_inline struct event *event_init(struct task_struct *task, __u32 scratch)
+static __always_inline struct event *event_init(struct task_struct *task, __u32 scratch,
+						__u64 now)
 {
 	struct task_struct *parent;
 	struct event *e;
@@ -159,7 +160,7 @@ static __always_inline struct event *event_init(struct task_struct *task, __u32 
 	for (i = 0; i < (offsetof(struct event, args) + 7) / 8; i++)
 		((volatile __u64 *)e)[i] = 0;
 
-	e->timestamp_raw = bpf_ktime_get_boot_ns();
+	e->timestamp_raw = now;
 	e->mntns_id = gadget_get_current_mntns_id();
 	e->mntns_nsid = gadget_get_current_mntns_nsid();
 	id = bpf_get_current_pid_tgid();
@@ -315,10 +316,9 @@ int BPF_PROG(ig_sched_exec, struct task_struct *task, pid_t old_pid,
 	if (discard())
 		return 0;
 
-	e = event_init(task, SCRATCH_EXEC);
+	e = event_init(task, SCRATCH_EXEC, now);
 	if (!e)
 		return 0;
-	e->timestamp_raw = now;
 	e->exec_key = key;
 	e->parent_exec_key = pkey;
 	e->parent_pid = ppid;
@@ -406,7 +406,7 @@ static __always_inline int exit_exec(void *ctx, long ret)
 		goto cleanup;
 
 	task = bpf_get_current_task_btf();
-	e = event_init(task, SCRATCH_FAILED);
+	e = event_init(task, SCRATCH_FAILED, bpf_ktime_get_boot_ns());
 	if (!e)
 		goto cleanup;
 	e->error_raw = -ret;
@@ -503,8 +503,9 @@ int BPF_PROG(ig_sched_exit, struct task_struct *task)
 }
 
 /*
- * A new process (not a thread). Only with the process cache on: plain trace_exec returns at
- * once (the parameters are constants: the verifier drops the rest). The fork is recorded in
+ * A new process (not a thread). Only with the process cache on: gadget.yaml's loadWhen leaves
+ * it out of a plain trace_exec run (a tp_btf program costs its trampoline on every fork even
+ * when it returns at once). The fork is recorded in
  * gadget_procs, so its exec names the image that forked it even after a reparenting.
  */
 SEC("tp_btf/sched_process_fork")

@@ -192,6 +192,21 @@ impl Metadata {
             .collect()
     }
 
+    /// Programs to load only when one of the listed parameters is on (a boolean true, a number
+    /// not 0): `programs: {prog: {loadWhen: [var, …]}}`, for a hook only those parameters use.
+    pub fn load_when(&self) -> Vec<(String, Vec<String>)> {
+        let Some(progs) = self.section("programs").and_then(Value::as_mapping) else {
+            return Vec::new();
+        };
+        progs
+            .iter()
+            .filter_map(|(name, meta)| {
+                let vars = meta.get("loadWhen")?.as_sequence()?;
+                Some((scalar(name)?, vars.iter().filter_map(scalar).collect()))
+            })
+            .collect()
+    }
+
     /// The boolean parameter (its variable) that enables a data source
     /// (`datasources: {NAME: {enabledBy: VAR}}`); None: always on.
     pub fn datasource_enabled_by(&self, datasource: &str) -> Option<String> {

@@ -133,25 +133,36 @@ fn datasource_enabled(spec: &GadgetSpec, config: &RunConfig, name: &str) -> bool
     }
 }
 
-/// Programs whose `skipWhen` parameter is true for this run.
+/// Programs whose `skipWhen` parameter is on for this run, or none of whose `loadWhen`
+/// parameters is.
 fn skipped_programs(spec: &GadgetSpec, params: &[(String, Vec<u8>)]) -> Vec<String> {
-    spec.metadata
+    // A parameter as this run sets it (its bytes in the object: a bool is 1, a number any
+    // byte not 0), else its default.
+    let on = |var: &str| {
+        let set = params
+            .iter()
+            .find(|(v, _)| v == var)
+            .map(|(_, b)| b.iter().any(|&x| x != 0));
+        let default = spec
+            .params
+            .iter()
+            .find(|p| p.var == var)
+            .map(|p| p.default == "true" || p.default.parse::<u64>().is_ok_and(|n| n != 0));
+        set.or(default).unwrap_or(false)
+    };
+    let skip = spec
+        .metadata
         .skip_when()
         .into_iter()
-        .filter(|(_, var)| {
-            let set = params
-                .iter()
-                .find(|(v, _)| v == var)
-                .map(|(_, b)| b.first() == Some(&1));
-            let default = spec
-                .params
-                .iter()
-                .find(|p| &p.var == var)
-                .map(|p| p.default == "true");
-            set.or(default).unwrap_or(false)
-        })
-        .map(|(prog, _)| prog)
-        .collect()
+        .filter(|(_, var)| on(var))
+        .map(|(prog, _)| prog);
+    let unused = spec
+        .metadata
+        .load_when()
+        .into_iter()
+        .filter(|(_, vars)| !vars.iter().any(|v| on(v)))
+        .map(|(prog, _)| prog);
+    skip.chain(unused).collect()
 }
 
 /// The container collection a run enriches from, and the tokio runtime that keeps it current.

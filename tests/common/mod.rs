@@ -222,3 +222,39 @@ pub fn assert_clean_failure(out: &Output, want: &str) {
     assert!(err.contains(want), "stderr lacks {want:?}:\n{err}");
     assert!(!err.contains("panicked"), "panic:\n{err}");
 }
+
+/// Ids of the BPF programs (`kind` "prog") or links ("link") process `pid` holds open, from
+/// its fds' `/proc/PID/fdinfo` (`prog_id:` / `link_id:` lines, written by the kernel).
+pub fn bpf_ids_of(kind: &str, pid: u32) -> Vec<u64> {
+    let key = format!("{kind}_id:");
+    let mut ids = Vec::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return ids;
+    };
+    for entry in dir.flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        for line in text.lines() {
+            if let Some(id) = line.strip_prefix(&key).and_then(|v| v.trim().parse().ok()) {
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+        }
+    }
+    ids
+}
+
+/// Names of the BPF programs process `pid` holds (from [`bpf_ids_of`] and `bpftool`).
+pub fn bpf_prog_names_of(pid: u32) -> Vec<String> {
+    bpf_ids_of("prog", pid)
+        .into_iter()
+        .filter_map(|id| {
+            let o = Command::new("bpftool")
+                .args(["prog", "show", "id", &id.to_string(), "-j"])
+                .output()
+                .ok()?;
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
+            v["name"].as_str().map(String::from)
+        })
+        .collect()
+}

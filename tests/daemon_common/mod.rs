@@ -155,26 +155,7 @@ impl Drop for Daemon {
     }
 }
 
-/// Ids of the BPF programs (`kind` "prog") or links ("link") process `pid` holds open, from
-/// its fds' `/proc/PID/fdinfo` (`prog_id:` / `link_id:` lines, written by the kernel).
-pub fn bpf_ids_of(kind: &str, pid: u32) -> Vec<u64> {
-    let key = format!("{kind}_id:");
-    let mut ids = Vec::new();
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
-        return ids;
-    };
-    for entry in dir.flatten() {
-        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-        for line in text.lines() {
-            if let Some(id) = line.strip_prefix(&key).and_then(|v| v.trim().parse().ok()) {
-                if !ids.contains(&id) {
-                    ids.push(id);
-                }
-            }
-        }
-    }
-    ids
-}
+pub use crate::common::bpf_ids_of;
 
 /// How many BPF programs or links process `pid` holds (see [`bpf_ids_of`]).
 pub fn bpf_objects_of(kind: &str, pid: u32) -> usize {
