@@ -21,8 +21,8 @@ Measures, per configuration:
   rss       VmHWM of the tracer (/proc/PID/status) after the storm
   daemon    ig-remote rows only: the `ig daemon` serving the run; its CPU is counted in cpu/ev
             and added, and shown on its own; its RSS idle and with 20 detached instances is
-            printed. ig-remote-relay runs the client with IG_PASS_STDOUT=0: the lines cross the
-            socket and the client writes them, instead of the daemon writing its stdout
+            printed. ig-remote-relay runs the client with IG_REMOTE_PIPE=0: the lines cross the
+            socket and the client writes them, instead of coming through a pipe
   cache     ig-parent only: the process cache's size, capacity and evictions (IG_STATS) at the end
   first     launch of the tracer to the first line naming a marker exec (separate phase)
 """
@@ -99,7 +99,7 @@ def tracer_env(kind):
     if kind == "ig-parent":
         return dict(os.environ, IG_STATS="1")
     if kind == "ig-remote-relay":
-        return dict(os.environ, IG_PASS_STDOUT="0")
+        return dict(os.environ, IG_REMOTE_PIPE="0")
     return None
 
 
@@ -509,7 +509,7 @@ def run_all():
         "ig-json": "`ig run trace_exec --host -o json` → file",
         "ig-columns": "`ig run trace_exec --host` (columns) → file",
         "ig-remote": "`ig run trace_exec --host -o json --remote` (daemon + client) → file",
-        "ig-remote-relay": "same, `IG_PASS_STDOUT=0` (lines over the socket, written by the client) → file",
+        "ig-remote-relay": "same, `IG_REMOTE_PIPE=0` (lines over the socket, written by the client) → file",
         "ig-parent": "`ig run trace_exec --host -o json --parent` (process cache) → file",
         "execsnoop": "libbpf-tools `execsnoop` → file",
         "bpftrace": "`bpftrace execsnoop.bt` → file",
@@ -564,7 +564,7 @@ def run_all():
         dc = med([r["daemon_cpu_s"] / r["execs"] for r in results.get("ig-remote", [])] or [0])
         dr = med([r["daemon_cpu_s"] / r["execs"] for r in results.get("ig-remote-relay", [])] or [0])
         print(f"ig daemon: {1e6 * dc:.1f} µs of daemon CPU per event of the remote row's tracer CPU "
-              f"({1e6 * dr:.1f} µs with IG_PASS_STDOUT=0); "
+              f"({1e6 * dr:.1f} µs with IG_REMOTE_PIPE=0); "
               f"RSS {daemon_mem[0] / 1024:.1f} MiB idle, {daemon_mem[1] / 1024:.1f} MiB with 20 detached "
               f"trace_exec instances.")
     if ov:

@@ -1,7 +1,7 @@
-//! `ig run --remote -o json` on the daemon's machine: the client passes its stdout over the
-//! socket and the daemon writes the lines into it itself. A reader that stops reading never
-//! holds the run up and is told what it missed; connections that pass nothing, pass wrongly or
-//! say nothing do not disturb the daemon.
+//! `ig run --remote -o json` on the daemon's machine: the client passes a pipe's write end over
+//! the socket, the daemon writes the lines into it and the client moves them to its stdout. A
+//! reader that stops reading never holds the run up and is told what it missed; connections
+//! that pass nothing, pass wrongly or say nothing do not disturb the daemon.
 
 mod common;
 mod daemon_common;
@@ -37,24 +37,44 @@ fn has_exec_of(text: &str, m: &str) -> bool {
         .any(|e| args_of(e).iter().any(|a| a == m))
 }
 
-/// A remote run into a regular file, started with `env`; waits until it is attached.
-fn run_into_file(d: &Daemon, path: &std::path::Path, env: &[(&str, &str)]) -> std::process::Child {
+/// A remote run into a regular file, started with `env` and `pre_exec`; waits until it is
+/// attached.
+fn run_into_file(
+    d: &Daemon,
+    path: &std::path::Path,
+    env: &[(&str, &str)],
+    limit_file_size: Option<u64>,
+) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
     let out = File::create(path).expect("output file");
-    let child = d
-        .cmd(&[
-            "run",
-            "trace_exec",
-            "--host",
-            "-o",
-            "json",
-            "--timeout",
-            "120",
-        ])
-        .envs(env.iter().copied())
+    let mut cmd = d.cmd(&[
+        "run",
+        "trace_exec",
+        "--host",
+        "-o",
+        "json",
+        "--timeout",
+        "120",
+    ]);
+    cmd.envs(env.iter().copied())
         .stdout(out)
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn ig");
+        .stderr(Stdio::null());
+    if let Some(bytes) = limit_file_size {
+        // SAFETY: setrlimit is async-signal-safe; it runs in the child before exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                let lim = libc::rlimit {
+                    rlim_cur: bytes,
+                    rlim_max: bytes,
+                };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            })
+        };
+    }
+    let child = cmd.spawn().expect("spawn ig");
     let warm = marker("warm");
     let attached = wait_until(WAIT, || {
         exec("/bin/true", &[&warm]);
@@ -64,51 +84,130 @@ fn run_into_file(d: &Daemon, path: &std::path::Path, env: &[(&str, &str)]) -> st
     child
 }
 
-/// The lines of a stopped client keep coming: the daemon writes them into the client's file.
-/// With `IG_PASS_STDOUT=0` the client writes them (over the socket), so a stopped client
-/// writes nothing until it is continued.
+fn exited_within(
+    child: &mut std::process::Child,
+    timeout: Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+/// Pipes (`pipe:[INODE]`) process `pid` holds.
+fn pipes_of(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .map(|l| l.display().to_string())
+                .filter(|l| l.starts_with("pipe:"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The lines come through a pipe of the client's whose write end the daemon holds (not over
+/// the socket, and never through the client's stdout itself); with `IG_REMOTE_PIPE=0` there
+/// is no such pipe. Either way the file gets the same whole lines.
 #[test]
-fn the_daemon_writes_the_clients_stdout_itself_unless_told_not_to() {
+fn the_lines_come_through_a_pipe_of_the_clients_unless_told_not_to() {
     let d = Daemon::start(&["--runtimes", "none"]);
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("direct.json");
-    let mut client = run_into_file(&d, &path, &[]);
-    signal(&client, libc::SIGSTOP);
-    let m = marker("stopped");
-    exec("/bin/true", &[&m]);
-    let written = wait_until(WAIT, || {
-        has_exec_of(&std::fs::read_to_string(&path).unwrap_or_default(), &m)
-    });
-    signal(&client, libc::SIGCONT);
-    assert!(written, "the exec did not reach the stopped client's file");
-    signal(&client, libc::SIGINT);
-    let status = client.wait().expect("wait ig");
-    assert!(status.success(), "{status}");
-    let text = std::fs::read_to_string(&path).expect("output");
-    assert!(!text.is_empty() && text.ends_with('\n'));
-    for line in text.lines() {
-        serde_json::from_str::<serde_json::Value>(line)
-            .unwrap_or_else(|e| panic!("a broken line {line:?}: {e}"));
+    for (name, env, shared) in [
+        ("piped.json", &[][..], true),
+        ("relayed.json", &[("IG_REMOTE_PIPE", "0")][..], false),
+    ] {
+        let path = dir.path().join(name);
+        let mut client = run_into_file(&d, &path, env, None);
+        let (mine, daemons) = (pipes_of(client.id()), pipes_of(d.pid()));
+        // Not the pipes both inherited from this test (cargo's jobserver).
+        let inherited = pipes_of(std::process::id());
+        let both: Vec<_> = mine
+            .iter()
+            .filter(|p| daemons.contains(p) && !inherited.contains(p))
+            .collect();
+        assert_eq!(
+            !both.is_empty(),
+            shared,
+            "{name}: client {mine:?}, daemon {daemons:?}"
+        );
+        let m = marker("same");
+        exec("/bin/true", &["x", &m]);
+        assert!(wait_until(WAIT, || has_exec_of(
+            &std::fs::read_to_string(&path).unwrap_or_default(),
+            &m
+        )));
+        signal(&client, libc::SIGINT);
+        assert!(client.wait().expect("wait ig").success());
+        let text = std::fs::read_to_string(&path).expect("output");
+        assert!(text.ends_with('\n'), "{name}: a cut last line");
+        for line in text.lines() {
+            serde_json::from_str::<serde_json::Value>(line)
+                .unwrap_or_else(|e| panic!("{name}: a broken line {line:?}: {e}"));
+        }
+        let e = events_in(&text)
+            .into_iter()
+            .find(|e| args_of(e).contains(&m))
+            .expect("the marker's event");
+        assert_eq!(
+            args_of(&e),
+            vec!["/bin/true".to_string(), "x".into(), m.clone()]
+        );
     }
-
-    let path = dir.path().join("relayed.json");
-    let mut client = run_into_file(&d, &path, &[("IG_PASS_STDOUT", "0")]);
-    signal(&client, libc::SIGSTOP);
-    let m = marker("relayed");
-    exec("/bin/true", &[&m]);
-    thread::sleep(Duration::from_secs(2));
-    let while_stopped = std::fs::read_to_string(&path).unwrap_or_default();
-    signal(&client, libc::SIGCONT);
+    // The daemon holds no pipe of a client that is gone.
+    let own = || {
+        let inherited = pipes_of(std::process::id());
+        let mut p = pipes_of(d.pid());
+        p.retain(|p| !inherited.contains(p));
+        p
+    };
     assert!(
-        !has_exec_of(&while_stopped, &m),
-        "a stopped client wrote; with IG_PASS_STDOUT=0 the lines cross the socket"
+        wait_until(WAIT, || own().is_empty()),
+        "the daemon still holds {:?}",
+        own()
     );
-    let relayed = wait_until(WAIT, || {
-        has_exec_of(&std::fs::read_to_string(&path).unwrap_or_default(), &m)
-    });
-    assert!(relayed, "the continued client never wrote the exec");
-    signal(&client, libc::SIGINT);
-    assert!(client.wait().expect("wait ig").success());
+}
+
+/// What is written to the client's stdout is written by the client: nothing after it is
+/// killed (its file, truncated then, stays as the shell left it), and its own file size limit
+/// holds (SIGXFSZ, as for a local run).
+#[test]
+fn the_clients_file_is_the_clients_to_write() {
+    let d = Daemon::start(&["--runtimes", "none"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = marker("killed");
+    let path = dir.path().join("killed.json");
+    let mut client = run_into_file(&d, &path, &[], None);
+    let storm = Storm::exactly(2, &token, 3000);
+    thread::sleep(Duration::from_millis(300));
+    signal(&client, libc::SIGKILL);
+    let _ = client.wait();
+    std::fs::write(&path, "after\n").expect("truncate");
+    storm.wait();
+    thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        std::fs::read_to_string(&path).expect("output"),
+        "after\n",
+        "something wrote the dead client's file"
+    );
+
+    let path = dir.path().join("limited.json");
+    let mut client = run_into_file(&d, &path, &[], Some(16 * 1024));
+    let token = marker("fsize");
+    Storm::exactly(2, &token, 300).wait();
+    let status = exited_within(&mut client, WAIT);
+    let _ = client.kill();
+    let _ = client.wait();
+    let status = status.expect("the client did not stop at its file size limit");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGXFSZ), "{status}");
+    let size = std::fs::metadata(&path).expect("output").len();
+    assert!(size <= 16 * 1024, "{size} bytes past a 16 KiB limit");
 }
 
 /// A remote `-o json` run of this test's execs (args matching `token`) into a pipe the test
@@ -218,14 +317,7 @@ impl PipedRun {
     }
 
     fn exited_within(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.client.try_wait() {
-                return Some(status);
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-        None
+        exited_within(&mut self.client, timeout)
     }
 }
 
@@ -309,14 +401,18 @@ fn a_stdout_nobody_reads_never_holds_up_the_run_and_is_told_what_it_missed() {
     );
 }
 
-/// Execs of `/bin/true TOKEN` enough to fill a pipe several times over (lines are ~1 KB).
+/// Execs of `/bin/true TOKEN` for more lines (~1 KB each) than the client's lines pipe
+/// (1 MiB) and its stdout pipe hold: the daemon has lines queued.
+const FILL_EXECS: u64 = 2500;
+
 fn fill_pipe(token: &str) {
-    assert_eq!(Storm::exactly(2, token, 500).wait(), 500);
+    assert_eq!(Storm::exactly(2, token, FILL_EXECS).wait(), FILL_EXECS);
 }
 
 /// A run whose reader is stuck: Ctrl-C waits for the reader as a local run waits for its
-/// stdout, a second Ctrl-C leaves at once and the daemon lets go of the pipe; a daemon told to
-/// stop does not wait for the reader either.
+/// stdout, a second Ctrl-C leaves at once and the daemon lets go of the lines pipe; a daemon
+/// told to stop does not wait for the reader, and tells the client what it dropped: once the
+/// reader reads again, it has whole lines, and lines + missed is every exec.
 #[test]
 fn a_stuck_reader_holds_up_neither_a_second_ctrl_c_nor_the_daemons_stop() {
     let mut d = Daemon::start(&["--runtimes", "none"]);
@@ -363,14 +459,31 @@ fn a_stuck_reader_holds_up_neither_a_second_ctrl_c_nor_the_daemons_stop() {
     let status = stopped
         .unwrap_or_else(|| panic!("the daemon did not stop within 15 s of SIGTERM (reader stuck)"));
     assert!(status.success(), "daemon: {status}");
+    // The client still moves its lines to the stuck reader, as a local run would wait.
+    run.resume();
     let client = run
         .exited_within(WAIT)
-        .expect("the client ends with the daemon");
-    assert!(client.success(), "{client}: {}", run.stderr_text());
+        .expect("the client ends once its reader reads");
+    let err = run.stderr_text();
+    assert!(client.success(), "{client}: {err}");
+    assert!(run.read_to_end_within(WAIT), "the pipe never ended");
+    let all = run.read_text();
     assert!(
-        missed_warnings(&run.stderr_text()).iter().sum::<u64>() > 0,
-        "the client was not told what its reader missed: {}",
-        run.stderr_text()
+        all.ends_with('\n'),
+        "a cut last line at byte {}: {:?}",
+        all.len(),
+        &all[all.len().saturating_sub(100)..]
+    );
+    let got = events_in(&all)
+        .iter()
+        .filter(|e| args_of(e).iter().any(|a| a == &token))
+        .count() as u64;
+    let missed: u64 = missed_warnings(&err).iter().sum();
+    assert!(missed > 0, "nothing was left in the daemon's queue: {err}");
+    assert_eq!(
+        got + missed,
+        FILL_EXECS,
+        "lines {got} + missed {missed}: {err}"
     );
 }
 

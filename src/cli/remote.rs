@@ -7,8 +7,8 @@ use anyhow::Context;
 use clap::{ArgMatches, Args};
 
 use ig::daemon::client::{
-    connect, connect_passing_stdout, status_error, stdout_passable, Client, ClientTls, Flow,
-    Remote, Render,
+    connect, connect_with_lines_pipe, lines_pipe_wanted, status_error, Client, ClientTls, Flow,
+    LinesPipe, Remote, Render,
 };
 use ig::daemon::proto;
 use ig::oci::transfer::PullPolicy;
@@ -80,17 +80,21 @@ pub(crate) async fn connect_args(args: &RemoteArgs) -> anyhow::Result<(Client, R
 /// Reads a run's stream and prints it until it ends, Ctrl-C, or SIGTERM.
 /// With `stop` (a run of this client), the first Ctrl-C or SIGTERM asks the daemon to stop the
 /// run and the stream is read to its end (drained events, losses, a flight recorder's
-/// history); a second one, or any with no `stop` (attach), leaves at once.
+/// history); a second one, or any with no `stop` (attach), leaves at once. With `lines` (the
+/// run's lines pipe), a run that ended waits until its lines reached stdout, as a local run
+/// does; a Ctrl-C or SIGTERM meanwhile leaves.
 async fn print_stream(
     remote: &Remote,
     mut stream: tonic::Streaming<proto::RunEvent>,
     mut render: Render,
     mut stop: Option<tokio::sync::mpsc::Sender<proto::RunGadgetRequest>>,
+    lines: Option<LinesPipe>,
 ) -> anyhow::Result<ExitCode> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut run_error = None;
+    let mut left = false;
     loop {
         let msg = tokio::select! {
             m = stream.message() => m,
@@ -100,7 +104,10 @@ async fn print_stream(
                         let _ = tx.send(proto::RunGadgetRequest { spec: None, stop: true }).await;
                         continue;
                     }
-                    None => break,
+                    None => {
+                        left = true;
+                        break;
+                    }
                 }
             }
         };
@@ -120,6 +127,13 @@ async fn print_stream(
                 run_error = Some(status_error(remote, s).to_string());
                 break;
             }
+        }
+    }
+    if let Some(lines) = lines.filter(|_| !left) {
+        tokio::select! {
+            copied = lines.finish() => copied.context("writing output")?,
+            _ = int.recv() => {}
+            _ = term.recv() => {}
         }
     }
     render.finish().context("writing output")?;
@@ -218,10 +232,13 @@ pub fn run(
                 anyhow::bail!("--{flag} is for a detached instance: add --detach");
             }
         }
-        // On this machine, the daemon writes the lines into our stdout itself: a connection
-        // of its own carries the descriptor.
-        if spec.json_lines && matches!(remote, Remote::Unix(_)) && stdout_passable() {
-            client = connect_passing_stdout(&remote).await?;
+        // On this machine, the daemon writes the lines into a pipe of ours: a connection of
+        // its own carries the pipe's write end.
+        let mut lines = None;
+        if spec.json_lines && matches!(remote, Remote::Unix(_)) && lines_pipe_wanted() {
+            let (with_pipe, pipe) = connect_with_lines_pipe(&remote).await?;
+            client = with_pipe;
+            lines = Some(pipe);
             spec.stdout_passed = true;
         }
         let (requests, rx) = tokio::sync::mpsc::channel(2);
@@ -237,7 +254,14 @@ pub fn run(
             .await
             .map_err(|s| status_error(&remote, s))?
             .into_inner();
-        print_stream(&remote, stream, Render::new(output, fields), Some(requests)).await
+        print_stream(
+            &remote,
+            stream,
+            Render::new(output, fields),
+            Some(requests),
+            lines,
+        )
+        .await
     })
 }
 
@@ -446,7 +470,7 @@ pub fn attach(args: AttachArgs) -> anyhow::Result<ExitCode> {
             .await
             .map_err(|s| status_error(&remote, s))?
             .into_inner();
-        print_stream(&remote, stream, Render::new(mode, fields), None).await
+        print_stream(&remote, stream, Render::new(mode, fields), None, None).await
     })
 }
 

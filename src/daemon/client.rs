@@ -104,7 +104,7 @@ fn connect_error(remote: &Remote, e: &(dyn std::error::Error + 'static)) -> Daem
 /// Connects (eagerly: a daemon that is not there is an error now, not at the first call).
 pub async fn connect(remote: &Remote, tls: &ClientTls) -> Result<Client, DaemonError> {
     let channel = match remote {
-        Remote::Unix(path) => unix_channel(remote, path, false).await?,
+        Remote::Unix(path) => unix_channel(remote, path, None).await?,
         Remote::Tcp(addr) => {
             let secure = tls.server_ca.is_some() || tls.cert.is_some();
             let scheme = if secure { "https" } else { "http" };
@@ -139,40 +139,120 @@ pub async fn connect(remote: &Remote, tls: &ClientTls) -> Result<Client, DaemonE
     Ok(GadgetManagerClient::new(channel).max_decoding_message_size(64 << 20))
 }
 
-/// Connects to a daemon's Unix socket passing this process's stdout in the connection's
-/// preamble (see [`super::passfd`]): a run on this connection whose spec says
-/// `stdout_passed` has its JSON lines written into it by the daemon.
-pub async fn connect_passing_stdout(remote: &Remote) -> Result<Client, DaemonError> {
+/// A run's lines pipe: the daemon writes the run's JSON lines into its write end, passed over
+/// the socket in the connection's preamble (see [`super::passfd`]); a thread of this process
+/// moves them to stdout (`std::io::copy`, which splices where the kernel can). The daemon
+/// never writes this process's stdout itself: the writes to it are this process's own (its
+/// limits, quota and file offset), and they end with it.
+pub struct LinesPipe {
+    done: tokio::sync::oneshot::Receiver<std::io::Result<()>>,
+}
+
+/// Connects to a daemon's Unix socket with a new lines pipe: a run on this connection whose
+/// spec says `stdout_passed` has its JSON lines written into it.
+pub async fn connect_with_lines_pipe(remote: &Remote) -> Result<(Client, LinesPipe), DaemonError> {
     let Remote::Unix(path) = remote else {
         return Err(DaemonError::Invalid(
-            "only a daemon on this machine's Unix socket can take a stdout".into(),
+            "only a daemon on this machine's Unix socket takes a lines pipe".into(),
         ));
     };
-    let channel = unix_channel(remote, path, true).await?;
-    Ok(GadgetManagerClient::new(channel).max_decoding_message_size(64 << 20))
+    let (read_end, write_end) =
+        lines_pipe().map_err(|e| DaemonError::Connect(format!("creating the lines pipe: {e}")))?;
+    // Taken by the first connection: the client keeps no copy of the write end, so the pipe
+    // ends when the daemon closes its own.
+    let write_end = std::sync::Arc::new(std::sync::Mutex::new(Some(write_end)));
+    let channel = unix_channel(remote, path, Some(write_end)).await?;
+    // Its own descriptor of stdout, not `Stdout`: the copy would hold stdout's lock while it
+    // waits for lines, and the run's other output (a flight recorder's text) would wait on it.
+    let mut stdout = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(std::fs::File::from)
+        .map_err(|e| DaemonError::Connect(format!("stdout: {e}")))?;
+    let (tx, done) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("ig-lines".into())
+        .spawn(move || {
+            let mut read_end = read_end;
+            let copied = std::io::copy(&mut read_end, &mut stdout);
+            // A closed stdout ends the copy as it ends a local run; dropping the read end
+            // then ends the daemon's run (EPIPE).
+            let result = match copied {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e),
+                _ => Ok(()),
+            };
+            drop(read_end);
+            let _ = tx.send(result);
+        })
+        .map_err(|e| DaemonError::Connect(format!("starting the lines thread: {e}")))?;
+    let client = GadgetManagerClient::new(channel).max_decoding_message_size(64 << 20);
+    Ok((client, LinesPipe { done }))
 }
+
+impl LinesPipe {
+    /// Waits until every line reached stdout: the daemon closed its end (it does before the
+    /// run's `End`). Errors: writing stdout's.
+    pub async fn finish(self) -> std::io::Result<()> {
+        self.done
+            .await
+            .unwrap_or_else(|_| Err(std::io::Error::other("the lines thread stopped")))
+    }
+}
+
+/// A pipe as large as an unprivileged process may make it (bursts wait in it, not in the
+/// daemon's queue): (read end, write end).
+fn lines_pipe() -> std::io::Result<(std::fs::File, std::os::fd::OwnedFd)> {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: a two-int array for pipe2.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors are new and ours.
+    let (r, w) = unsafe {
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    };
+    let max = std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
+        .ok()
+        .and_then(|s| s.trim().parse::<libc::c_int>().ok())
+        .unwrap_or(1 << 20)
+        .min(1 << 20);
+    // Best effort: a smaller pipe only means more waits in the daemon's queue.
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, max) };
+    Ok((r, w))
+}
+
+type PassOnce = std::sync::Arc<std::sync::Mutex<Option<std::os::fd::OwnedFd>>>;
 
 async fn unix_channel(
     remote: &Remote,
     path: &std::path::Path,
-    pass_stdout: bool,
+    pass: Option<PassOnce>,
 ) -> Result<Channel, DaemonError> {
     let path = path.to_path_buf();
     // The URI is not used for a Unix socket; the connector decides where to go.
     Endpoint::from_static("http://localhost")
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let path = path.clone();
+            let fd = pass
+                .as_ref()
+                .and_then(|p| p.lock().unwrap_or_else(|e| e.into_inner()).take());
             async move {
-                let stream = if pass_stdout {
-                    let std = tokio::task::spawn_blocking(move || {
-                        super::passfd::connect_passing(&path, std::io::stdout().as_fd())
-                    })
-                    .await
-                    .map_err(std::io::Error::other)??;
-                    std.set_nonblocking(true)?;
-                    tokio::net::UnixStream::from_std(std)?
-                } else {
-                    tokio::net::UnixStream::connect(path).await?
+                let stream = match fd {
+                    Some(fd) => {
+                        let std = tokio::task::spawn_blocking(move || {
+                            super::passfd::connect_passing(&path, fd.as_fd())
+                        })
+                        .await
+                        .map_err(std::io::Error::other)??;
+                        std.set_nonblocking(true)?;
+                        tokio::net::UnixStream::from_std(std)?
+                    }
+                    None => tokio::net::UnixStream::connect(path).await?,
                 };
                 Ok::<_, std::io::Error>(TokioIo::new(stream))
             }
@@ -181,29 +261,9 @@ async fn unix_channel(
         .map_err(|e| connect_error(remote, &e))
 }
 
-/// Whether the daemon can write this process's stdout itself: a pipe or a regular file open
-/// for writing (a terminal is written by the client: the daemon could block on it), unless
-/// `IG_PASS_STDOUT=0`.
-pub fn stdout_passable() -> bool {
-    use std::os::unix::fs::FileTypeExt;
-    if std::env::var("IG_PASS_STDOUT").is_ok_and(|v| v == "0") {
-        return false;
-    }
-    let fd = std::io::stdout().as_fd().as_raw_fd();
-    // SAFETY: fcntl on our own stdout.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    if flags < 0 || flags & libc::O_ACCMODE == libc::O_RDONLY {
-        return false;
-    }
-    let Ok(file) = std::io::stdout()
-        .as_fd()
-        .try_clone_to_owned()
-        .map(std::fs::File::from)
-    else {
-        return false;
-    };
-    file.metadata()
-        .is_ok_and(|m| m.file_type().is_fifo() || m.file_type().is_file())
+/// Whether a run's lines may come through a lines pipe (`IG_REMOTE_PIPE=0`: over the socket).
+pub fn lines_pipe_wanted() -> bool {
+    std::env::var("IG_REMOTE_PIPE").map_or(true, |v| v != "0")
 }
 
 /// A gRPC status as the error it carries. The daemon answers with NotFound, AlreadyExists,

@@ -1,12 +1,13 @@
-//! A same-machine client's stdout, handed to the daemon over its Unix socket, so that the run
-//! writes its JSON lines into it directly (see [`super::client_stdout`]).
+//! A same-machine client's lines pipe, handed to the daemon over its Unix socket, so that the
+//! run writes its JSON lines into it directly (see [`super::client_stdout`]).
 //!
-//! Wire: before HTTP/2 starts, a client that passes its stdout sends one byte, [`PREAMBLE`],
+//! Wire: before HTTP/2 starts, a client that passes a pipe sends one byte, [`PREAMBLE`],
 //! carrying the descriptor as `SCM_RIGHTS` ancillary data (unix(7)). Every other connection (an
 //! `ig` client that passes nothing, grpcurl, any gRPC client) begins with HTTP/2's connection
 //! preface, `PRI * HTTP/2.0` (RFC 9113 §3.4), so the daemon peeks at the first byte to tell them
 //! apart and leaves HTTP/2's bytes where they are. A passed descriptor belongs to its
-//! connection: the first run on it takes it, and it is closed with the connection otherwise.
+//! connection: the first run on it takes it, and it is closed with the connection otherwise;
+//! one that is not a pipe's write end is closed on receipt.
 //!
 //! Our own code because neither tonic nor tokio passes descriptors; std's ancillary-data API is
 //! unstable.
@@ -160,7 +161,9 @@ async fn first_byte(stream: UnixStream) -> io::Result<Conn> {
             stream.readable().await?;
             match stream.try_io(Interest::READABLE, || receive_fds(fd)) {
                 Ok(fds) => {
-                    passed = fds.into_iter().next();
+                    // Only a pipe's write end is kept; anything else is closed at once (a
+                    // connection passing its own socket would otherwise keep itself open).
+                    passed = fds.into_iter().next().filter(is_pipe_write_end);
                     break;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
@@ -172,6 +175,19 @@ async fn first_byte(stream: UnixStream) -> io::Result<Conn> {
         stream,
         passed: PassedFd(Arc::new(Mutex::new(passed))),
     })
+}
+
+/// A FIFO open for writing only: what a lines pipe's write end is.
+fn is_pipe_write_end(fd: &OwnedFd) -> bool {
+    // SAFETY: fcntl and fstat on a descriptor we own, into a zeroed stat.
+    unsafe {
+        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+        let mut st: libc::stat = std::mem::zeroed();
+        flags >= 0
+            && flags & libc::O_ACCMODE == libc::O_WRONLY
+            && libc::fstat(fd.as_raw_fd(), &mut st) == 0
+            && st.st_mode & libc::S_IFMT == libc::S_IFIFO
+    }
 }
 
 fn cvt(rc: isize) -> io::Result<usize> {
