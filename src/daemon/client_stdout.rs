@@ -207,18 +207,19 @@ struct WholeWriter<'a> {
 
 impl WholeWriter<'_> {
     /// Writes the longest run of whole lines of `data` the pipe takes now (a line longer than
-    /// an empty pipe holds goes in parts): `Some((bytes, lines))` written, `None`: the reader
-    /// is gone.
+    /// an empty pipe holds goes in parts): `Some((bytes, lines))` written, the lines counted
+    /// only when not all of `data` went (the caller knows a whole batch's count; scanning every
+    /// byte would cost a storm 0.3 µs per event), `None`: the reader is gone.
     fn write_whole(&mut self, data: &[u8]) -> io::Result<Option<(usize, u64)>> {
         let room = self.room()?;
-        let take = match data[..room.min(data.len())]
-            .iter()
-            .rposition(|&b| b == b'\n')
-        {
-            Some(end) => end + 1,
-            None if room >= data.len() => data.len(),
-            None if self.unread()? == 0 => room,
-            None => 0,
+        let take = if room >= data.len() {
+            data.len()
+        } else {
+            match data[..room].iter().rposition(|&b| b == b'\n') {
+                Some(end) => end + 1,
+                None if self.unread()? == 0 => room,
+                None => 0,
+            }
         };
         if take == 0 {
             return Ok(Some((0, 0)));
@@ -228,7 +229,11 @@ impl WholeWriter<'_> {
             *self.writes_since_empty += 1;
         }
         Ok(written.map(|n| {
-            let lines = data[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+            let lines = if n == data.len() {
+                0
+            } else {
+                data[..n].iter().filter(|&&b| b == b'\n').count() as u64
+            };
             (n, lines)
         }))
     }
