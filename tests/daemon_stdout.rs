@@ -37,16 +37,18 @@ fn has_exec_of(text: &str, m: &str) -> bool {
         .any(|e| args_of(e).iter().any(|a| a == m))
 }
 
-/// A remote run into a regular file, started with `env` and `pre_exec`; waits until it is
-/// attached.
+/// A remote run into a regular file of the execs whose args match `token` (other tests run
+/// at the same time), started with `env` and a file size limit; waits until it is attached.
 fn run_into_file(
     d: &Daemon,
     path: &std::path::Path,
+    token: &str,
     env: &[(&str, &str)],
     limit_file_size: Option<u64>,
 ) -> std::process::Child {
     use std::os::unix::process::CommandExt;
     let out = File::create(path).expect("output file");
+    let filter = format!("args~{token}");
     let mut cmd = d.cmd(&[
         "run",
         "trace_exec",
@@ -55,6 +57,8 @@ fn run_into_file(
         "json",
         "--timeout",
         "120",
+        "--filter",
+        &filter,
     ]);
     cmd.envs(env.iter().copied())
         .stdout(out)
@@ -75,7 +79,7 @@ fn run_into_file(
         };
     }
     let child = cmd.spawn().expect("spawn ig");
-    let warm = marker("warm");
+    let warm = format!("{token}-warm");
     let attached = wait_until(WAIT, || {
         exec("/bin/true", &[&warm]);
         has_exec_of(&std::fs::read_to_string(path).unwrap_or_default(), &warm)
@@ -123,7 +127,8 @@ fn the_lines_come_through_a_pipe_of_the_clients_unless_told_not_to() {
         ("relayed.json", &[("IG_REMOTE_PIPE", "0")][..], false),
     ] {
         let path = dir.path().join(name);
-        let mut client = run_into_file(&d, &path, env, None);
+        let token = marker("same");
+        let mut client = run_into_file(&d, &path, &token, env, None);
         let (mine, daemons) = (pipes_of(client.id()), pipes_of(d.pid()));
         // Not the pipes both inherited from this test (cargo's jobserver).
         let inherited = pipes_of(std::process::id());
@@ -136,7 +141,7 @@ fn the_lines_come_through_a_pipe_of_the_clients_unless_told_not_to() {
             shared,
             "{name}: client {mine:?}, daemon {daemons:?}"
         );
-        let m = marker("same");
+        let m = format!("{token}-m");
         exec("/bin/true", &["x", &m]);
         assert!(wait_until(WAIT, || has_exec_of(
             &std::fs::read_to_string(&path).unwrap_or_default(),
@@ -182,7 +187,7 @@ fn the_clients_file_is_the_clients_to_write() {
     let dir = tempfile::tempdir().expect("tempdir");
     let token = marker("killed");
     let path = dir.path().join("killed.json");
-    let mut client = run_into_file(&d, &path, &[], None);
+    let mut client = run_into_file(&d, &path, &token, &[], None);
     let storm = Storm::exactly(2, &token, 3000);
     thread::sleep(Duration::from_millis(300));
     signal(&client, libc::SIGKILL);
@@ -197,8 +202,8 @@ fn the_clients_file_is_the_clients_to_write() {
     );
 
     let path = dir.path().join("limited.json");
-    let mut client = run_into_file(&d, &path, &[], Some(16 * 1024));
     let token = marker("fsize");
+    let mut client = run_into_file(&d, &path, &token, &[], Some(16 * 1024));
     Storm::exactly(2, &token, 300).wait();
     let status = exited_within(&mut client, WAIT);
     let _ = client.kill();
