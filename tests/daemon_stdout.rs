@@ -535,6 +535,27 @@ fn odd_connections_do_not_disturb_the_daemon() {
     pass_fds(&many, &files);
     list_answers();
 
+    // Connections passing their own socket, then closed: the daemon keeps no descriptor of
+    // them (a kept socket would hold its own connection open).
+    let fds_of_daemon = || {
+        std::fs::read_dir(format!("/proc/{}/fd", d.pid()))
+            .map(|e| e.count())
+            .unwrap_or(0)
+    };
+    let before = fds_of_daemon();
+    for _ in 0..10 {
+        let own = connect();
+        let me = own.try_clone().expect("clone");
+        pass_fds(&own, &[File::from(OwnedFd::from(me))]);
+        drop(own);
+    }
+    assert!(
+        wait_until(WAIT, || fds_of_daemon() <= before),
+        "the daemon holds {} descriptors, {before} before",
+        fds_of_daemon()
+    );
+    list_answers();
+
     // A run of a client whose stdout is a socket (not passed: written by the client) works.
     let (mine, theirs) = std::os::unix::net::UnixStream::pair().expect("pair");
     let mut client = d
