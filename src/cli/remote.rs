@@ -239,7 +239,7 @@ pub fn run(
             let (with_pipe, pipe) = connect_with_lines_pipe(&remote).await?;
             client = with_pipe;
             lines = Some(pipe);
-            spec.stdout_passed = true;
+            spec.lines_pipe_passed = true;
         }
         let (requests, rx) = tokio::sync::mpsc::channel(2);
         requests
@@ -290,7 +290,7 @@ fn run_spec(
             .unwrap_or_default(),
         filters: super::run::filters_of(m),
         json_lines: false,
-        stdout_passed: false,
+        lines_pipe_passed: false,
         arrays: array_spec(m),
         timeout_ms: m.get_one::<u64>("timeout").map(|s| s * 1000).unwrap_or(0),
         max_events: m.get_one::<u64>("max-events").copied().unwrap_or(0),

@@ -149,7 +149,7 @@ pub struct LinesPipe {
 }
 
 /// Connects to a daemon's Unix socket with a new lines pipe: a run on this connection whose
-/// spec says `stdout_passed` has its JSON lines written into it.
+/// spec says `lines_pipe_passed` has its JSON lines written into it.
 pub async fn connect_with_lines_pipe(remote: &Remote) -> Result<(Client, LinesPipe), DaemonError> {
     let Remote::Unix(path) = remote else {
         return Err(DaemonError::Invalid(

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-use super::client_stdout::{ClientStdout, Wrote};
+use super::lines_pipe::{LinesPipeWriter, Wrote};
 use super::proto::{self, run_event::Kind};
 
 /// Events a hub keeps for clients that attach later.
@@ -47,13 +47,13 @@ pub struct Hub {
     client_buffer: u64,
     /// Batches are compact JSON lines (`RunEvent.json_lines`), not encoded `EventBatch`es.
     json_lines: bool,
-    /// The client's own stdout, passed over the socket: the lines are written there, not
+    /// The client's lines pipe, passed over the socket: the lines are written there, not
     /// sent (a client's `-o json` run on this machine).
     /// Inner `None` once the run ended ([`Hub::end`]): the descriptor is closed then, not when
     /// the hub goes (it lives on while its stream is read).
-    stdout: Option<Mutex<Option<ClientStdout>>>,
-    /// The daemon is stopping: the end of the run no longer waits for the stdout's reader.
-    stdout_abandoned: AtomicBool,
+    lines_pipe: Option<Mutex<Option<LinesPipeWriter>>>,
+    /// The daemon is stopping: the end of the run no longer waits for the pipe's reader.
+    lines_pipe_abandoned: AtomicBool,
 }
 
 /// What a batch's bytes are, and so which `RunEvent` kind carries them.
@@ -109,29 +109,29 @@ impl Hub {
             history_max,
             client_buffer,
             json_lines: false,
-            stdout: None,
-            stdout_abandoned: AtomicBool::new(false),
+            lines_pipe: None,
+            lines_pipe_abandoned: AtomicBool::new(false),
         }
     }
 
-    /// A JSON-lines hub whose lines go into the client's own stdout (see [`ClientStdout`]).
-    pub fn with_client_stdout(mut self, out: ClientStdout) -> Self {
+    /// A JSON-lines hub whose lines go into the client's lines pipe (see [`LinesPipeWriter`]).
+    pub fn with_lines_pipe(mut self, out: LinesPipeWriter) -> Self {
         self.json_lines = true;
-        self.stdout = Some(Mutex::new(Some(out)));
+        self.lines_pipe = Some(Mutex::new(Some(out)));
         self
     }
 
-    /// Whether lines go into the client's stdout rather than over the socket.
-    pub fn writes_client_stdout(&self) -> bool {
-        self.stdout.is_some()
+    /// Whether lines go into the client's lines pipe rather than over the socket.
+    pub fn writes_lines_pipe(&self) -> bool {
+        self.lines_pipe.is_some()
     }
 
-    /// Writes `count` events' lines into the client's stdout (queued when its reader is
+    /// Writes `count` events' lines into the client's lines pipe (queued when its reader is
     /// behind, missed and told when the queue is full). Errors: the file's, and `BrokenPipe`
     /// when the reader is gone (a run ends on it, as a local run does). Without a passed
-    /// stdout, the lines are a batch for the clients.
+    /// pipe, the lines are a batch for the clients.
     pub(crate) fn lines(&self, count: u64, lines: &[u8]) -> std::io::Result<()> {
-        let Some(out) = &self.stdout else {
+        let Some(out) = &self.lines_pipe else {
             self.batch(count, Bytes::copy_from_slice(lines));
             return Ok(());
         };
@@ -142,9 +142,9 @@ impl Hub {
         self.wrote(wrote)
     }
 
-    /// Writes what the client's stdout has not taken yet, as far as it takes it now.
-    pub(crate) fn drain_client_stdout(&self) -> std::io::Result<()> {
-        let Some(out) = &self.stdout else {
+    /// Writes what the client's lines pipe has not taken yet, as far as it takes it now.
+    pub(crate) fn drain_lines_pipe(&self) -> std::io::Result<()> {
+        let Some(out) = &self.lines_pipe else {
             return Ok(());
         };
         let wrote = match lock(out).as_mut() {
@@ -164,26 +164,26 @@ impl Hub {
         }
     }
 
-    /// The run's end: the client's stdout gets what is queued, waiting for its reader as a
+    /// The run's end: the client's lines pipe gets what is queued, waiting for its reader as a
     /// local run waits for its stdout, as long as the client is there (a second Ctrl-C leaves)
     /// and the daemon is not stopping; what is left is told as missed.
-    pub(crate) fn finish_client_stdout(&self) -> std::io::Result<()> {
-        let Some(out) = &self.stdout else {
+    pub(crate) fn finish_lines_pipe(&self) -> std::io::Result<()> {
+        let Some(out) = &self.lines_pipe else {
             return Ok(());
         };
         let missed = match lock(out).as_mut() {
-            Some(out) => {
-                out.finish(|| self.clients() > 0 && !self.stdout_abandoned.load(Ordering::Relaxed))?
-            }
+            Some(out) => out.finish(|| {
+                self.clients() > 0 && !self.lines_pipe_abandoned.load(Ordering::Relaxed)
+            })?,
             None => 0,
         };
         self.tell_missed(missed);
         Ok(())
     }
 
-    /// The daemon is stopping: [`Hub::finish_client_stdout`] stops waiting for the reader.
-    pub(crate) fn abandon_client_stdout(&self) {
-        self.stdout_abandoned.store(true, Ordering::Relaxed);
+    /// The daemon is stopping: [`Hub::finish_lines_pipe`] stops waiting for the reader.
+    pub(crate) fn abandon_lines_pipe(&self) {
+        self.lines_pipe_abandoned.store(true, Ordering::Relaxed);
     }
 
     fn tell_missed(&self, count: u64) {
@@ -355,7 +355,7 @@ impl Hub {
 
     /// The run is over: every client gets `End` after what is queued, and its stream ends.
     pub(crate) fn end(&self, error: Option<String>) {
-        if let Some(out) = &self.stdout {
+        if let Some(out) = &self.lines_pipe {
             // Closed before the client hears of the end: a reader of the pipe sees its end
             // once the client exits.
             lock(out).take();

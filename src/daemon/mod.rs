@@ -7,12 +7,12 @@
 //!   way a local run prints them.
 
 pub mod client;
-mod client_stdout;
 mod convert;
 mod error;
 pub mod hub;
 mod images;
 mod instances;
+mod lines_pipe;
 mod metrics;
 mod outfile;
 mod outputs;

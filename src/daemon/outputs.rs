@@ -157,7 +157,7 @@ impl Batch {
 }
 
 impl HubSink<'_> {
-    /// The batch to the hub. Errors: those of the client's stdout when the run writes it.
+    /// The batch to the hub. Errors: those of the client's lines pipe when the run has one.
     fn send(&mut self) -> std::io::Result<()> {
         let sent = match &mut self.batch {
             Batch::Encoded(b) => {
@@ -219,7 +219,7 @@ impl Sink for HubSink<'_> {
         if self.last_send.is_none_or(|t| t.elapsed() >= SEND_EVERY) {
             self.send()?;
         }
-        self.hub.drain_client_stdout()?;
+        self.hub.drain_lines_pipe()?;
         if let Some(Err(e)) = self.file.as_mut().map(|f| f.flush()) {
             self.file_failed(e);
         }
@@ -228,7 +228,7 @@ impl Sink for HubSink<'_> {
 
     fn finish(&mut self) -> std::io::Result<()> {
         self.send()?;
-        self.hub.finish_client_stdout()
+        self.hub.finish_lines_pipe()
     }
 }
 
@@ -266,7 +266,7 @@ impl ArraySink for HubArraySink<'_> {
             ArrayForm::Lines(w) => {
                 w.array(rows)?;
                 // A client's own run: it has no file of its own.
-                if hub.writes_client_stdout() {
+                if hub.writes_lines_pipe() {
                     hub.counters
                         .events
                         .fetch_add(rows.len() as u64, Ordering::Relaxed);
@@ -305,7 +305,7 @@ impl ArraySink for HubArraySink<'_> {
         if let Some(f) = self.file.as_mut() {
             let _ = f.finish();
         }
-        self.outputs.hub.finish_client_stdout()
+        self.outputs.hub.finish_lines_pipe()
     }
 }
 

@@ -1,5 +1,5 @@
 //! A same-machine client's lines pipe, handed to the daemon over its Unix socket, so that the
-//! run writes its JSON lines into it directly (see [`super::client_stdout`]).
+//! run writes its JSON lines into it directly (see [`super::lines_pipe`]).
 //!
 //! Wire: before HTTP/2 starts, a client that passes a pipe sends one byte, [`PREAMBLE`],
 //! carrying the descriptor as `SCM_RIGHTS` ancillary data (unix(7)). Every other connection (an

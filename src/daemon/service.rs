@@ -6,10 +6,10 @@ use std::sync::{Arc, Mutex};
 use futures_util::Stream;
 use tonic::{Request, Response, Status};
 
-use super::client_stdout::ClientStdout;
 use super::hub::Hub;
 use super::images::{self, DaemonImagePolicy};
 use super::instances::Instances;
+use super::lines_pipe::LinesPipeWriter;
 use super::proto::{self, gadget_manager_server::GadgetManager};
 use super::runs::{run_config, RunContext, RunHandle};
 use super::traceloop::TraceloopHandle;
@@ -39,8 +39,8 @@ impl Service {
     pub async fn shutdown(&self) {
         let runs = self.client_runs();
         for r in &runs {
-            // A run writing a client's stdout stops waiting for its reader.
-            r.hub.abandon_client_stdout();
+            // A run writing a client's lines pipe stops waiting for its reader.
+            r.hub.abandon_lines_pipe();
             r.stop();
         }
         for r in runs {
@@ -102,11 +102,11 @@ impl GadgetManager for Service {
         let json_lines = spec.json_lines && config.output == crate::output::OutputMode::Json;
         let hub = Hub::default().with_json_lines(json_lines);
         let hub = match passed {
-            Some(fd) if json_lines && spec.stdout_passed => {
-                match ClientStdout::new(fd, hub.client_buffer()) {
-                    Ok(out) => hub.with_client_stdout(out),
+            Some(fd) if json_lines && spec.lines_pipe_passed => {
+                match LinesPipeWriter::new(fd, hub.client_buffer()) {
+                    Ok(out) => hub.with_lines_pipe(out),
                     Err(e) => {
-                        debug(&format!("a client's stdout is not written directly: {e}"));
+                        debug(&format!("a client's lines pipe is not used: {e}"));
                         hub
                     }
                 }
