@@ -255,7 +255,9 @@ impl EngineApi {
         self.err(op, format!("HTTP {status}: {message:?}"))
     }
 
-    /// `GET path` as JSON; `None` on 404. Also returns the answer's size.
+    /// `GET path` as JSON; `None` on 404, and on podman's 500 for a container it no longer
+    /// has (podman 4.3 answers a container removed between a list and its inspect with 500
+    /// and libpod's "no such container", not 404). Also returns the answer's size.
     pub async fn get_json<T: DeserializeOwned>(
         &self,
         op: &'static str,
@@ -263,7 +265,7 @@ impl EngineApi {
         limit: usize,
     ) -> Result<Option<(T, usize)>, ContainerError> {
         let (status, body) = self.get(op, path, limit).await?;
-        if status == StatusCode::NOT_FOUND {
+        if status == StatusCode::NOT_FOUND || is_gone_container(status, &body) {
             return Ok(None);
         }
         if !status.is_success() {
@@ -364,5 +366,28 @@ impl EngineApi {
             }
         };
         futures_util::stream::unfold(State::Start(self.clone(), path), next).boxed()
+    }
+}
+
+/// podman's answer for a container that is gone: 500 with libpod's `ErrNoSuchCtr` text.
+fn is_gone_container(status: StatusCode, body: &[u8]) -> bool {
+    status == StatusCode::INTERNAL_SERVER_ERROR
+        && String::from_utf8_lossy(body).contains("no such container")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn podmans_500_for_a_removed_container_means_gone() {
+        // podman 4.3's answer, as seen when a container went between a list and its inspect.
+        let body = br#"{"cause":"no such container","message":"container 65d546d5 does not exist in database: no such container","response":500}"#;
+        assert!(is_gone_container(StatusCode::INTERNAL_SERVER_ERROR, body));
+        assert!(!is_gone_container(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            br#"{"message":"database is locked"}"#
+        ));
+        assert!(!is_gone_container(StatusCode::OK, body));
     }
 }
