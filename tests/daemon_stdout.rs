@@ -600,28 +600,7 @@ fn odd_connections_do_not_disturb_the_daemon() {
 
 /// Sends `files` as SCM_RIGHTS with one preamble byte, as a client that passes too much.
 fn pass_fds(sock: &std::os::unix::net::UnixStream, files: &[File]) {
-    use std::os::fd::AsRawFd;
-    let fds: Vec<i32> = files.iter().map(|f| f.as_raw_fd()).collect();
-    let mut byte = ig::daemon::passfd::PREAMBLE;
-    let mut iov = libc::iovec {
-        iov_base: (&mut byte as *mut u8).cast(),
-        iov_len: 1,
-    };
-    let payload = std::mem::size_of_val(fds.as_slice()) as u32;
-    let mut control = vec![0u64; 32];
-    // SAFETY: the control buffer (256 bytes, 8-aligned) holds one message of eight fds; every
-    // pointer outlives the call.
-    unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = libc::CMSG_SPACE(payload) as usize;
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        (*cmsg).cmsg_level = libc::SOL_SOCKET;
-        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(payload) as usize;
-        std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(cmsg).cast::<i32>(), fds.len());
-        assert_eq!(libc::sendmsg(sock.as_raw_fd(), &msg, 0), 1);
-    }
+    use std::os::fd::AsFd;
+    let fds: Vec<_> = files.iter().map(|f| f.as_fd()).collect();
+    ig::daemon::passfd::send_preamble(sock, &fds).expect("send the preamble");
 }

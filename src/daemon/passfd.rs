@@ -198,9 +198,12 @@ fn cvt(rc: isize) -> io::Result<usize> {
     }
 }
 
-/// Space for `MAX_FDS` descriptors' control message, aligned for `cmsghdr`.
+/// Bytes of a control message buffer: room for [`MAX_SENT_FDS`] descriptors.
+const CONTROL_BYTES: usize = 128;
+
+/// A control message buffer, aligned for `cmsghdr`.
 #[repr(C, align(8))]
-struct ControlBuf([u8; 64]);
+struct ControlBuf([u8; CONTROL_BYTES]);
 
 /// Receives the preamble byte and the descriptors it carries (owned: closed when dropped).
 fn receive_fds(sock: RawFd) -> io::Result<Vec<OwnedFd>> {
@@ -209,7 +212,7 @@ fn receive_fds(sock: RawFd) -> io::Result<Vec<OwnedFd>> {
         iov_base: (&mut byte as *mut u8).cast(),
         iov_len: 1,
     };
-    let mut control = ControlBuf([0; 64]);
+    let mut control = ControlBuf([0; CONTROL_BYTES]);
     // SAFETY: CMSG_SPACE is a pure computation.
     let space = unsafe { libc::CMSG_SPACE((MAX_FDS * std::mem::size_of::<RawFd>()) as u32) };
     debug_assert!(space as usize <= control.0.len());
@@ -252,19 +255,34 @@ pub fn connect_passing(
     fd: BorrowedFd<'_>,
 ) -> io::Result<std::os::unix::net::UnixStream> {
     let stream = std::os::unix::net::UnixStream::connect(path)?;
+    send_preamble(&stream, &[fd])?;
+    Ok(stream)
+}
+
+/// Descriptors one [`send_preamble`] sends at most.
+pub const MAX_SENT_FDS: usize = 16;
+
+/// Sends the preamble byte with `fds` (at most [`MAX_SENT_FDS`]) as `SCM_RIGHTS`.
+pub fn send_preamble(
+    stream: &std::os::unix::net::UnixStream,
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<()> {
+    if fds.is_empty() || fds.len() > MAX_SENT_FDS {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("a preamble carries 1 to {MAX_SENT_FDS} descriptors"),
+        ));
+    }
     let mut byte = PREAMBLE;
     let mut iov = libc::iovec {
         iov_base: (&mut byte as *mut u8).cast(),
         iov_len: 1,
     };
-    let mut control = ControlBuf([0; 64]);
+    let mut control = ControlBuf([0; CONTROL_BYTES]);
+    let payload = std::mem::size_of_val(fds) as u32;
     // SAFETY: pure computations of sizes.
-    let (space, len) = unsafe {
-        (
-            libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32),
-            libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32),
-        )
-    };
+    let (space, len) = unsafe { (libc::CMSG_SPACE(payload), libc::CMSG_LEN(payload)) };
+    debug_assert!(space as usize <= CONTROL_BYTES);
     // SAFETY: zeroed msghdr is a valid empty header; the pointers set below outlive the call,
     // and the one control message written fits `control` (`space` bytes, aligned).
     let sent = unsafe {
@@ -277,13 +295,14 @@ pub fn connect_passing(
         (*cmsg).cmsg_level = libc::SOL_SOCKET;
         (*cmsg).cmsg_type = libc::SCM_RIGHTS;
         (*cmsg).cmsg_len = len as usize;
-        libc::CMSG_DATA(cmsg)
-            .cast::<RawFd>()
-            .write_unaligned(fd.as_raw_fd());
+        let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
+        for (i, fd) in fds.iter().enumerate() {
+            data.add(i).write_unaligned(fd.as_raw_fd());
+        }
         cvt(libc::sendmsg(stream.as_raw_fd(), &msg, libc::MSG_NOSIGNAL))?
     };
     if sent != 1 {
         return Err(io::Error::other("the daemon's socket took no preamble"));
     }
-    Ok(stream)
+    Ok(())
 }
