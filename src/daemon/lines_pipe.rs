@@ -38,6 +38,34 @@ pub struct LinesPipeWriter {
     missed: u64,
 }
 
+/// Checks that `fd` is a pipe's write end (a FIFO open for writing only); returns its file
+/// status flags. Errors: it is not, or `fcntl`/`fstat` failed.
+pub fn check_write_end(fd: &OwnedFd) -> io::Result<libc::c_int> {
+    // SAFETY: fcntl on a descriptor we own.
+    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if flags & libc::O_ACCMODE != libc::O_WRONLY {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "the passed descriptor is not a pipe's write end",
+        ));
+    }
+    // SAFETY: fstat on a descriptor we own, into a zeroed stat.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if st.st_mode & libc::S_IFMT != libc::S_IFIFO {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "the passed descriptor is not a pipe",
+        ));
+    }
+    Ok(flags)
+}
+
 /// What a write did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Wrote {
@@ -50,26 +78,9 @@ pub enum Wrote {
 impl LinesPipeWriter {
     /// The run's writer into `fd`, made non-blocking. Errors: `fd` is not a pipe's write end.
     pub fn new(fd: OwnedFd, limit_events: u64) -> io::Result<Self> {
+        let flags = check_write_end(&fd)?;
         let raw = fd.as_raw_fd();
-        // SAFETY: fcntl on a descriptor we own.
-        let flags = unsafe { libc::fcntl(raw, libc::F_GETFL) };
-        if flags < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if flags & libc::O_ACCMODE != libc::O_WRONLY {
-            return Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                "the passed descriptor is not a pipe's write end",
-            ));
-        }
         let out = File::from(fd);
-        use std::os::unix::fs::FileTypeExt;
-        if !out.metadata()?.file_type().is_fifo() {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "the passed descriptor is not a pipe",
-            ));
-        }
         // The pipe is the client's and ours alone (its write end was sent, then closed by the
         // client): the flag changes no one else's writes.
         // SAFETY: fcntl on a descriptor we own.

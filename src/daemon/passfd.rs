@@ -163,7 +163,10 @@ async fn first_byte(stream: UnixStream) -> io::Result<Conn> {
                 Ok(fds) => {
                     // Only a pipe's write end is kept; anything else is closed at once (a
                     // connection passing its own socket would otherwise keep itself open).
-                    passed = fds.into_iter().next().filter(is_pipe_write_end);
+                    passed = fds
+                        .into_iter()
+                        .next()
+                        .filter(|fd| super::lines_pipe::check_write_end(fd).is_ok());
                     break;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
@@ -175,19 +178,6 @@ async fn first_byte(stream: UnixStream) -> io::Result<Conn> {
         stream,
         passed: PassedFd(Arc::new(Mutex::new(passed))),
     })
-}
-
-/// A FIFO open for writing only: what a lines pipe's write end is.
-fn is_pipe_write_end(fd: &OwnedFd) -> bool {
-    // SAFETY: fcntl and fstat on a descriptor we own, into a zeroed stat.
-    unsafe {
-        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
-        let mut st: libc::stat = std::mem::zeroed();
-        flags >= 0
-            && flags & libc::O_ACCMODE == libc::O_WRONLY
-            && libc::fstat(fd.as_raw_fd(), &mut st) == 0
-            && st.st_mode & libc::S_IFMT == libc::S_IFIFO
-    }
 }
 
 fn cvt(rc: isize) -> io::Result<usize> {

@@ -26,13 +26,18 @@ pub struct Service {
     pub traceloop: Mutex<Option<Arc<TraceloopHandle>>>,
 }
 
+/// Drops the runs that are over (their clients read the end already or are gone).
+fn forget_ended(runs: &mut Vec<Arc<RunHandle>>) {
+    runs.retain(|r| r.hub.phase() != super::hub::Phase::Ended);
+}
+
 type EventStream = Pin<Box<dyn Stream<Item = Result<proto::RunEvent, Status>> + Send>>;
 
 impl Service {
     /// Every hub of the daemon, for metrics: instances' and clients' runs.
     pub fn client_runs(&self) -> Vec<Arc<RunHandle>> {
         let mut runs = self.client_runs.lock().unwrap_or_else(|p| p.into_inner());
-        runs.retain(|r| r.hub.phase() != super::hub::Phase::Ended);
+        forget_ended(&mut runs);
         runs.clone()
     }
 
@@ -130,7 +135,7 @@ impl GadgetManager for Service {
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
         });
         let mut runs = self.client_runs.lock().unwrap_or_else(|p| p.into_inner());
-        runs.retain(|r| r.hub.phase() != super::hub::Phase::Ended);
+        forget_ended(&mut runs);
         runs.push(run);
         Ok(Response::new(Box::pin(sub.into_stream())))
     }
